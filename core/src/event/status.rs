@@ -1,0 +1,101 @@
+//! The status vocabulary.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What happened to a message (canonical-event.md, "Status vocabulary").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Entered the sender's processing queue.
+    Queued,
+    /// Created in the flow and given an id for tracking.
+    Created,
+    /// Accepted by WhatsApp (one grey tick).
+    Sent,
+    /// Reached the user's device (two grey ticks).
+    Delivered,
+    /// Read by the user, or a voice message's first play.
+    Read,
+    /// The user replied to the message.
+    Replied,
+    /// Could not be sent or delivered.
+    Failed,
+    /// The number is not on WhatsApp.
+    NumberNotFound,
+    /// The message expired before it was delivered.
+    Expired,
+    /// The sending connection was closed or logged out (no message).
+    Disconnected,
+}
+
+impl Status {
+    /// Every status, in the order of the vocabulary table.
+    pub const ALL: [Status; 10] = [
+        Status::Queued,
+        Status::Created,
+        Status::Sent,
+        Status::Delivered,
+        Status::Read,
+        Status::Replied,
+        Status::Failed,
+        Status::NumberNotFound,
+        Status::Expired,
+        Status::Disconnected,
+    ];
+
+    /// The canonical name (`"number_not_found"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Created => "created",
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Read => "read",
+            Status::Replied => "replied",
+            Status::Failed => "failed",
+            Status::NumberNotFound => "number_not_found",
+            Status::Expired => "expired",
+            Status::Disconnected => "disconnected",
+        }
+    }
+
+    /// Whether the status concerns a message (everything but `disconnected`),
+    /// so that `message_id` and `recipient` are required.
+    pub fn is_about_a_message(self) -> bool {
+        self != Status::Disconnected
+    }
+
+    /// The valid names, comma-separated, for error messages.
+    pub fn names() -> String {
+        Status::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name outside the vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}; valid statuses are: {names}", names = Status::names())]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for Status {
+    type Err = UnknownStatus;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| UnknownStatus(name.to_string()))
+    }
+}

@@ -1,0 +1,302 @@
+//! [`PluginHost`]: the engine, linker, limits and cache shared by all plugins,
+//! and loading a plugin from a built-in name, a file or bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use super::bindings::{self, FORMATTER_EXPORT, FORMATTER_UNVERSIONED};
+use super::builtin::builtin_wasm;
+use super::cache::{self, ArtifactCache};
+use super::engine::{self, Allocation};
+use super::error::LoadError;
+use super::limits::PluginLimits;
+use super::render::{CallState, Plugin};
+
+/// How to set up a [`PluginHost`].
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Limits for every plugin call.
+    pub limits: PluginLimits,
+    /// Where compiled plugins are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for HostOptions {
+    /// Default limits; the cache in `$STATUSHOOK_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/statushook`, else `~/.cache/statushook`.
+    fn default() -> Self {
+        let cache_dir = std::env::var_os("STATUSHOOK_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("statushook"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/statushook"))
+            });
+        HostOptions {
+            limits: PluginLimits::default(),
+            cache_dir,
+        }
+    }
+}
+
+/// The WebAssembly runtime shared by every plugin of the process.
+///
+/// Cheap to clone; create one per process. Loading compiles (or fetches from
+/// the cache) and type-checks a component; it is slow (milliseconds to a
+/// quarter second), so call it off the async runtime's worker threads.
+#[derive(Clone)]
+pub struct PluginHost {
+    pub(crate) inner: Arc<HostInner>,
+}
+
+pub(crate) struct HostInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) limits: PluginLimits,
+    pub(crate) slots: Slots,
+    cache: Option<ArtifactCache>,
+    allocation: Allocation,
+}
+
+/// A plugin host that could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the WebAssembly runtime: {0}")]
+pub struct HostError(String);
+
+impl PluginHost {
+    /// Creates the engine (pooling allocator where possible), links the host
+    /// interfaces and starts the epoch ticker.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError`] when wasmtime cannot be set up at all on this machine.
+    /// A cache folder that cannot be created only disables the cache.
+    pub fn new(options: HostOptions) -> Result<Self, HostError> {
+        let (engine, allocation) =
+            engine::build(&options.limits).map_err(|e| HostError(e.to_string()))?;
+        engine::start_epoch_ticker(&engine).map_err(|e| HostError(e.to_string()))?;
+
+        let mut linker = Linker::new(&engine);
+        // Plain Rust wasm32-wasip2 guests import WASI interfaces even when
+        // they never use them, so WASI p2 is linked, locked down per call
+        // (no files, env, args or network: see `CallState::new`).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| HostError(e.to_string()))?;
+        bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| {
+            state
+        })
+        .map_err(|e| HostError(e.to_string()))?;
+
+        let cache = options.cache_dir.as_deref().and_then(|dir| {
+            ArtifactCache::open(dir, &engine)
+                .inspect_err(|error| {
+                    tracing::warn!(dir = %dir.display(), %error, "compiled-plugin cache disabled");
+                })
+                .ok()
+        });
+        let slots = Slots::new(options.limits.max_concurrent_instances);
+        Ok(PluginHost {
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                limits: options.limits,
+                slots,
+                cache,
+                allocation,
+            }),
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &PluginLimits {
+        &self.inner.limits
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub fn is_pooling(&self) -> bool {
+        self.inner.allocation == Allocation::Pooling
+    }
+
+    /// Loads `plugin` as config.toml names it: a built-in name (`jelou`), or a
+    /// path to a `.wasm` component, relative to `base_dir` (the config file's
+    /// folder) unless absolute.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] saying why the plugin cannot be used.
+    pub fn load(&self, plugin: &str, base_dir: &Path) -> Result<Plugin, LoadError> {
+        if let Some(wasm) = builtin_wasm(plugin) {
+            return self.load_bytes(plugin, wasm);
+        }
+        if is_path(plugin) {
+            return self.load_file(&base_dir.join(plugin));
+        }
+        Err(LoadError::UnknownBuiltin(plugin.to_string()))
+    }
+
+    /// Loads the component at `path`; the plugin is named by the path.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Read`] if the file cannot be read, else as [`Self::load_bytes`].
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(&path.display().to_string(), &wasm)
+    }
+
+    /// Loads a component from its bytes, compiling it unless the cache has it.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] if the bytes are not a component, or the component does
+    /// not implement this version of the plugin contract with only the imports
+    /// the host provides.
+    pub fn load_bytes(&self, name: &str, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        let digest = cache::digest(wasm);
+        let component = match self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.inner.engine, &digest))
+        {
+            Some(component) => component,
+            None => {
+                let component = self.compile(name, wasm)?;
+                if let Some(cache) = &self.inner.cache {
+                    cache.put(&digest, &component);
+                }
+                component
+            }
+        };
+        check_exports(name, &component, &self.inner.engine)?;
+        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
+            plugin: name.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(incompatible)?;
+        let pre = bindings::PluginPre::new(pre).map_err(incompatible)?;
+        Ok(Plugin::new(
+            name.to_string(),
+            digest,
+            pre,
+            Arc::clone(&self.inner),
+        ))
+    }
+
+    fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component, LoadError> {
+        const MAGIC: &[u8] = b"\0asm";
+        const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
+        let not_a_component = |reason: &str| LoadError::NotAComponent {
+            plugin: name.to_string(),
+            reason: reason.to_string(),
+        };
+        if !wasm.starts_with(MAGIC) {
+            return Err(not_a_component("the file is not WebAssembly"));
+        }
+        if wasm.get(4..8) == Some(CORE_MODULE_VERSION) {
+            return Err(not_a_component("it is a core WebAssembly module"));
+        }
+        Component::new(&self.inner.engine, wasm).map_err(|e| LoadError::Incompatible {
+            plugin: name.to_string(),
+            reason: format!("cannot compile: {e:#}"),
+        })
+    }
+}
+
+/// Whether config names a file rather than a built-in.
+fn is_path(plugin: &str) -> bool {
+    plugin.contains('/') || plugin.ends_with(".wasm")
+}
+
+/// Distinguishes "built for another contract version" and "not a plugin at
+/// all" from other mismatches, so the message says what to do.
+fn check_exports(name: &str, component: &Component, engine: &Engine) -> Result<(), LoadError> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(export, _)| export.to_string())
+        .collect();
+    if exports.iter().any(|e| e == FORMATTER_EXPORT) {
+        return Ok(());
+    }
+    if let Some(found) = exports
+        .iter()
+        .find(|e| e.starts_with(FORMATTER_UNVERSIONED))
+    {
+        return Err(LoadError::WrongVersion {
+            plugin: name.to_string(),
+            found: found.clone(),
+        });
+    }
+    Err(LoadError::MissingExport {
+        plugin: name.to_string(),
+        exports: if exports.is_empty() {
+            "nothing".into()
+        } else {
+            exports.join(", ")
+        },
+    })
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("limits", &self.inner.limits)
+            .field("allocation", &self.inner.allocation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A counting semaphore for instance slots, for use on blocking threads.
+///
+/// The pooling allocator fails when it runs out of slots rather than waiting;
+/// renders take a slot here first, so a burst waits instead of failing.
+pub(crate) struct Slots {
+    free: Mutex<u32>,
+    released: Condvar,
+}
+
+/// A held slot; released on drop.
+pub(crate) struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(count: u32) -> Self {
+        Slots {
+            free: Mutex::new(count),
+            released: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, u32> {
+        // A poisoned counter is still a valid count: nothing panics while
+        // holding it.
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a free slot.
+    pub(crate) fn acquire(&self) -> Slot<'_> {
+        let mut free = self.lock();
+        while *free == 0 {
+            free = self.released.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.lock() += 1;
+        self.0.released.notify_one();
+    }
+}

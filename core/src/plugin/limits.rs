@@ -1,0 +1,50 @@
+//! The resource limits every plugin call runs under.
+
+use std::time::Duration;
+
+/// Limits applied to each plugin call.
+///
+/// The defaults suit the built-in plugins (a few microseconds and about 1 MiB
+/// of memory per call) with wide margins, and leave room for guests written
+/// in JavaScript or Python, which need milliseconds and ~10 MiB per instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// CPU time one call (instantiation included) may take before it is
+    /// stopped. Enforced by epoch interruption, so the resolution is
+    /// [`PluginLimits::EPOCH_TICK`].
+    pub timeout: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// The largest body a plugin may return, in bytes.
+    pub max_output_bytes: usize,
+    /// How much a call may write to the log (the `log` import, stdout and
+    /// stderr together), in bytes; the rest is dropped with a note.
+    pub max_log_bytes: usize,
+    /// How many plugin instances may exist at once across the process. More
+    /// renders wait for a slot; this also sizes the pooling allocator.
+    pub max_concurrent_instances: u32,
+}
+
+impl PluginLimits {
+    /// How often the epoch ticker advances: the resolution of `timeout`.
+    pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+    /// The epoch deadline, in ticks, that enforces `timeout`.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let ticks = self.timeout.as_millis() / Self::EPOCH_TICK.as_millis();
+        // +1: the current tick may be about to end.
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1) + 1
+    }
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            timeout: Duration::from_millis(100),
+            max_memory_bytes: 64 << 20,
+            max_output_bytes: 1 << 20,
+            max_log_bytes: 16 << 10,
+            max_concurrent_instances: 64,
+        }
+    }
+}

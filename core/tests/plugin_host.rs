@@ -1,0 +1,365 @@
+//! The plugin host through real components: the built-in formats against the
+//! spec's worked cases, hostile guests, load errors and the compiled cache.
+
+mod support;
+
+use std::time::Duration;
+
+use statushook::event::parse_event;
+use statushook::plugin::{LoadError, PluginHost, PluginLimits, RenderError, Settings};
+use support::{event, guest, host, host_with, vectors};
+
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    pairs.iter().map(|(k, v)| (*k, *v)).collect()
+}
+
+fn check_vectors(provider: &str) {
+    let plugin = host().load(provider, ".".as_ref()).expect("built-in loads");
+    let cases = vectors(provider);
+    assert!(!cases.is_empty(), "{provider}: no cases");
+    for case in cases {
+        let event = parse_event(case.event.to_string().as_bytes()).unwrap_or_else(|e| {
+            panic!(
+                "{provider} / {}: the vector's event is invalid: {e}",
+                case.name
+            )
+        });
+        let rendered = plugin
+            .render(&event, &Settings::default())
+            .unwrap_or_else(|e| panic!("{provider} / {}: {e}", case.name));
+        match (rendered, &case.expect) {
+            (None, serde_json::Value::Null) => {}
+            (None, expect) => panic!("{provider} / {}: dropped, expected {expect}", case.name),
+            (Some(out), expect) => {
+                assert_eq!(
+                    out.content_type, "application/json",
+                    "{provider} / {}",
+                    case.name
+                );
+                let body: serde_json::Value = serde_json::from_slice(&out.body).expect("JSON body");
+                assert_eq!(&body, expect, "{provider} / {}", case.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn jelou_reproduces_every_vector() {
+    check_vectors("jelou");
+}
+
+#[test]
+fn engage_reproduces_every_vector() {
+    check_vectors("engage");
+}
+
+#[test]
+fn connectly_reproduces_every_vector() {
+    check_vectors("connectly");
+}
+
+#[test]
+fn wpp_reproduces_every_vector() {
+    check_vectors("wpp");
+}
+
+#[test]
+fn batch_path_renders_like_single_calls() {
+    let plugin = host().load("jelou", ".".as_ref()).expect("loads");
+    let events: Vec<_> = ["sent", "delivered", "queued", "read", "failed"]
+        .iter()
+        .map(|s| event(s))
+        .collect();
+    let batch = plugin.render_batch(&events, &Settings::default());
+    assert_eq!(batch.len(), events.len());
+    for (event, result) in events.iter().zip(batch) {
+        assert_eq!(
+            result,
+            plugin.render(event, &Settings::default()),
+            "{}",
+            event.status
+        );
+    }
+}
+
+/// Renders with the hostile guest in `mode`, then proves the host still
+/// serves: the same plugin in `ok` mode and a built-in both render.
+fn hostile(mode: &str, extra: &[(&str, &str)]) -> RenderError {
+    hostile_on(host(), mode, extra)
+}
+
+fn hostile_on(host: &PluginHost, mode: &str, extra: &[(&str, &str)]) -> RenderError {
+    let plugin = host
+        .load_file(&guest("hostile"))
+        .expect("hostile guest loads");
+    let mut pairs = vec![("mode", mode)];
+    pairs.extend_from_slice(extra);
+    let error = plugin
+        .render(&event("read"), &settings(&pairs))
+        .expect_err("the hostile call must fail");
+    let after = plugin.render(&event("read"), &settings(&[("mode", "ok")]));
+    assert!(
+        matches!(after, Ok(Some(_))),
+        "the plugin serves the next call after {mode}: {after:?}"
+    );
+    let jelou = host.load("jelou", ".".as_ref()).expect("loads");
+    assert!(matches!(
+        jelou.render(&event("read"), &Settings::default()),
+        Ok(Some(_))
+    ));
+    error
+}
+
+#[test]
+fn infinite_loop_is_stopped_at_the_deadline() {
+    let error = hostile("loop", &[]);
+    assert_eq!(error.code(), "timeout", "{error}");
+    assert!(error.to_string().contains("100 ms"), "{error}");
+}
+
+#[test]
+fn memory_bomb_is_stopped_at_the_limit() {
+    let error = hostile("memory", &[]);
+    assert!(
+        matches!(error, RenderError::MemoryLimit { limit_bytes, .. } if limit_bytes == 64 << 20),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_trap_is_reported_with_the_guest_panic_message() {
+    let error = hostile("trap", &[]);
+    assert_eq!(error.code(), "trap");
+    assert!(
+        error.to_string().contains("hostile guest: deliberate trap"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_100_mb_output_is_refused() {
+    // With the default 64 MiB memory the guest cannot even build it...
+    let error = hostile("big-output", &[]);
+    assert_eq!(error.code(), "memory_limit", "{error}");
+    // ...and with room (and time) for it, the output cap refuses it.
+    let roomy = host_with(PluginLimits {
+        max_memory_bytes: 256 << 20,
+        timeout: Duration::from_secs(30),
+        ..PluginLimits::default()
+    });
+    let error = hostile_on(&roomy, "big-output", &[]);
+    assert_eq!(
+        error,
+        RenderError::OutputTooLarge {
+            plugin: guest("hostile").display().to_string(),
+            size: 100_000_000,
+            limit: 1 << 20,
+        }
+    );
+    // A body just under the cap is fine.
+    let plugin = host().load_file(&guest("hostile")).expect("loads");
+    let ok = plugin.render(
+        &event("read"),
+        &settings(&[("mode", "big-output"), ("bytes", "1048576")]),
+    );
+    assert!(
+        matches!(ok, Err(RenderError::MalformedOutput { .. })),
+        "a JSON content type with a non-JSON body: {ok:?}"
+    );
+}
+
+#[test]
+fn forbidden_headers_are_refused() {
+    for header in [
+        "Authorization",
+        "webhook-signature",
+        "Webhook-Id",
+        "Host",
+        "Content-Length",
+        "X-Hub-Signature-256",
+    ] {
+        let error = hostile("forbidden-header", &[("header", header)]);
+        assert_eq!(
+            error,
+            RenderError::ForbiddenHeader {
+                plugin: guest("hostile").display().to_string(),
+                header: header.into()
+            }
+        );
+    }
+}
+
+#[test]
+fn malformed_output_is_refused() {
+    for mode in ["bad-content-type", "bad-json", "bad-header-name"] {
+        let error = hostile(mode, &[]);
+        assert_eq!(error.code(), "malformed_output", "{mode}: {error}");
+    }
+}
+
+#[test]
+fn a_plugin_refusal_is_its_own_error() {
+    let error = hostile("reject", &[]);
+    assert!(
+        matches!(&error, RenderError::Rejected { reason, .. } if reason == "hostile guest: rejected on purpose"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_log_flood_is_capped_and_the_call_completes() {
+    let plugin = host().load_file(&guest("hostile")).expect("loads");
+    let out = plugin.render(&event("read"), &settings(&[("mode", "log-flood")]));
+    assert!(matches!(out, Ok(Some(_))), "{out:?}");
+}
+
+#[test]
+fn a_batch_with_a_trapping_plugin_fails_each_event_and_recovers() {
+    let plugin = host().load_file(&guest("hostile")).expect("loads");
+    let events = vec![event("read"), event("sent"), event("failed")];
+    let results = plugin.render_batch(&events, &settings(&[("mode", "trap")]));
+    assert_eq!(results.len(), 3);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(RenderError::Trap { .. }))),
+        "{results:?}"
+    );
+    let results = plugin.render_batch(&events, &settings(&[("mode", "ok")]));
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(Some(_)))),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn a_component_without_the_formatter_export_is_refused() {
+    let error = host()
+        .load_file(&guest("no_export"))
+        .expect_err("must not load");
+    assert!(
+        matches!(&error, LoadError::MissingExport { exports, .. } if exports == "run"),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("statushook:plugin/formatter@0.1.0"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_plugin_built_against_another_wit_version_is_refused() {
+    let error = host()
+        .load_file(&guest("other_wit"))
+        .expect_err("must not load");
+    assert!(
+        matches!(&error, LoadError::WrongVersion { found, .. } if found == "statushook:plugin/formatter@0.2.0"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused() {
+    let error = host()
+        .load_bytes("junk", b"this is not wasm")
+        .expect_err("must not load");
+    assert!(error.to_string().contains("not WebAssembly"), "{error}");
+    let core_module = b"\0asm\x01\0\0\0";
+    let error = host()
+        .load_bytes("core", core_module)
+        .expect_err("must not load");
+    assert!(
+        error.to_string().contains("core WebAssembly module"),
+        "{error}"
+    );
+    let error = host()
+        .load("no-such-format", ".".as_ref())
+        .expect_err("must not load");
+    assert!(matches!(error, LoadError::UnknownBuiltin(_)), "{error}");
+    let error = host()
+        .load("missing/plugin.wasm", ".".as_ref())
+        .expect_err("must not load");
+    assert!(matches!(error, LoadError::Read { .. }), "{error}");
+}
+
+#[test]
+fn compiled_plugins_are_cached_and_a_bad_entry_is_a_miss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = || statushook::plugin::HostOptions {
+        limits: PluginLimits::default(),
+        cache_dir: Some(dir.path().to_path_buf()),
+    };
+    let first = PluginHost::new(options()).expect("host");
+    first.load("wpp", ".".as_ref()).expect("compiles");
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1, "one compiled artifact: {entries:?}");
+    assert!(entries[0].to_string_lossy().ends_with(".cwasm"));
+
+    // A second host (a restart) loads from the cache and renders the same.
+    let second = PluginHost::new(options()).expect("host");
+    let plugin = second.load("wpp", ".".as_ref()).expect("loads from cache");
+    assert!(matches!(
+        plugin.render(&event("read"), &Settings::default()),
+        Ok(Some(_))
+    ));
+
+    // A corrupted entry is ignored, recompiled and rewritten.
+    std::fs::write(&entries[0], b"garbage").expect("corrupt");
+    let third = PluginHost::new(options()).expect("host");
+    let plugin = third.load("wpp", ".".as_ref()).expect("recompiles");
+    assert!(matches!(
+        plugin.render(&event("read"), &Settings::default()),
+        Ok(Some(_))
+    ));
+    assert!(std::fs::metadata(&entries[0]).expect("rewritten").len() > 1000);
+}
+
+#[test]
+fn more_concurrent_renders_than_slots_wait_instead_of_failing() {
+    let host = host_with(PluginLimits {
+        max_concurrent_instances: 2,
+        ..PluginLimits::default()
+    });
+    let plugin = host.load("connectly", ".".as_ref()).expect("loads");
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        let out = plugin.render(&event("failed"), &Settings::default());
+                        assert!(matches!(out, Ok(Some(_))), "{out:?}");
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().expect("render thread");
+        }
+    });
+}
+
+#[test]
+fn a_slow_plugin_does_not_block_other_plugins() {
+    // While one thread is stuck in an infinite loop, another renders.
+    let plugin = host().load_file(&guest("hostile")).expect("loads");
+    let jelou = host().load("jelou", ".".as_ref()).expect("loads");
+    std::thread::scope(|scope| {
+        let stuck = scope.spawn(|| plugin.render(&event("read"), &settings(&[("mode", "loop")])));
+        std::thread::sleep(Duration::from_millis(10));
+        for _ in 0..20 {
+            assert!(matches!(
+                jelou.render(&event("read"), &Settings::default()),
+                Ok(Some(_))
+            ));
+        }
+        assert_eq!(
+            stuck.join().expect("thread").expect_err("times out").code(),
+            "timeout"
+        );
+    });
+}

@@ -1,0 +1,77 @@
+//! Shared setup for the integration tests.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use statushook::event::{StatusEvent, parse_event};
+use statushook::plugin::{HostOptions, PluginHost, PluginLimits};
+
+/// Where the build script put the test and example components.
+pub fn guest(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("STATUSHOOK_GUEST_DIR")).join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "test guest {} is missing: core/build.rs builds it; run `cargo build -p statushook` and check that `rustup target add wasm32-wasip2` was done",
+        path.display()
+    );
+    path
+}
+
+/// A host with default limits and a private compiled-plugin cache, shared by
+/// the tests of one binary (as one process shares one host in production).
+pub fn host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| host_with(PluginLimits::default()))
+}
+
+/// A host with `limits` and a fresh cache folder.
+pub fn host_with(limits: PluginLimits) -> PluginHost {
+    let cache = tempfile::tempdir().expect("temp dir").keep();
+    PluginHost::new(HostOptions {
+        limits,
+        cache_dir: Some(cache),
+    })
+    .expect("plugin host")
+}
+
+/// A valid event of the given status.
+pub fn event(status: &str) -> StatusEvent {
+    let json = serde_json::json!({
+        "id": "evt-test-1",
+        "bot_id": "acme-support",
+        "message_id": "wamid.TEST",
+        "status": status,
+        "timestamp": 1777326001u64,
+        "recipient": "5939800000000",
+        "sender": "16044441111",
+        "reply": if status == "replied" { Some("Yes") } else { None },
+    });
+    parse_event(json.to_string().as_bytes()).expect("valid test event")
+}
+
+/// One worked case of `tests/vectors/<provider>.json`.
+pub struct Case {
+    pub name: String,
+    pub event: serde_json::Value,
+    pub expect: serde_json::Value,
+}
+
+/// The worked cases for `provider` (the project's copy of the spec vectors).
+pub fn vectors(provider: &str) -> Vec<Case> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/{provider}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("vector file is JSON");
+    doc["cases"]
+        .as_array()
+        .expect("cases array")
+        .iter()
+        .map(|case| Case {
+            name: case["name"].as_str().expect("case name").to_string(),
+            event: case["event"].clone(),
+            expect: case["expect"].clone(),
+        })
+        .collect()
+}
