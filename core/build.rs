@@ -112,13 +112,13 @@ fn check_target_installed() {
         .ok()
         .filter(|out| out.status.success())
         .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    if let Some(sysroot) = sysroot {
-        if !sysroot.join("lib/rustlib").join(TARGET).exists() {
-            panic!(
-                "\n\nstatushook builds its plugins as WebAssembly components, and the Rust \
-                 target `{TARGET}` is not installed.\nInstall it with:\n\n    rustup target add {TARGET}\n\n"
-            );
-        }
+    if let Some(sysroot) = sysroot
+        && !sysroot.join("lib/rustlib").join(TARGET).exists()
+    {
+        panic!(
+            "\n\nstatushook builds its plugins as WebAssembly components, and the Rust \
+             target `{TARGET}` is not installed.\nInstall it with:\n\n    rustup target add {TARGET}\n\n"
+        );
     }
 }
 

@@ -280,22 +280,21 @@ fn event_from_value(value: &Value, prefix: &str, errors: &mut Collector) -> Opti
     let mut f = Fields::new(value, prefix, EVENT_FIELDS, errors)?;
 
     let id = f.required_string("id", 256);
-    if let Some(id) = &id {
-        if !id.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-            f.problem("id", "must be printable ASCII");
-        }
+    if let Some(id) = &id
+        && !id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    {
+        f.problem("id", "must be printable ASCII");
     }
     let bot_id = f.required_string("bot_id", 128);
-    if let Some(bot_id) = &bot_id {
-        if !bot_id
+    if let Some(bot_id) = &bot_id
+        && !bot_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        {
-            f.problem(
-                "bot_id",
-                "may contain only letters, digits, '_', '.' and '-'",
-            );
-        }
+    {
+        f.problem(
+            "bot_id",
+            "may contain only letters, digits, '_', '.' and '-'",
+        );
     }
     let status = match f.get("status") {
         None => {
@@ -409,7 +408,7 @@ fn event_from_value(value: &Value, prefix: &str, errors: &mut Collector) -> Opti
         }
     };
 
-    drop(f);
+    // `f` borrows `errors`; its last use is above.
     if errors.errors.len() + errors.more > before {
         return None;
     }
@@ -447,5 +446,208 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn valid() -> Value {
+        json!({
+            "id": "evt-2f6c1a",
+            "bot_id": "acme-support",
+            "message_id": "wamid.HBgM",
+            "status": "failed",
+            "timestamp": 1777325700u64,
+            "recipient": "5939800000000",
+            "sender": "16044441111",
+            "channel_name": "Acme Support",
+            "campaign": {"id": "69efd6834d469ea6", "name": "November promo"},
+            "template": "autentica_01",
+            "reply": null,
+            "error": {"code": "131026", "title": "Message undeliverable", "message": "m",
+                      "details": "d", "type": null, "trace_id": null},
+            "final": true
+        })
+    }
+
+    fn parse(value: &Value) -> Result<StatusEvent, InvalidEvent> {
+        parse_event(value.to_string().as_bytes())
+    }
+
+    fn fields(error: &InvalidEvent) -> Vec<&str> {
+        error.errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn the_spec_example_parses() {
+        let event = parse(&valid()).expect("valid");
+        assert_eq!(event.status, Status::Failed);
+        assert_eq!(
+            event.campaign.as_ref().map(|c| c.id.as_str()),
+            Some("69efd6834d469ea6")
+        );
+        assert_eq!(
+            event.error.as_ref().map(|e| e.code.as_str()),
+            Some("131026")
+        );
+        assert!(event.is_final);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_path() {
+        let mut v = valid();
+        v["staus"] = json!("read");
+        v["campaign"]["nmae"] = json!("x");
+        let error = parse(&v).expect_err("typos must not pass");
+        assert_eq!(fields(&error), ["staus", "campaign.nmae"]);
+        assert!(error.to_string().contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let v = json!({"id": "", "bot_id": "bad bot!", "status": "seen", "timestamp": "now"});
+        let error = parse(&v).expect_err("invalid");
+        assert_eq!(
+            fields(&error),
+            [
+                "id",
+                "bot_id",
+                "status",
+                "message_id",
+                "timestamp",
+                "recipient"
+            ]
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("valid statuses are: queued, created"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn message_id_and_recipient_are_required_except_for_disconnected() {
+        let mut v = valid();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("message_id");
+            o.remove("recipient");
+        }
+        let error = parse(&v).expect_err("required");
+        assert_eq!(fields(&error), ["message_id", "recipient"]);
+        v["status"] = json!("disconnected");
+        let event = parse(&v).expect("disconnected needs neither");
+        assert_eq!(event.message_id, None);
+    }
+
+    #[test]
+    fn reply_goes_with_replied_only() {
+        let mut v = valid();
+        v["reply"] = json!("Yes");
+        assert_eq!(fields(&parse(&v).expect_err("reply on failed")), ["reply"]);
+        v["status"] = json!("replied");
+        assert_eq!(parse(&v).expect("replied").reply.as_deref(), Some("Yes"));
+        v["reply"] = Value::Null;
+        assert_eq!(
+            fields(&parse(&v).expect_err("replied needs reply")),
+            ["reply"]
+        );
+    }
+
+    #[test]
+    fn limits_and_types_are_checked() {
+        let cases = [
+            ("timestamp", json!(0)),
+            ("timestamp", json!(1u64 << 40)),
+            ("timestamp", json!(1.5)),
+            ("timestamp", json!(-1)),
+            ("id", json!("x".repeat(257))),
+            ("id", json!("tab\there")),
+            ("bot_id", json!("b".repeat(129))),
+            ("message_id", json!("m".repeat(513))),
+            ("recipient", json!("1".repeat(65))),
+            ("final", json!("yes")),
+            ("sender", json!(16044441111u64)),
+            ("campaign", json!("c-1")),
+            ("error", json!({"title": "no code"})),
+        ];
+        for (field, value) in cases {
+            let mut v = valid();
+            v[field] = value.clone();
+            let error = parse(&v).expect_err(&format!("{field} = {value}"));
+            assert!(
+                error.errors.iter().any(|e| e.field.starts_with(field)),
+                "{field} = {value}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn null_is_absent_and_plus_is_stripped() {
+        let mut v = valid();
+        v["template"] = Value::Null;
+        v["final"] = Value::Null;
+        v["recipient"] = json!("+5939800000000");
+        let event = parse(&v).expect("valid");
+        assert_eq!(event.template, None);
+        assert!(event.is_final, "final defaults to true");
+        assert_eq!(event.recipient.as_deref(), Some("5939800000000"));
+    }
+
+    #[test]
+    fn batches_are_indexed_and_bounded() {
+        let mut bad = valid();
+        bad["status"] = json!("nope");
+        let body = json!([valid(), bad]).to_string();
+        let error = parse_batch(body.as_bytes()).expect_err("one bad event fails the batch");
+        assert_eq!(fields(&error), ["[1].status"]);
+
+        assert_eq!(parse_batch(b"[]").expect_err("empty").errors[0].field, "");
+        let many = Value::Array(vec![valid(); MAX_BATCH + 1]).to_string();
+        assert!(
+            parse_batch(many.as_bytes())
+                .expect_err("too many")
+                .to_string()
+                .contains("at most 1000")
+        );
+        let full = Value::Array(vec![valid(); MAX_BATCH]).to_string();
+        assert_eq!(
+            parse_batch(full.as_bytes()).expect("1000 is fine").len(),
+            MAX_BATCH
+        );
+        assert_eq!(
+            parse_batch(valid().to_string().as_bytes())
+                .expect("single")
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn not_json_and_not_objects_are_clear() {
+        let error = parse_event(b"{\"id\": ").expect_err("truncated");
+        assert!(
+            error.to_string().starts_with("the body is not valid JSON"),
+            "{error}"
+        );
+        let error = parse_batch(b"[1, \"two\"]").expect_err("not objects");
+        assert_eq!(fields(&error), ["[0]", "[1]"]);
+        assert!(
+            error
+                .to_string()
+                .contains("must be a JSON object, not a number"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn serializes_back_to_the_canonical_form() {
+        let event = parse(&valid()).expect("valid");
+        let again =
+            parse_event(&serde_json::to_vec(&event).expect("serialize")).expect("round trip");
+        assert_eq!(event, again);
     }
 }

@@ -8,9 +8,9 @@ wasmtime::component::bindgen!({
     world: "statushook:plugin/plugin",
 });
 
-pub(crate) use statushook::plugin::log::Level;
-use statushook::plugin::types as wit;
-pub(crate) use statushook::plugin::types::Outgoing as WitOutgoing;
+pub(crate) use self::statushook::plugin::log::Level;
+use self::statushook::plugin::types as wit;
+pub(crate) use self::statushook::plugin::types::Outgoing as WitOutgoing;
 
 /// The export every plugin must provide, with the version this host speaks.
 pub(crate) const FORMATTER_EXPORT: &str = "statushook:plugin/formatter@0.1.0";

@@ -107,12 +107,11 @@ pub(crate) fn check(
             )));
         }
     }
-    if media_type == "application/json" || media_type.ends_with("+json") {
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&output.body) {
-            return Err(malformed(format!(
-                "content type is {media_type} but the body is not JSON: {e}"
-            )));
-        }
+    let is_json = media_type == "application/json" || media_type.ends_with("+json");
+    if is_json && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&output.body) {
+        return Err(malformed(format!(
+            "content type is {media_type} but the body is not JSON: {e}"
+        )));
     }
     Ok(Outgoing {
         content_type: output.content_type,

@@ -54,20 +54,6 @@ impl Plugin for Crm {
 #[cfg(target_arch = "wasm32")]
 statushook_plugin::export_plugin!(Crm);
 
-/// Every canonical status, for parsing `drop_statuses`.
-const STATUSES: [Status; 10] = [
-    Status::Queued,
-    Status::Created,
-    Status::Sent,
-    Status::Delivered,
-    Status::Read,
-    Status::Replied,
-    Status::Failed,
-    Status::NumberNotFound,
-    Status::Expired,
-    Status::Disconnected,
-];
-
 /// The CRM event type for a status, e.g. `whatsapp.message.read`.
 pub fn event_type(status: Status) -> String {
     if status == Status::Disconnected {
@@ -150,17 +136,14 @@ pub fn render(event: &StatusEvent, settings: &Settings) -> Result<Option<Value>,
 fn dropped_by(event: &StatusEvent, settings: &Settings) -> Result<Option<String>, String> {
     if let Some(list) = settings.get("drop_statuses") {
         for name in split_list(list) {
-            let status = STATUSES
-                .iter()
-                .find(|s| s.as_str() == name)
-                .ok_or_else(|| {
-                    let valid: Vec<&str> = STATUSES.iter().map(Status::as_str).collect();
-                    format!(
-                        "setting drop_statuses: {name:?} is not a status; valid: {}",
-                        valid.join(", ")
-                    )
-                })?;
-            if *status == event.status {
+            let status = Status::from_name(name).ok_or_else(|| {
+                let valid: Vec<&str> = Status::ALL.iter().map(Status::as_str).collect();
+                format!(
+                    "setting drop_statuses: {name:?} is not a status; valid: {}",
+                    valid.join(", ")
+                )
+            })?;
+            if status == event.status {
                 return Ok(Some(format!("status {name} is in drop_statuses")));
             }
         }

@@ -6,7 +6,9 @@
 //! never this plugin's (plugins never see secrets).
 
 use statushook_plugin::serde_json::{Map, Value};
-use statushook_plugin::{Outgoing, Plugin, Settings, Status, StatusEvent, json_body};
+use statushook_plugin::{
+    Outgoing, Plugin, Settings, Status, StatusEvent, json_body, string_or_null,
+};
 
 /// The Connectly plugin.
 pub struct Connectly;
@@ -33,18 +35,6 @@ fn connectly_status(status: Status) -> Option<&'static str> {
     })
 }
 
-/// The text for a failure without an error message or title (the Jelou
-/// defaults, which formats.md reuses for Connectly).
-// Kept in step with `jelou::default_error_text` by hand: plugins do not
-// depend on each other. A candidate for the SDK.
-pub fn default_error_text(status: Status) -> &'static str {
-    match status {
-        Status::NumberNotFound => "Number not found on WhatsApp",
-        Status::Expired => "Message expired",
-        _ => "Message failed",
-    }
-}
-
 /// Connectly's error code for a failure without a canonical `error.code`.
 fn default_error_code(status: Status) -> &'static str {
     match status {
@@ -66,7 +56,7 @@ pub fn render(event: &StatusEvent) -> Option<Value> {
     body.insert("recipient".into(), party(event.recipient.as_deref()));
 
     let mut update = Map::new();
-    update.insert("id".into(), opt_string(&event.message_id));
+    update.insert("id".into(), string_or_null(&event.message_id));
     update.insert("status".into(), status.into());
     let error = if event.status.is_failure() {
         failure(event)
@@ -82,9 +72,7 @@ pub fn render(event: &StatusEvent) -> Option<Value> {
 fn failure(event: &StatusEvent) -> Value {
     let error = event.error.as_ref();
     // `m`: the message, else the title, else the default text for the status.
-    let text = error
-        .and_then(|e| e.message.clone().or_else(|| e.title.clone()))
-        .unwrap_or_else(|| default_error_text(event.status).to_string());
+    let text = event.failure_text();
     let type_ = error
         .and_then(|e| e.type_.clone())
         .unwrap_or_else(|| "ERROR_TYPE_DELIVERY_FAILED".to_string());
@@ -126,10 +114,4 @@ fn party(id: Option<&str>) -> Value {
     object.insert("id".into(), id);
     object.insert("channelType".into(), "whatsapp".into());
     Value::Object(object)
-}
-
-/// A JSON string, or `null` for a value the host guarantees for these statuses
-/// but the type cannot prove.
-fn opt_string(value: &Option<String>) -> Value {
-    value.clone().map(Value::String).unwrap_or(Value::Null)
 }

@@ -1,7 +1,9 @@
 //! The Jelou notification-URL format (formats.md, "Jelou").
 
 use statushook_plugin::serde_json::{Map, Value};
-use statushook_plugin::{Outgoing, Plugin, Settings, Status, StatusEvent, json_body};
+use statushook_plugin::{
+    Outgoing, Plugin, Settings, Status, StatusEvent, json_body, string_or_null,
+};
 
 /// The Jelou plugin.
 pub struct Jelou;
@@ -27,43 +29,26 @@ fn jelou_status(status: Status) -> Option<&'static str> {
     })
 }
 
-/// The text Jelou shows for a failure without an error message or title.
-pub fn default_error_text(status: Status) -> &'static str {
-    match status {
-        Status::NumberNotFound => "Number not found on WhatsApp",
-        Status::Expired => "Message expired",
-        _ => "Message failed",
-    }
-}
-
 /// The body for `event`, or `None` when the event is dropped.
 pub fn render(event: &StatusEvent) -> Option<Value> {
     let status = jelou_status(event.status)?;
     let mut body = Map::new();
-    body.insert("id".into(), opt_string(&event.message_id));
+    body.insert("id".into(), string_or_null(&event.message_id));
     body.insert("status".into(), status.into());
     body.insert("timestamp".into(), event.timestamp.to_string().into());
     if let Some(campaign) = &event.campaign {
         body.insert("campaignId".into(), campaign.id.clone().into());
     }
-    body.insert("destination".into(), opt_string(&event.recipient));
+    body.insert("destination".into(), string_or_null(&event.recipient));
     body.insert("isFinalEvent".into(), event.final_.into());
     if let Some(template) = &event.template {
         body.insert("template".into(), template.clone().into());
     }
     if event.status.is_failure() {
-        let error = event.error.as_ref();
-        let text = error
-            .and_then(|e| e.message.clone().or_else(|| e.title.clone()))
-            .unwrap_or_else(|| default_error_text(event.status).to_string());
-        body.insert("error".into(), text.into());
+        body.insert("error".into(), event.failure_text().into());
     }
     if event.status == Status::Replied {
-        body.insert("reply".into(), opt_string(&event.reply));
+        body.insert("reply".into(), string_or_null(&event.reply));
     }
     Some(Value::Object(body))
-}
-
-fn opt_string(value: &Option<String>) -> Value {
-    value.clone().map(Value::String).unwrap_or(Value::Null)
 }

@@ -113,6 +113,25 @@ impl Settings {
 }
 
 impl Status {
+    /// Every status, in the order of the vocabulary table.
+    pub const ALL: [Status; 10] = [
+        Status::Queued,
+        Status::Created,
+        Status::Sent,
+        Status::Delivered,
+        Status::Read,
+        Status::Replied,
+        Status::Failed,
+        Status::NumberNotFound,
+        Status::Expired,
+        Status::Disconnected,
+    ];
+
+    /// The status with canonical name `name` (`"number_not_found"`), if any.
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The canonical name of the status, as in the JSON form (`"number_not_found"`).
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -137,6 +156,34 @@ impl Status {
             Status::Failed | Status::NumberNotFound | Status::Expired
         )
     }
+}
+
+impl StatusEvent {
+    /// The human text of a failure: `error.message`, else `error.title`, else
+    /// a default for the status ("Number not found on WhatsApp", "Message
+    /// expired", "Message failed"). The default texts are Jelou's, which
+    /// formats.md reuses for the other formats.
+    pub fn failure_text(&self) -> String {
+        self.error
+            .as_ref()
+            .and_then(|e| e.message.clone().or_else(|| e.title.clone()))
+            .unwrap_or_else(|| {
+                match self.status {
+                    Status::NumberNotFound => "Number not found on WhatsApp",
+                    Status::Expired => "Message expired",
+                    _ => "Message failed",
+                }
+                .to_string()
+            })
+    }
+}
+
+/// A JSON string for `value`, or `null` when it is absent.
+pub fn string_or_null(value: &Option<String>) -> serde_json::Value {
+    value
+        .clone()
+        .map(serde_json::Value::String)
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// An `application/json` request with `value` as its body and no extra headers.
@@ -165,10 +212,26 @@ pub mod log {
         let _ = message;
     }
 
+    /// Logs `message` at info level.
+    pub fn info(message: &str) {
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::statushook::plugin::log::log(Level::Info, message);
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = message;
+    }
+
     /// Logs `message` at warn level.
     pub fn warn(message: &str) {
         #[cfg(target_arch = "wasm32")]
         crate::bindings::statushook::plugin::log::log(Level::Warn, message);
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = message;
+    }
+
+    /// Logs `message` at error level.
+    pub fn error(message: &str) {
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::statushook::plugin::log::log(Level::Error, message);
         #[cfg(not(target_arch = "wasm32"))]
         let _ = message;
     }

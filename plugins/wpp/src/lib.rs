@@ -6,7 +6,9 @@
 //! re-deliveries by message and event identifiers.
 
 use statushook_plugin::serde_json::{Map, Value};
-use statushook_plugin::{Outgoing, Plugin, Settings, Status, StatusEvent, json_body};
+use statushook_plugin::{
+    Outgoing, Plugin, Settings, Status, StatusEvent, json_body, string_or_null,
+};
 
 /// The WPP plugin.
 pub struct Wpp;
@@ -35,18 +37,6 @@ fn wpp_status(status: Status) -> Option<&'static str> {
     })
 }
 
-/// The text for a failure without an error message or title (the Jelou
-/// defaults, which formats.md reuses through Connectly's `m`).
-// Kept in step with `jelou::default_error_text` by hand: plugins do not
-// depend on each other. A candidate for the SDK.
-pub fn default_error_text(status: Status) -> &'static str {
-    match status {
-        Status::NumberNotFound => "Number not found on WhatsApp",
-        Status::Expired => "Message expired",
-        _ => "Message failed",
-    }
-}
-
 /// The body for `event`, or `None` when the event is dropped.
 pub fn render(event: &StatusEvent) -> Option<Value> {
     let status = wpp_status(event.status)?;
@@ -61,8 +51,8 @@ pub fn render(event: &StatusEvent) -> Option<Value> {
     body.insert("eventId".into(), event.id.clone().into());
     body.insert("status".into(), status.into());
     if !logout {
-        body.insert("messageId".into(), opt_string(&event.message_id));
-        body.insert("phone".into(), opt_string(&event.recipient));
+        body.insert("messageId".into(), string_or_null(&event.message_id));
+        body.insert("phone".into(), string_or_null(&event.recipient));
     }
     if let Some(sender) = &event.sender {
         body.insert("instance".into(), sender.clone().into());
@@ -74,11 +64,7 @@ pub fn render(event: &StatusEvent) -> Option<Value> {
     if event.status.is_failure()
         && let Some(error) = &event.error
     {
-        let text = error
-            .message
-            .clone()
-            .or_else(|| error.title.clone())
-            .unwrap_or_else(|| default_error_text(event.status).to_string());
+        let text = event.failure_text();
         let mut object = Map::new();
         object.insert("code".into(), error.code.clone().into());
         object.insert("message".into(), text.into());
@@ -121,12 +107,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     (year, month, day)
-}
-
-/// A JSON string, or `null` for a value the host guarantees for these statuses
-/// but the type cannot prove.
-fn opt_string(value: &Option<String>) -> Value {
-    value.clone().map(Value::String).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
