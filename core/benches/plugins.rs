@@ -229,7 +229,18 @@ struct Row {
 }
 
 fn main() {
+    // `cargo bench --bench plugins -- --profile <plugin> [fresh|batch|drop]`
+    // loops one path for 10 s, for `perf record` on the bench binary.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--profile") {
+        let name = args.get(at + 1).map_or("jelou", String::as_str);
+        let path = args.get(at + 2).map_or("fresh", String::as_str);
+        profile(name, path);
+        return;
+    }
+
     let started = Instant::now();
+    let load_before = load_average();
     let events: Vec<StatusEvent> = (0..BATCH).map(failed_event).collect();
     let sdk_events: Vec<statushook_plugin::StatusEvent> = events.iter().map(to_sdk).collect();
     let settings = Settings::default();
@@ -311,7 +322,7 @@ fn main() {
             i += 1;
             let out = plugin.render(event, &settings);
             assert!(matches!(out, Ok(Some(_))), "{name}: render failed: {out:?}");
-            black_box(out);
+            let _ = black_box(out);
         });
 
         eprintln!("[{:>5.1}s] {name}: render_batch of {BATCH}", secs(started));
@@ -321,7 +332,7 @@ fn main() {
                 out.iter().all(|r| matches!(r, Ok(Some(_)))),
                 "{name}: batch failed"
             );
-            black_box(out);
+            let _ = black_box(out);
         });
 
         eprintln!("[{:>5.1}s] {name}: native", secs(started));
@@ -349,7 +360,7 @@ fn main() {
                 matches!(out, Ok(None)),
                 "{name}: expected a drop, got {out:?}"
             );
-            black_box(out);
+            let _ = black_box(out);
         });
 
         rows.push(Row {
@@ -365,7 +376,55 @@ fn main() {
         });
     }
 
-    print_tables(&rows, pooling, secs(started));
+    print_tables(&rows, pooling, secs(started), &load_before, &load_average());
+}
+
+/// Runs one path of one plugin in a loop for 10 s, untimed: a target for
+/// `perf record`.
+fn profile(name: &str, path: &str) {
+    let format = FORMATS
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no built-in named {name}"));
+    let events: Vec<StatusEvent> = (0..BATCH).map(failed_event).collect();
+    let dropped = dropped_event(format.dropped_status);
+    let settings = Settings::default();
+    let host = PluginHost::new(HostOptions {
+        limits: PluginLimits::default(),
+        cache_dir: None,
+    })
+    .expect("plugin host");
+    let plugin = host.load(name, Path::new(".")).expect("built-in loads");
+    eprintln!("profiling {name} {path} for 10 s");
+    let until = Instant::now() + std::time::Duration::from_secs(10);
+    let mut calls = 0u64;
+    while Instant::now() < until {
+        for event in &events {
+            match path {
+                "batch" => {
+                    let _ = black_box(plugin.render_batch(&events, &settings));
+                    calls += BATCH as u64;
+                    break;
+                }
+                "drop" => {
+                    let _ = black_box(plugin.render(&dropped, &settings));
+                }
+                _ => {
+                    let _ = black_box(plugin.render(event, &settings));
+                }
+            }
+            calls += 1;
+        }
+    }
+    eprintln!("{calls} events");
+}
+
+/// The 1-, 5- and 15-minute load averages (Linux), to show whether something
+/// else competed for the CPU during the run.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn secs(since: Instant) -> f64 {
@@ -382,7 +441,7 @@ fn ms(ns: f64) -> String {
     format!("{:.2}", ns / 1e6)
 }
 
-fn print_tables(rows: &[Row], pooling: bool, elapsed: f64) {
+fn print_tables(rows: &[Row], pooling: bool, elapsed: f64, load_before: &str, load_after: &str) {
     println!("## Plugin host benchmark\n");
     println!(
         "Event: `failed` with campaign, template and error; {BATCH} distinct events cycled. \
@@ -446,6 +505,7 @@ fn print_tables(rows: &[Row], pooling: bool, elapsed: f64) {
 
     println!(
         "\nSamples: fresh and drop {RENDER_CALLS} calls each timed alone; batch {BATCH_SAMPLES} batches; \
-         native {NATIVE_SAMPLES} samples of {NATIVE_CALLS_PER_SAMPLE} calls. Total run {elapsed:.1} s."
+         native {NATIVE_SAMPLES} samples of {NATIVE_CALLS_PER_SAMPLE} calls. Total run {elapsed:.1} s; \
+         load average before {load_before}, after {load_after}."
     );
 }

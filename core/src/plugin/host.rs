@@ -1,6 +1,7 @@
 //! [`PluginHost`]: the engine, linker, limits and cache shared by all plugins,
 //! and loading a plugin from a built-in name, a file or bytes.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -128,13 +129,8 @@ impl PluginHost {
     ///
     /// [`LoadError`] saying why the plugin cannot be used.
     pub fn load(&self, plugin: &str, base_dir: &Path) -> Result<Plugin, LoadError> {
-        if let Some(wasm) = builtin_wasm(plugin) {
-            return self.load_bytes(plugin, wasm);
-        }
-        if is_path(plugin) {
-            return self.load_file(&base_dir.join(plugin));
-        }
-        Err(LoadError::UnknownBuiltin(plugin.to_string()))
+        let source = PluginSource::read(plugin, base_dir)?;
+        self.load_bytes(&source.name, &source.wasm)
     }
 
     /// Loads the component at `path`; the plugin is named by the path.
@@ -143,11 +139,8 @@ impl PluginHost {
     ///
     /// [`LoadError::Read`] if the file cannot be read, else as [`Self::load_bytes`].
     pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
-        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        self.load_bytes(&path.display().to_string(), &wasm)
+        let source = PluginSource::read_file(path)?;
+        self.load_bytes(&source.name, &source.wasm)
     }
 
     /// Loads a component from its bytes, compiling it unless the cache has it.
@@ -213,9 +206,46 @@ impl PluginHost {
     }
 }
 
-/// Whether config names a file rather than a built-in.
-fn is_path(plugin: &str) -> bool {
-    plugin.contains('/') || plugin.ends_with(".wasm")
+/// A plugin's bytes, read but not yet compiled: lets a reload see whether a
+/// plugin changed (by its hash) before paying for a compile.
+#[derive(Debug, Clone)]
+pub struct PluginSource {
+    /// The plugin's name: the built-in name or the file path.
+    pub name: String,
+    /// The component bytes.
+    pub wasm: Cow<'static, [u8]>,
+}
+
+impl PluginSource {
+    /// Reads `plugin` as config.toml names it (see [`PluginHost::load`]).
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::UnknownBuiltin`] or [`LoadError::Read`].
+    pub fn read(plugin: &str, base_dir: &Path) -> Result<Self, LoadError> {
+        if let Some(wasm) = builtin_wasm(plugin) {
+            return Ok(PluginSource { name: plugin.to_string(), wasm: Cow::Borrowed(wasm) });
+        }
+        if plugin.contains('/') || plugin.ends_with(".wasm") {
+            return Self::read_file(&base_dir.join(plugin));
+        }
+        Err(LoadError::UnknownBuiltin(plugin.to_string()))
+    }
+
+    /// Reads the component file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Read`] if the file cannot be read.
+    pub fn read_file(path: &Path) -> Result<Self, LoadError> {
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        Ok(PluginSource { name: path.display().to_string(), wasm: Cow::Owned(wasm) })
+    }
+
+    /// The SHA-256 of the bytes, hex, as [`Plugin::sha256`] reports it.
+    pub fn sha256(&self) -> String {
+        hex::encode(cache::digest(&self.wasm))
+    }
 }
 
 /// Distinguishes "built for another contract version" and "not a plugin at

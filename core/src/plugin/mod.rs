@@ -26,7 +26,7 @@ mod render;
 
 pub use builtin::{BUILTIN_NAMES, builtin_wasm};
 pub use error::{LoadError, RenderError};
-pub use host::{HostOptions, PluginHost};
+pub use host::{HostError, HostOptions, PluginHost, PluginSource};
 pub use limits::PluginLimits;
-pub use outgoing::Outgoing;
+pub use outgoing::{Outgoing, is_forbidden_header};
 pub use render::{Plugin, Settings};

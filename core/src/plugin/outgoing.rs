@@ -47,7 +47,7 @@ const MAX_HEADERS: usize = 32;
 const MAX_HEADER_VALUE: usize = 8 << 10;
 
 /// Whether a plugin may set the header `name` (case-insensitive).
-pub(crate) fn is_forbidden_header(name: &str) -> bool {
+pub fn is_forbidden_header(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     FORBIDDEN_HEADERS.contains(&lower.as_str())
         || FORBIDDEN_PREFIXES.iter().any(|p| lower.starts_with(p))

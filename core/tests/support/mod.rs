@@ -2,6 +2,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod receiver;
+pub mod redis;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -74,4 +77,11 @@ pub fn vectors(provider: &str) -> Vec<Case> {
             expect: case["expect"].clone(),
         })
         .collect()
+}
+
+/// An HTTP client for tests (reqwest is built without a default TLS crypto
+/// provider; install ring first, as the dispatcher does).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

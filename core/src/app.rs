@@ -1,0 +1,126 @@
+//! Assembling a running dispatcher from a config: plugin host, routing
+//! table, queue, delivery workers and the HTTP server.
+//!
+//! [`start`] is what `statushook run` does, and what the end-to-end tests
+//! call in-process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, QueueBackend, QueueConfig};
+use crate::deliver::Deliverer;
+use crate::deliver::endpoint::{BreakerPolicy, Endpoints};
+use crate::ingest::{Ingest, server};
+use crate::metrics::Metrics;
+use crate::plugin::{HostError, HostOptions, PluginHost};
+use crate::queue::{Queue, QueueError, RedisQueue};
+use crate::route::{Snapshot, SnapshotError};
+
+/// Why the dispatcher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The WebAssembly runtime could not be set up.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A plugin named in config could not be loaded.
+    #[error("cannot load a plugin: {0}")]
+    Plugin(#[from] SnapshotError),
+    /// The queue could not be opened.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("{0}")]
+    Client(String),
+}
+
+/// A running dispatcher.
+pub struct Running {
+    /// The address the HTTP server listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// The live routing table (swapped by reloads).
+    pub routes: Arc<ArcSwap<Snapshot>>,
+    /// The plugin host.
+    pub host: PluginHost,
+    /// The queue.
+    pub queue: Arc<dyn Queue>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    deliverer: JoinHandle<()>,
+}
+
+/// Opens the configured queue backend.
+///
+/// # Errors
+///
+/// [`QueueError::Open`] when the store cannot be opened.
+pub fn open_queue(config: &QueueConfig) -> Result<Arc<dyn Queue>, QueueError> {
+    match &config.backend {
+        QueueBackend::Redis { url, prefix } => Ok(Arc::new(RedisQueue::new(url, prefix)?)),
+        QueueBackend::Embedded { path } => Err(QueueError::Open(format!("the embedded queue at {} is not available in this build", path.display()))),
+    }
+}
+
+/// Starts everything `config` describes and returns once the server listens.
+///
+/// # Errors
+///
+/// [`StartError`] naming what could not be set up.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let mut options = HostOptions { limits: config.plugins.limits.clone(), ..HostOptions::default() };
+    if let Some(dir) = &config.plugins.cache_dir {
+        options.cache_dir = Some(dir.clone());
+    }
+    let host = PluginHost::new(options)?;
+    let queue = open_queue(&config.queue)?;
+    let listen = config.server.listen;
+    let delivery = config.delivery.clone();
+    let build_host = host.clone();
+    let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(config, &build_host, None))
+        .await
+        .map_err(|e| StartError::Client(format!("plugin loading panicked: {e}")))??;
+    let routes = Arc::new(ArcSwap::from_pointee(snapshot));
+    let metrics = Arc::new(Metrics::new());
+    let client = crate::deliver::client::build(delivery.allow_private_networks).map_err(StartError::Client)?;
+    let listener = TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+
+    let (shutdown, stop) = watch::channel(false);
+    let grace = delivery.timeout + Duration::from_secs(5);
+    let ingest = Arc::new(Ingest { routes: Arc::clone(&routes), queue: Arc::clone(&queue), metrics: Arc::clone(&metrics) });
+    let server = tokio::spawn(server::serve(listener, ingest, stop.clone(), Duration::from_secs(10)));
+    let deliverer = Arc::new(Deliverer {
+        queue: Arc::clone(&queue),
+        routes: Arc::clone(&routes),
+        client,
+        endpoints: Arc::new(Endpoints::new(delivery.max_in_flight_per_endpoint, BreakerPolicy::default())),
+        metrics: Arc::clone(&metrics),
+    });
+    let deliverer = tokio::spawn(deliverer.run(stop, grace));
+    Ok(Running { addr, routes, host, queue, metrics, shutdown, server, deliverer })
+}
+
+impl Running {
+    /// Stops accepting requests and claiming work, lets in-flight work finish
+    /// (bounded), and returns when everything has stopped.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.deliverer.await;
+    }
+}

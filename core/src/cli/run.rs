@@ -1,0 +1,68 @@
+//! `statushook run`: the dispatcher.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::app;
+use crate::config;
+
+use super::EXIT_FAILURE;
+
+/// Arguments of `statushook run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file.
+    #[arg(long, value_name = "PATH", default_value = "config.toml")]
+    config: PathBuf,
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+pub fn run(args: Args) -> ExitCode {
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            for problem in &error.problems {
+                eprintln!("statushook: {problem}");
+            }
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("statushook: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(async {
+        let path = config.path.clone();
+        let running = match app::start(config).await {
+            Ok(running) => running,
+            Err(e) => {
+                eprintln!("statushook: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        tracing::info!(addr = %running.addr, config = %path.display(), "statushook is running");
+        wait_for_stop_signal().await;
+        tracing::info!("stopping: no new requests; finishing in-flight deliveries");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

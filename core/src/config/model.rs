@@ -1,0 +1,243 @@
+//! The validated config: what the rest of the dispatcher reads.
+//!
+//! Values here have passed every check of this module, defaults are filled
+//! in, environment variables are substituted and relative paths are resolved
+//! against the config file's folder. Their `Debug` output hides secrets (see
+//! `redact.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::deliver::sign::Encoding;
+use crate::event::Status;
+use crate::plugin::PluginLimits;
+
+/// A validated config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[server]`: the ingest and admin HTTP server.
+    pub server: ServerConfig,
+    /// `[queue]`: where events wait for delivery.
+    pub queue: QueueConfig,
+    /// `[delivery]`: timeouts, retries and the SSRF guard.
+    pub delivery: DeliveryConfig,
+    /// `[plugins]`: limits for every plugin call and the compiled-plugin cache.
+    pub plugins: PluginsConfig,
+    /// `[meta]`: Meta's webhook, when configured.
+    pub meta: Option<MetaConfig>,
+    /// `[[bots]]`: the tenants and their webhooks, in file order.
+    pub bots: Vec<BotConfig>,
+    /// The file this config was read from, as given.
+    pub path: PathBuf,
+}
+
+impl Config {
+    /// The folder of the config file: plugin paths, the embedded queue path
+    /// and `cache_dir` are relative to it. `.` for a bare file name.
+    pub fn base_dir(&self) -> &Path {
+        base_dir_of(&self.path)
+    }
+
+    /// The bot with this id.
+    pub fn bot(&self, id: &str) -> Option<&BotConfig> {
+        self.bots.iter().find(|bot| bot.id == id)
+    }
+}
+
+/// The folder of `path`, `.` when it has none.
+pub(crate) fn base_dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// `[server]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address and port to listen on (`listen`, default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Bearer tokens that may post events for any bot.
+    pub ingest_tokens: Vec<String>,
+    /// Bearer tokens for the admin API.
+    pub admin_tokens: Vec<String>,
+    /// The largest request body accepted, in bytes (default 1 MiB).
+    pub max_body_bytes: usize,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Where queued deliveries are stored.
+    pub backend: QueueBackend,
+    /// How long an accepted event id is remembered to drop duplicates
+    /// (`dedup_window`, default 24 h).
+    pub dedup_window: Duration,
+}
+
+/// The queue store (`backend`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// `"embedded"`: a durable file store for a single node.
+    Embedded {
+        /// The store's location, resolved against the config file's folder
+        /// (`path`, default `data/queue`).
+        path: PathBuf,
+    },
+    /// `"redis"`: shared by any number of dispatchers.
+    Redis {
+        /// The server, e.g. `redis://127.0.0.1:6379`.
+        url: String,
+        /// Key prefix, so several deployments can share a Redis (default
+        /// `statushook`).
+        prefix: String,
+    },
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// Time limit of one attempt (default 10 s).
+    pub timeout: Duration,
+    /// Waits before attempts 2, 3, ...; after the last one the delivery
+    /// becomes a dead letter. Empty: a single attempt. Default 5 s, 1 m,
+    /// 10 m, 1 h, 6 h.
+    pub retry_schedule: Vec<Duration>,
+    /// Whether loopback, private and link-local targets are allowed
+    /// (default false).
+    pub allow_private_networks: bool,
+    /// Attempts in flight at once across all endpoints (default 256).
+    pub max_in_flight: usize,
+    /// Attempts in flight at once to one endpoint (default 16).
+    pub max_in_flight_per_endpoint: usize,
+}
+
+/// `[plugins]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginsConfig {
+    /// Limits for every plugin call (`timeout`, `max_memory_bytes`,
+    /// `max_output_bytes`, `max_concurrent_instances`); unset keys keep
+    /// [`PluginLimits::default`].
+    pub limits: PluginLimits,
+    /// Where compiled plugins are cached, resolved against the config file's
+    /// folder; `None`: the host's default
+    /// ([`HostOptions::default`](crate::plugin::HostOptions)).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `[meta]`: receiving Meta's WhatsApp webhooks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetaConfig {
+    /// The token Meta's verification handshake must present.
+    pub verify_token: String,
+    /// App secrets that `X-Hub-Signature-256` may be made with (several
+    /// during a rotation).
+    pub app_secrets: Vec<String>,
+}
+
+/// One `[[bots]]` entry: a tenant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BotConfig {
+    /// The bot id events carry in `bot_id`: `[A-Za-z0-9_.-]{1,128}`, unique.
+    pub id: String,
+    /// Fills an event's `channel_name` when absent.
+    pub channel_name: Option<String>,
+    /// Meta phone number ids this bot owns; each belongs to one bot only.
+    pub phone_number_ids: Vec<String>,
+    /// Bearer tokens that may post events for this bot only.
+    pub ingest_tokens: Vec<String>,
+    /// Where the bot's events go, in file order.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One `[[bots.webhooks]]` entry: a notification URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Unique within its bot.
+    pub name: String,
+    /// An `http` or `https` URL with a host.
+    pub url: url::Url,
+    /// Which statuses it receives.
+    pub events: EventFilter,
+    /// A built-in plugin name, or a path to a `.wasm` component relative to
+    /// the config file's folder (load it with
+    /// [`PluginHost::load`](crate::plugin::PluginHost::load) and
+    /// [`Config::base_dir`]).
+    pub plugin: String,
+    /// How the dispatcher authenticates to the receiver.
+    pub auth: Auth,
+    /// How the body is signed.
+    pub sign: Sign,
+    /// String key/values handed to the plugin.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// The statuses a webhook subscribes to (`events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventFilter {
+    /// `["all"]`.
+    All,
+    /// The listed statuses; never empty.
+    Only(BTreeSet<Status>),
+}
+
+impl EventFilter {
+    /// Whether a `status` event goes to this webhook.
+    pub fn matches(&self, status: Status) -> bool {
+        match self {
+            EventFilter::All => true,
+            EventFilter::Only(statuses) => statuses.contains(&status),
+        }
+    }
+}
+
+/// Who the dispatcher is to a receiver (`auth`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// No credentials.
+    None,
+    /// `Authorization: Basic ...`.
+    Basic {
+        /// Not empty, no `:`.
+        username: String,
+        /// May be empty.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// Not empty.
+        token: String,
+    },
+    /// A custom header, e.g. `X-Api-Key`.
+    Header {
+        /// A valid header name the host does not own.
+        name: String,
+        /// A valid, non-empty header value.
+        value: String,
+    },
+}
+
+/// How the body is signed (`sign`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Sign {
+    /// No signature.
+    None,
+    /// `webhook-signature` as Standard Webhooks defines it.
+    StandardWebhooks {
+        /// The key: the base64 after `whsec_`, decoded.
+        secret: Vec<u8>,
+    },
+    /// HMAC-SHA256 of the body bytes in a header of the receiver's choosing.
+    Hmac {
+        /// The key: the UTF-8 bytes of the configured string.
+        secret: Vec<u8>,
+        /// The header that carries the signature.
+        header: String,
+        /// How the digest is written (default hex).
+        encoding: Encoding,
+        /// Written before the digest, e.g. `sha256=` (default none).
+        prefix: String,
+    },
+}

@@ -1,0 +1,308 @@
+//! Building the validated [`Config`] from the tree: the top level and the
+//! `[server]`, `[delivery]`, `[plugins]` and `[meta]` sections. The queue,
+//! bots and webhooks are in `queue.rs`, `bots.rs` and `webhook.rs`.
+//!
+//! Every builder reads all of its keys and records every problem; it returns
+//! `None` when anything was wrong, and the caller carries on with the next
+//! section.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::bots::bots;
+use super::model::{Config, DeliveryConfig, MetaConfig, PluginsConfig, ServerConfig, base_dir_of};
+use super::queue::{QUEUE_KEYS, queue};
+use super::reader::{Need, Reader, Table};
+use crate::plugin::PluginLimits;
+
+const ROOT_KEYS: &[&str] = &["server", "queue", "delivery", "plugins", "meta", "bots"];
+const SERVER_KEYS: &[&str] = &["listen", "ingest_tokens", "admin_tokens", "max_body_bytes"];
+const DELIVERY_KEYS: &[&str] = &[
+    "timeout",
+    "retry_schedule",
+    "allow_private_networks",
+    "max_in_flight",
+    "max_in_flight_per_endpoint",
+];
+const PLUGINS_KEYS: &[&str] = &[
+    "timeout",
+    "max_memory_bytes",
+    "max_output_bytes",
+    "max_concurrent_instances",
+    "cache_dir",
+];
+const META_KEYS: &[&str] = &["verify_token", "app_secrets"];
+
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RETRY_SCHEDULE: [Duration; 5] = [
+    Duration::from_secs(5),
+    Duration::from_secs(60),
+    Duration::from_secs(600),
+    Duration::from_secs(3600),
+    Duration::from_secs(6 * 3600),
+];
+const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+const DEFAULT_MAX_IN_FLIGHT_PER_ENDPOINT: usize = 16;
+
+/// The whole config; `None` when any problem was recorded.
+pub(super) fn config(
+    r: &mut Reader<'_>,
+    doc: &Spanned<DeTable<'_>>,
+    path: &Path,
+) -> Option<Config> {
+    let root = r.root(doc, ROOT_KEYS);
+    let base_dir = base_dir_of(path);
+    let server = section(r, &root, "server", SERVER_KEYS).and_then(|t| server(r, &t));
+    let queue = section(r, &root, "queue", QUEUE_KEYS).and_then(|t| queue(r, &t, base_dir));
+    let delivery = section(r, &root, "delivery", DELIVERY_KEYS).and_then(|t| delivery(r, &t));
+    let plugins = section(r, &root, "plugins", PLUGINS_KEYS).and_then(|t| plugins(r, &t, base_dir));
+    let meta = match root.get("meta") {
+        None => Some(None),
+        Some(value) => r
+            .table("meta", value, Some(META_KEYS))
+            .and_then(|t| meta(r, &t))
+            .map(Some),
+    };
+    let bots = bots(r, &root);
+    Some(Config {
+        server: server?,
+        queue: queue?,
+        delivery: delivery?,
+        plugins: plugins?,
+        meta: meta?,
+        bots: bots?,
+        path: path.to_path_buf(),
+    })
+}
+
+/// The section `key` of the root, or an empty one when the file has none.
+fn section<'t, 'i>(
+    r: &mut Reader<'_>,
+    root: &Table<'t, 'i>,
+    key: &str,
+    known: &[&str],
+) -> Option<Table<'t, 'i>> {
+    match root.get(key) {
+        Some(value) => r.table(key, value, Some(known)),
+        None => Some(Table::absent(key)),
+    }
+}
+
+fn server(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<ServerConfig> {
+    let listen = match r.field(t, "listen", Need::Optional, Reader::string) {
+        Some(text) => match text.get_ref().parse::<SocketAddr>() {
+            Ok(listen) => Some(listen),
+            Err(_) => {
+                r.problem(
+                    &t.key("listen"),
+                    Some(text.span()),
+                    format!(
+                        "{:?} is not an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        None if t.has("listen") => None,
+        None => Some(DEFAULT_LISTEN),
+    };
+    let ingest_tokens = tokens(r, t, "ingest_tokens");
+    let admin_tokens = tokens(r, t, "admin_tokens");
+    let max_body_bytes = r
+        .field(
+            t,
+            "max_body_bytes",
+            Need::Optional,
+            Reader::positive::<usize>,
+        )
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    Some(ServerConfig {
+        listen: listen?,
+        ingest_tokens,
+        admin_tokens,
+        max_body_bytes,
+    })
+}
+
+/// An optional list of bearer tokens under `key`; each must be non-empty.
+pub(super) fn tokens(r: &mut Reader<'_>, t: &Table<'_, '_>, key: &str) -> Vec<String> {
+    let list = r
+        .field(t, key, Need::Optional, Reader::strings)
+        .unwrap_or_default();
+    non_empty_strings(r, list)
+}
+
+/// The strings of `list`; an empty one is a problem (often an environment
+/// variable set to nothing).
+pub(super) fn non_empty_strings(
+    r: &mut Reader<'_>,
+    list: Vec<(String, Spanned<String>)>,
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(list.len());
+    for (path, item) in list {
+        if item.get_ref().is_empty() {
+            r.problem(&path, Some(item.span()), "must not be an empty string");
+        } else {
+            out.push(item.into_inner());
+        }
+    }
+    out
+}
+
+fn delivery(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<DeliveryConfig> {
+    let timeout = optional_duration(r, t, "timeout", DEFAULT_TIMEOUT);
+    let retry_schedule = r
+        .field(t, "retry_schedule", Need::Optional, Reader::durations)
+        .map(|list| list.into_iter().map(Spanned::into_inner).collect())
+        .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_vec());
+    let allow_private_networks = r
+        .field(t, "allow_private_networks", Need::Optional, Reader::boolean)
+        .unwrap_or(false);
+    let max_in_flight = r
+        .field(
+            t,
+            "max_in_flight",
+            Need::Optional,
+            Reader::positive::<usize>,
+        )
+        .unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+    let max_in_flight_per_endpoint = r
+        .field(
+            t,
+            "max_in_flight_per_endpoint",
+            Need::Optional,
+            Reader::positive::<usize>,
+        )
+        .unwrap_or(DEFAULT_MAX_IN_FLIGHT_PER_ENDPOINT);
+    Some(DeliveryConfig {
+        timeout: timeout?,
+        retry_schedule,
+        allow_private_networks,
+        max_in_flight,
+        max_in_flight_per_endpoint,
+    })
+}
+
+fn plugins(r: &mut Reader<'_>, t: &Table<'_, '_>, base_dir: &Path) -> Option<PluginsConfig> {
+    let defaults = PluginLimits::default();
+    let timeout = optional_duration(r, t, "timeout", defaults.timeout);
+    let max_memory_bytes = r
+        .field(
+            t,
+            "max_memory_bytes",
+            Need::Optional,
+            Reader::positive::<usize>,
+        )
+        .unwrap_or(defaults.max_memory_bytes);
+    let max_output_bytes = r
+        .field(
+            t,
+            "max_output_bytes",
+            Need::Optional,
+            Reader::positive::<usize>,
+        )
+        .unwrap_or(defaults.max_output_bytes);
+    let max_concurrent_instances = r
+        .field(
+            t,
+            "max_concurrent_instances",
+            Need::Optional,
+            Reader::positive::<u32>,
+        )
+        .unwrap_or(defaults.max_concurrent_instances);
+    let cache_dir = match r.field(t, "cache_dir", Need::Optional, Reader::string) {
+        Some(dir) if dir.get_ref().is_empty() => {
+            r.problem(
+                &t.key("cache_dir"),
+                Some(dir.span()),
+                "must not be empty; remove the key to use the default cache folder",
+            );
+            None
+        }
+        Some(dir) => Some(Some(base_dir.join(dir.get_ref()))),
+        None if t.has("cache_dir") => None,
+        None => Some(None),
+    };
+    Some(PluginsConfig {
+        limits: PluginLimits {
+            timeout: timeout?,
+            max_memory_bytes,
+            max_output_bytes,
+            max_concurrent_instances,
+            ..defaults
+        },
+        cache_dir: cache_dir?,
+    })
+}
+
+fn meta(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<MetaConfig> {
+    let verify_token = match r.field(t, "verify_token", Need::Required, Reader::string) {
+        Some(token) if token.get_ref().is_empty() => {
+            r.problem(
+                &t.key("verify_token"),
+                Some(token.span()),
+                "must not be an empty string",
+            );
+            None
+        }
+        other => other.map(Spanned::into_inner),
+    };
+    let secrets = r.field(t, "app_secrets", Need::Required, Reader::strings);
+    let app_secrets = match secrets {
+        Some(list) if list.is_empty() && !has_items(t, "app_secrets") => {
+            r.missing(
+                t,
+                "app_secrets",
+                "must list at least one app secret (from the Meta app's settings)",
+            );
+            None
+        }
+        Some(list) => Some(non_empty_strings(r, list)),
+        None => None,
+    };
+    Some(MetaConfig {
+        verify_token: verify_token?,
+        app_secrets: app_secrets?,
+    })
+}
+
+/// Whether the array under `key` has entries (even invalid ones).
+fn has_items(t: &Table<'_, '_>, key: &str) -> bool {
+    t.get(key)
+        .and_then(|v| v.get_ref().as_array())
+        .is_some_and(|items| !items.is_empty())
+}
+
+/// `key` as a duration greater than zero, `default` when absent; `None`
+/// when invalid.
+fn optional_duration(
+    r: &mut Reader<'_>,
+    t: &Table<'_, '_>,
+    key: &str,
+    default: Duration,
+) -> Option<Duration> {
+    match r.field(t, key, Need::Optional, Reader::duration) {
+        Some(value) => positive_duration(r, &t.key(key), value),
+        None if t.has(key) => None,
+        None => Some(default),
+    }
+}
+
+pub(super) fn positive_duration(
+    r: &mut Reader<'_>,
+    path: &str,
+    value: Spanned<Duration>,
+) -> Option<Duration> {
+    if value.get_ref().is_zero() {
+        r.problem(path, Some(value.span()), "must be longer than 0");
+        return None;
+    }
+    Some(value.into_inner())
+}

@@ -1,0 +1,122 @@
+//! One delivery attempt: build the request from the stored delivery and the
+//! live webhook config, send it, and classify the answer.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{backoff, sign, ssrf};
+use crate::config::{Auth, Sign, WebhookConfig};
+use crate::queue::Delivery;
+
+/// How an attempt ended, as far as retrying is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 2xx: delivered.
+    Delivered(u16),
+    /// 410 Gone: the receiver asks never to be sent this again.
+    Gone,
+    /// Another status: retry on the schedule. `retry_after` when a 429/503
+    /// said how long to wait; `endpoint_down` when the status says the
+    /// endpoint itself is failing (5xx, 429), for the circuit breaker.
+    Rejected {
+        /// The status code.
+        status: u16,
+        /// The receiver's `Retry-After`, if given with a 429 or 503.
+        retry_after: Option<Duration>,
+        /// Whether the answer counts against the endpoint's health.
+        endpoint_down: bool,
+    },
+    /// No answer at all: timeout, refused connection, TLS failure, a refused
+    /// private address.
+    Failed(String),
+}
+
+/// Sends `delivery` to `webhook` once. Signs with the webhook's current
+/// secret and `webhook-timestamp` of now; the body and `webhook-id` are the
+/// stored ones, identical on every attempt.
+pub async fn send(
+    client: &reqwest::Client,
+    webhook: &WebhookConfig,
+    delivery: &Delivery,
+    timeout: Duration,
+    allow_private_networks: bool,
+) -> Answer {
+    if let Err(e) = ssrf::check_url(&webhook.url, allow_private_networks) {
+        return Answer::Failed(e.to_string());
+    }
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut request = client
+        .post(webhook.url.clone())
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, &delivery.content_type)
+        .header("webhook-id", &delivery.id)
+        .header("webhook-timestamp", timestamp);
+    for (name, value) in &delivery.headers {
+        request = request.header(name, value);
+    }
+    request = match &webhook.sign {
+        Sign::None => request,
+        Sign::StandardWebhooks { secret } => request.header(
+            "webhook-signature",
+            sign::standard_webhooks(secret, &delivery.id, timestamp, &delivery.body),
+        ),
+        Sign::Hmac { secret, header, encoding, prefix } => {
+            request.header(header, sign::hmac(secret, &delivery.body, *encoding, prefix))
+        }
+    };
+    request = match &webhook.auth {
+        Auth::None => request,
+        Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
+        Auth::Bearer { token } => request.bearer_auth(token),
+        Auth::Header { name, value } => request.header(name, value),
+    };
+    let response = match request.body(delivery.body.clone()).send().await {
+        Ok(response) => response,
+        Err(error) => return Answer::Failed(describe(&error)),
+    };
+    let status = response.status().as_u16();
+    let retry_after = if status == 429 || status == 503 {
+        response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| backoff::parse_retry_after(v, SystemTime::now()))
+    } else {
+        None
+    };
+    drain(response).await;
+    match status {
+        200..=299 => Answer::Delivered(status),
+        410 => Answer::Gone,
+        _ => Answer::Rejected { status, retry_after, endpoint_down: status >= 500 || status == 429 },
+    }
+}
+
+/// Reads (a bounded part of) the response so the connection can be reused.
+async fn drain(mut response: reqwest::Response) {
+    let mut read = 0usize;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        read += chunk.len();
+        if read > 64 << 10 {
+            break;
+        }
+    }
+}
+
+/// A one-line reason for a failed request, with its cause chain.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut message = kind.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

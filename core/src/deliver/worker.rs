@@ -1,0 +1,225 @@
+//! The delivery loop: claim due deliveries, send each, then ack, retry or
+//! dead-letter it, in one atomic queue step per outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::attempt::{self, Answer};
+use super::backoff;
+use super::endpoint::{Busy, Endpoints};
+use crate::metrics::{self, Metrics};
+use crate::queue::{Attempt, AttemptOutcome, Claimed, Queue, now_ms};
+use crate::route::Snapshot;
+
+/// Claim at most this many jobs per queue round trip.
+const CLAIM_BATCH: usize = 64;
+/// The longest a worker with nothing due sleeps before looking again.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long a delivery skipped because its endpoint is at its in-flight cap
+/// waits before it is due again.
+const BUSY_RETRY: Duration = Duration::from_millis(250);
+
+/// Everything a delivery attempt needs, shared by all of them.
+pub struct Deliverer {
+    /// The queue to claim from.
+    pub queue: Arc<dyn Queue>,
+    /// The live routing table; each attempt reads the current one.
+    pub routes: Arc<ArcSwap<Snapshot>>,
+    /// The shared HTTP client.
+    pub client: reqwest::Client,
+    /// Per-endpoint in-flight caps and circuit breakers.
+    pub endpoints: Arc<Endpoints>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Deliverer {
+    /// Runs until `shutdown` turns true, then lets in-flight sends finish for
+    /// up to `grace`. Sends still running after that are abandoned; their
+    /// leases expire and another worker (or the next start) delivers them
+    /// again, with the same `webhook-id`.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let max_in_flight = self.routes.load().config.delivery.max_in_flight.max(1);
+        let permits = Arc::new(Semaphore::new(max_in_flight));
+        let mut tasks = JoinSet::new();
+        let mut last_error_log: Option<Instant> = None;
+        while !*shutdown.borrow() {
+            while tasks.try_join_next().is_some() {}
+            // Claim only what can start now, so the in-flight cap holds.
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let lease = lease_for(&self.routes.load());
+            match self.queue.claim(free.min(CLAIM_BATCH), lease).await {
+                Ok(jobs) if jobs.is_empty() => self.idle(&mut shutdown).await,
+                Ok(jobs) => {
+                    for job in jobs {
+                        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                            break; // cannot happen: only this loop takes permits
+                        };
+                        let this = Arc::clone(&self);
+                        let span = tracing::info_span!("delivery", bot = %job.delivery.bot, webhook = %job.delivery.webhook, delivery = %job.delivery.id, attempt = job.attempts + 1);
+                        tasks.spawn(
+                            async move {
+                                this.attempt(job).await;
+                                drop(permit);
+                            }
+                            .instrument(span),
+                        );
+                    }
+                }
+                Err(error) => {
+                    if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::error!(%error, "cannot claim deliveries; retrying");
+                        last_error_log = Some(Instant::now());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(in_flight = tasks.len(), "delivery stopping; letting in-flight sends finish");
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(abandoned = tasks.len(), "sends still running at the end of the grace period; their leases will expire and they will be retried");
+            tasks.abort_all();
+        }
+    }
+
+    /// Sleeps until the next job is due, new work arrives, or `IDLE_POLL`.
+    async fn idle(&self, shutdown: &mut watch::Receiver<bool>) {
+        let wait = match self.queue.next_due_ms().await {
+            Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms())).min(IDLE_POLL),
+            _ => IDLE_POLL,
+        };
+        if wait.is_zero() {
+            return;
+        }
+        tokio::select! {
+            _ = self.queue.wait_for_work(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    /// One attempt of one claimed delivery, ending in exactly one queue step.
+    async fn attempt(&self, job: Claimed) {
+        let routes = self.routes.load_full();
+        let delivery = &job.delivery;
+        let labels = metrics::webhook(&delivery.bot, &delivery.webhook);
+        let Some(webhook) = routes.webhook(&delivery.bot, &delivery.webhook) else {
+            tracing::warn!("webhook no longer in config; dead-lettering");
+            self.dead(&job, None, "webhook removed", "webhook_removed").await;
+            return;
+        };
+        let settings = &routes.config.delivery;
+        let now = Instant::now();
+        let in_flight = match self.endpoints.try_start(&webhook.endpoint, now) {
+            Ok(guard) => guard,
+            Err(busy) => {
+                let (wait, why) = match busy {
+                    Busy::Full => (BUSY_RETRY + Duration::from_millis(fastrand::u64(0..100)), "endpoint_busy"),
+                    Busy::Open { until } => (until.saturating_duration_since(now), "breaker_open"),
+                };
+                self.metrics.deliveries_postponed.get_or_create(&metrics::webhook_reason(&delivery.bot, &delivery.webhook, why)).inc();
+                self.step("postpone", self.queue.retry(&job.lease, None, now_ms() + millis(wait)).await);
+                return;
+            }
+        };
+
+        let started_ms = now_ms();
+        let answer = attempt::send(&self.client, &webhook.config, delivery, settings.timeout, settings.allow_private_networks).await;
+        let took = now.elapsed();
+        self.metrics.attempt_seconds.get_or_create(&labels).observe(took.as_secs_f64());
+        let outcome = match &answer {
+            Answer::Delivered(status) | Answer::Rejected { status, .. } => AttemptOutcome::Status(*status),
+            Answer::Gone => AttemptOutcome::Status(410),
+            Answer::Failed(error) => AttemptOutcome::Error(error.clone()),
+        };
+        let record = Attempt { at_ms: started_ms, duration_ms: millis(took), outcome };
+
+        let (retry_after, endpoint_down) = match answer {
+            Answer::Delivered(status) => {
+                in_flight.success(Instant::now());
+                tracing::debug!(status, took_ms = record.duration_ms, "delivered");
+                self.metrics.deliveries_delivered.get_or_create(&labels).inc();
+                self.step("ack", self.queue.ack(&job.lease).await);
+                return;
+            }
+            Answer::Gone => {
+                in_flight.success(Instant::now());
+                tracing::info!("receiver answered 410 Gone; not retrying");
+                self.metrics.deliveries_failed.get_or_create(&labels).inc();
+                self.dead(&job, Some(&record), "410 Gone: the receiver asked not to be sent this again", "gone").await;
+                return;
+            }
+            Answer::Rejected { status, retry_after, endpoint_down } => {
+                tracing::info!(status, took_ms = record.duration_ms, "receiver refused the delivery");
+                (retry_after, endpoint_down)
+            }
+            Answer::Failed(ref error) => {
+                tracing::info!(%error, took_ms = record.duration_ms, "delivery attempt failed");
+                (None, true)
+            }
+        };
+        if endpoint_down {
+            in_flight.failure(Instant::now());
+        } else {
+            in_flight.success(Instant::now());
+        }
+        self.metrics.deliveries_failed.get_or_create(&labels).inc();
+
+        let attempts_made = job.attempts + 1;
+        match backoff::scheduled_wait(&settings.retry_schedule, attempts_made, &mut fastrand::Rng::new()) {
+            None => {
+                let reason = format!("ran out of attempts ({attempts_made} made)");
+                self.dead(&job, Some(&record), &reason, "attempts_exhausted").await;
+            }
+            Some(scheduled) => {
+                let wait = retry_after.map_or(scheduled, |asked| backoff::honour_retry_after(asked, scheduled));
+                tracing::debug!(wait_ms = millis(wait), "retry scheduled");
+                self.metrics.deliveries_retried.get_or_create(&labels).inc();
+                self.step("retry", self.queue.retry(&job.lease, Some(&record), now_ms() + millis(wait)).await);
+            }
+        }
+    }
+
+    async fn dead(&self, job: &Claimed, attempt: Option<&Attempt>, reason: &str, code: &str) {
+        let d = &job.delivery;
+        self.metrics.deliveries_dead_lettered.get_or_create(&metrics::webhook_reason(&d.bot, &d.webhook, code)).inc();
+        tracing::warn!(reason, "dead letter");
+        self.step("dead-letter", self.queue.dead_letter(&job.lease, attempt, reason).await);
+    }
+
+    /// Logs a queue step that did not take: the lease was lost (another
+    /// worker has the job) or the queue is down (the lease will expire and
+    /// the job is retried, with the same `webhook-id`).
+    fn step(&self, what: &str, result: Result<bool, crate::queue::QueueError>) {
+        match result {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(step = what, "lease lost before the queue step; another worker owns the delivery now"),
+            Err(error) => tracing::error!(step = what, %error, "queue step failed; the delivery will be retried when its lease expires"),
+        }
+    }
+}
+
+/// A lease comfortably longer than one attempt can take, so a slow but live
+/// send is never handed to a second worker.
+pub fn lease_for(routes: &Snapshot) -> Duration {
+    routes.config.delivery.timeout * 2 + Duration::from_secs(10)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

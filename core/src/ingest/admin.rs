@@ -1,0 +1,63 @@
+//! The admin API: a bot's dead letters, and replaying them.
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+
+use super::Ingest;
+use super::response::{ApiError, HttpResponse, bearer_token, json};
+
+/// The most dead letters one listing returns.
+const MAX_LIST: usize = 1000;
+
+/// Checks the admin bearer token.
+fn authorize(ingest: &Ingest, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let token = bearer_token(request.headers())
+        .ok_or_else(|| ApiError::unauthorized("missing bearer token: send Authorization: Bearer <admin token>"))?;
+    if ingest.routes.load().is_admin_token(token) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("the bearer token is not an admin token"))
+    }
+}
+
+/// A query parameter's value.
+fn query_param<'a>(request: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })
+}
+
+/// `GET /v1/bots/{bot}/dead-letters[?limit=N]`: newest first, with every
+/// attempt (time, status code or error, duration).
+pub async fn list(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> HttpResponse {
+    if let Err(e) = authorize(ingest, &request) {
+        return e.into_response();
+    }
+    let limit = match query_param(&request, "limit").map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) if (1..=MAX_LIST).contains(&n) => n,
+        Some(_) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_limit", format!("limit must be a whole number from 1 to {MAX_LIST}")).into_response();
+        }
+    };
+    match ingest.queue.dead_letters(bot, limit).await {
+        Ok(dead) => json(StatusCode::OK, &serde_json::json!({"bot": bot, "dead_letters": dead})),
+        Err(e) => ApiError::unavailable(e.to_string()).into_response(),
+    }
+}
+
+/// `POST /v1/bots/{bot}/dead-letters/replay[?id=ID]`: queues them again.
+pub async fn replay(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> HttpResponse {
+    if let Err(e) = authorize(ingest, &request) {
+        return e.into_response();
+    }
+    let id = query_param(&request, "id").filter(|id| !id.is_empty());
+    match ingest.queue.replay(bot, id).await {
+        Ok(replayed) => {
+            tracing::info!(bot, id, replayed, "dead letters replayed");
+            json(StatusCode::ACCEPTED, &serde_json::json!({"replayed": replayed}))
+        }
+        Err(e) => ApiError::unavailable(e.to_string()).into_response(),
+    }
+}

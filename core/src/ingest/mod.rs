@@ -1,0 +1,34 @@
+//! The HTTP front: where events come in, and where operators look.
+//!
+//! - [`server`] accepts connections (hyper) and shuts down gracefully;
+//! - [`router`] maps routes to handlers: [`events`] (`POST /v1/events`),
+//!   [`admin`] (dead letters), health and metrics;
+//! - [`response`] holds the JSON error shape and body reading with a size
+//!   limit enforced while reading.
+//!
+//! Ingest validates, renders (through [`crate::route`]) and queues a whole
+//! request in one atomic step before answering `202`.
+
+pub mod admin;
+pub mod events;
+pub mod response;
+pub mod router;
+pub mod server;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::route::Snapshot;
+
+/// What the handlers share.
+pub struct Ingest {
+    /// The live routing table.
+    pub routes: Arc<ArcSwap<Snapshot>>,
+    /// The delivery queue.
+    pub queue: Arc<dyn Queue>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}

@@ -1,0 +1,48 @@
+//! Maps each request to its handler.
+
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+
+use super::response::{ApiError, HttpResponse, json, text};
+use super::{Ingest, admin, events};
+
+/// Routes one request.
+pub async fn route(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (segments.as_slice(), &method) {
+        (["v1", "events"], &Method::POST) => events::post(ingest, request).await,
+        (["healthz"], &Method::GET) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (["readyz"], &Method::GET) => ready(ingest).await,
+        (["metrics"], &Method::GET) => metrics(ingest).await,
+        (["v1", "bots", bot, "dead-letters"], &Method::GET) => admin::list(ingest, request, bot).await,
+        (["v1", "bots", bot, "dead-letters", "replay"], &Method::POST) => admin::replay(ingest, request, bot).await,
+        (["v1", "events"] | ["healthz"] | ["readyz"] | ["metrics"], _)
+        | (["v1", "bots", _, "dead-letters"], _)
+        | (["v1", "bots", _, "dead-letters", "replay"], _) => {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not supported on {path}")).into_response()
+        }
+        _ => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {method} {path}")).into_response(),
+    }
+}
+
+/// `200` when config is loaded and the queue answers, else `503`.
+async fn ready(ingest: &Ingest) -> HttpResponse {
+    match tokio::time::timeout(Duration::from_secs(2), ingest.queue.ping()).await {
+        Ok(Ok(())) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Ok(Err(e)) => ApiError::unavailable(e.to_string()).into_response(),
+        Err(_) => ApiError::unavailable("the queue did not answer within 2 s").into_response(),
+    }
+}
+
+/// Prometheus text, with the queue depth read at scrape time.
+async fn metrics(ingest: &Ingest) -> HttpResponse {
+    if let Ok(Ok(depth)) = tokio::time::timeout(Duration::from_secs(2), ingest.queue.depth()).await {
+        ingest.metrics.queue_pending.set(i64::try_from(depth.pending).unwrap_or(i64::MAX));
+        ingest.metrics.queue_due.set(i64::try_from(depth.due).unwrap_or(i64::MAX));
+    }
+    text(StatusCode::OK, ingest.metrics.encode(), "text/plain; version=0.0.4; charset=utf-8")
+}

@@ -1,0 +1,159 @@
+//! The records the queue holds: deliveries, attempts and dead letters.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::QueueError;
+use crate::event::Status;
+
+/// One rendered request for one webhook: what every attempt sends.
+///
+/// Rendered once at fan-out and stored whole, so every attempt sends the
+/// same bytes with the same `webhook-id`. URL, auth and secrets are not
+/// stored: they come from the live config at send time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Unique delivery id; sent as `webhook-id`.
+    pub id: String,
+    /// The bot the event belongs to.
+    pub bot: String,
+    /// The webhook's name within the bot.
+    pub webhook: String,
+    /// The canonical event's id.
+    pub event_id: String,
+    /// The canonical status, for logs and dead-letter listings.
+    pub status: Status,
+    /// When the delivery was created, unix ms.
+    pub created_ms: u64,
+    /// The plugin's content type.
+    pub content_type: String,
+    /// The plugin's extra headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// The body: stored beside the metadata, not inside its JSON.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+impl Delivery {
+    /// The metadata as JSON (everything but the body).
+    pub(crate) fn meta_json(&self) -> Vec<u8> {
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Rebuilds a delivery from its stored metadata and body.
+    pub(crate) fn from_parts(id: &str, meta: &[u8], body: Vec<u8>) -> Result<Self, QueueError> {
+        let mut delivery: Delivery = serde_json::from_slice(meta).map_err(|e| QueueError::Corrupt {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        delivery.body = body;
+        Ok(delivery)
+    }
+}
+
+/// A fresh delivery id: `msg_` and a time-ordered UUIDv7, as Standard
+/// Webhooks ids look (`msg_...`). Unique across dispatchers.
+pub fn new_delivery_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The current time in unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
+}
+
+/// A delivery for the queue: due now, or dead at birth (its plugin failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewDelivery {
+    /// To be sent.
+    Pending(Delivery),
+    /// Not sendable: the plugin failed; stored as a dead letter with the reason.
+    Dead(Delivery, String),
+}
+
+impl NewDelivery {
+    /// The delivery, whichever state it is born in.
+    pub fn delivery(&self) -> &Delivery {
+        match self {
+            NewDelivery::Pending(d) | NewDelivery::Dead(d, _) => d,
+        }
+    }
+}
+
+/// One accepted event and the deliveries it fans out to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The event's bot: with `event_id`, the dedup key.
+    pub bot: String,
+    /// The canonical event id.
+    pub event_id: String,
+    /// Its deliveries: one per subscribed webhook whose plugin did not drop it.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// What happened on one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When the attempt started, unix ms.
+    pub at_ms: u64,
+    /// How long it took, ms.
+    pub duration_ms: u64,
+    /// The HTTP status, or why there was none.
+    #[serde(flatten)]
+    pub outcome: AttemptOutcome,
+}
+
+/// The result of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The endpoint answered with this status code.
+    Status(u16),
+    /// No answer: timeout, connection error, refused address...
+    Error(String),
+}
+
+/// A claimed job: the delivery, its lease and how many attempts it has had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// What to send.
+    pub delivery: Delivery,
+    /// The lease to ack or retry with.
+    pub lease: Lease,
+    /// Attempts made so far (since creation or the last replay).
+    pub attempts: u32,
+}
+
+/// Proof of a claim: the job id and the fencing token of this claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The delivery id.
+    pub id: String,
+    /// The fencing token; only the latest claim's token is honoured.
+    pub token: u64,
+}
+
+/// A delivery that ran out of attempts, or could not be sent at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The delivery (its body is listed by length only).
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    /// Body length in bytes.
+    pub body_bytes: usize,
+    /// Why it is dead: "ran out of attempts", "410 Gone", "plugin failed: ...",
+    /// "webhook removed".
+    pub reason: String,
+    /// When it died, unix ms.
+    pub dead_ms: u64,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+}

@@ -1,0 +1,94 @@
+//! Dead letters: listing a bot's, and replaying them.
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::fault::{Fault, corrupt};
+use super::job::{Job, Stage};
+use super::tables::{ATTEMPTS, Commit, DEAD, DEAD_END_MS, JOBS, PAYLOADS, Tables};
+use crate::queue::{Attempt, DeadLetter, Delivery};
+
+/// The newest `limit` dead letters of `bot`, newest first (ties by id,
+/// descending, as Redis orders them).
+pub(super) fn list(db: &Database, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, Fault> {
+    let txn = db.begin_read()?;
+    let dead = txn.open_table(DEAD)?;
+    let jobs = txn.open_table(JOBS)?;
+    let payloads = txn.open_table(PAYLOADS)?;
+    let attempts = txn.open_table(ATTEMPTS)?;
+    let mut out = Vec::new();
+    for entry in dead
+        .range((bot, 0u64, "")..(bot, DEAD_END_MS, ""))?
+        .rev()
+        .take(limit)
+    {
+        let (key, _) = entry?;
+        let (_, _, id) = key.value();
+        let Some(job) = jobs.get(id)? else { continue };
+        let job = Job::decode(id, job.value())?;
+        let Stage::Dead { dead_ms, reason } = job.stage else {
+            continue;
+        };
+        let Some(payload) = payloads.get(id)? else {
+            return Err(corrupt(id, "job without its payload"));
+        };
+        let (meta, body) = payload.value();
+        let mut history = Vec::with_capacity(job.attempts as usize);
+        for seq in 0..job.attempts {
+            if let Some(attempt) = attempts.get((id, seq))? {
+                let attempt: Attempt = serde_json::from_slice(attempt.value())
+                    .map_err(|e| corrupt(id, format!("attempt {seq}: {e}")))?;
+                history.push(attempt);
+            }
+        }
+        out.push(DeadLetter {
+            delivery: Delivery::from_parts(id, meta, Vec::new())?,
+            body_bytes: body.len(),
+            reason,
+            dead_ms,
+            attempts: history,
+        });
+    }
+    Ok(out)
+}
+
+/// Queues dead letters of `bot` again (all, or the one with `id`), due at
+/// `now`, with a fresh attempt count; their attempts are kept. Returns how
+/// many were replayed.
+pub(super) fn replay(
+    t: &mut Tables<'_>,
+    bot: &str,
+    id: Option<&str>,
+    now: u64,
+) -> Result<(usize, Commit), Fault> {
+    let mut ids = Vec::new();
+    match id {
+        None => {
+            for entry in t.dead.range((bot, 0u64, "")..(bot, DEAD_END_MS, ""))? {
+                let (key, _) = entry?;
+                ids.push(key.value().2.to_string());
+            }
+        }
+        Some(id) => {
+            let is_dead_here = t
+                .job(id)?
+                .is_some_and(|job| job.bot == bot && matches!(job.stage, Stage::Dead { .. }));
+            if is_dead_here {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    let mut replayed = 0;
+    for id in &ids {
+        let Some(mut job) = t.job(id)? else { continue };
+        t.unindex(id, &job)?;
+        job.base = job.attempts;
+        t.schedule(id, &mut job, now)?;
+        replayed += 1;
+    }
+    let commit = if replayed > 0 {
+        Commit::Yes
+    } else {
+        Commit::No
+    };
+    Ok((replayed, commit))
+}

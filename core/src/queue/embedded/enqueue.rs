@@ -1,0 +1,116 @@
+//! Enqueue: dedup marks and deliveries of a whole batch in one transaction.
+
+use redb::ReadableTable;
+
+use super::fault::Fault;
+use super::job::{Job, Stage};
+use super::tables::{Commit, Tables};
+use crate::queue::{Enqueued, NewDelivery, NewEvent};
+
+/// Expired dedup marks purged per enqueue at least; plus two per event in
+/// the batch, so purging keeps up with marking.
+const PURGE_BASE: usize = 64;
+
+/// Marks each event not seen within its window and queues its deliveries
+/// (due at `now`, or dead at birth); counts the rest as duplicates.
+pub(super) fn enqueue(
+    t: &mut Tables<'_>,
+    events: &[NewEvent],
+    now: u64,
+    window_ms: u64,
+) -> Result<(Enqueued, Commit), Fault> {
+    let purged = purge_expired_marks(t, now, PURGE_BASE + 2 * events.len())?;
+    let expiry = now.saturating_add(window_ms);
+    let mut out = Enqueued::default();
+    for event in events {
+        if !mark(t, &event.bot, &event.event_id, now, expiry)? {
+            out.duplicates += 1;
+            continue;
+        }
+        out.accepted += 1;
+        for new in &event.deliveries {
+            insert(t, &event.bot, new, now)?;
+        }
+    }
+    let commit = if out.accepted > 0 || purged > 0 {
+        Commit::Yes
+    } else {
+        Commit::No
+    };
+    Ok((out, commit))
+}
+
+/// Sets the dedup mark of (`bot`, `event_id`) to expire at `expiry`, unless
+/// a live one exists: `false` for a duplicate. An expired mark is absent.
+fn mark(
+    t: &mut Tables<'_>,
+    bot: &str,
+    event_id: &str,
+    now: u64,
+    expiry: u64,
+) -> Result<bool, Fault> {
+    let previous = t.dedup.get((bot, event_id))?.map(|v| v.value());
+    if let Some(previous) = previous {
+        if previous > now {
+            return Ok(false);
+        }
+        t.dedup_expiry.remove((previous, bot, event_id))?;
+    }
+    t.dedup.insert((bot, event_id), expiry)?;
+    t.dedup_expiry.insert((expiry, bot, event_id), ())?;
+    Ok(true)
+}
+
+/// Writes one delivery: its payload, its state and its index entry.
+fn insert(t: &mut Tables<'_>, bot: &str, new: &NewDelivery, now: u64) -> Result<(), Fault> {
+    let delivery = new.delivery();
+    let id = delivery.id.as_str();
+    t.payloads.insert(
+        id,
+        (delivery.meta_json().as_slice(), delivery.body.as_slice()),
+    )?;
+    let stage = match new {
+        NewDelivery::Pending(_) => {
+            t.due.insert((now, id), ())?;
+            Stage::Pending { due_ms: now }
+        }
+        NewDelivery::Dead(_, reason) => {
+            t.dead.insert((bot, now, id), ())?;
+            Stage::Dead {
+                dead_ms: now,
+                reason: reason.clone(),
+            }
+        }
+    };
+    t.put_job(id, &Job::new(bot, stage))
+}
+
+/// Removes up to `max` dedup marks that expired by `now`, oldest first, so
+/// the table does not grow forever. Returns how many went.
+pub(super) fn purge_expired_marks(
+    t: &mut Tables<'_>,
+    now: u64,
+    max: usize,
+) -> Result<usize, Fault> {
+    let mut expired = Vec::new();
+    for entry in t
+        .dedup_expiry
+        .range((0u64, "", "")..(now.saturating_add(1), "", ""))?
+        .take(max)
+    {
+        let (key, _) = entry?;
+        let (expiry, bot, event_id) = key.value();
+        expired.push((expiry, bot.to_string(), event_id.to_string()));
+    }
+    for (expiry, bot, event_id) in &expired {
+        let key = (bot.as_str(), event_id.as_str());
+        t.dedup_expiry.remove((*expiry, key.0, key.1))?;
+        // The index and the marks move together; check anyway, so a stray
+        // index entry never removes a live mark.
+        let current = t.dedup.get(key)?.map(|v| v.value());
+        if current == Some(*expiry) {
+            t.dedup.remove(key)?;
+        }
+    }
+    Ok(expired.len())
+}

@@ -1,0 +1,171 @@
+//! The small, mutable record of one job (the `jobs` table): everything but
+//! the delivery itself, which never changes and lives in `payloads`.
+
+use super::fault::{Fault, corrupt};
+
+/// The record format; bumped if the layout ever changes.
+const VERSION: u8 = 1;
+const PENDING: u8 = 0;
+const DEAD: u8 = 1;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Queued, due (or leased until) `due_ms`: it has the entry
+    /// `(due_ms, id)` in the due index.
+    Pending {
+        /// When the job is next due, unix ms.
+        due_ms: u64,
+    },
+    /// A dead letter: it has the entry `(bot, dead_ms, id)` in the dead index.
+    Dead {
+        /// When it died, unix ms.
+        dead_ms: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The state of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Job {
+    /// The bot it belongs to (the dead-letter index is per bot).
+    pub(super) bot: String,
+    /// The fencing token of the current lease; 0 when not leased.
+    pub(super) token: u64,
+    /// How many attempts are recorded: the sequence number of the next one.
+    pub(super) attempts: u32,
+    /// Attempts recorded before the last replay, not counted by claims.
+    pub(super) base: u32,
+    /// Pending or dead.
+    pub(super) stage: Stage,
+}
+
+impl Job {
+    /// A job just enqueued: never leased, no attempts.
+    pub(super) fn new(bot: &str, stage: Stage) -> Self {
+        Job {
+            bot: bot.to_string(),
+            token: 0,
+            attempts: 0,
+            base: 0,
+            stage,
+        }
+    }
+
+    /// Whether `token` is the fencing token of this job's current lease.
+    pub(super) fn is_leased_with(&self, token: u64) -> bool {
+        self.token != 0 && self.token == token
+    }
+
+    /// The attempts made since creation or the last replay.
+    pub(super) fn attempts_in_cycle(&self) -> u32 {
+        self.attempts.saturating_sub(self.base)
+    }
+
+    /// The stored bytes: version, stage, token, attempts, base, due or dead
+    /// time, then the bot and (dead only) the reason, each length-prefixed.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let (tag, at_ms, reason) = match &self.stage {
+            Stage::Pending { due_ms } => (PENDING, *due_ms, None),
+            Stage::Dead { dead_ms, reason } => (DEAD, *dead_ms, Some(reason.as_str())),
+        };
+        let mut out = Vec::with_capacity(40 + self.bot.len() + reason.map_or(0, str::len));
+        out.push(VERSION);
+        out.push(tag);
+        out.extend_from_slice(&self.token.to_le_bytes());
+        out.extend_from_slice(&self.attempts.to_le_bytes());
+        out.extend_from_slice(&self.base.to_le_bytes());
+        out.extend_from_slice(&at_ms.to_le_bytes());
+        put_str(&mut out, &self.bot);
+        if let Some(reason) = reason {
+            put_str(&mut out, reason);
+        }
+        out
+    }
+
+    /// Reads a record written by [`Job::encode`]; `id` names it in errors.
+    pub(super) fn decode(id: &str, bytes: &[u8]) -> Result<Self, Fault> {
+        let mut r = Reader { bytes, id };
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(corrupt(
+                id,
+                format!("job record version {version}, expected {VERSION}"),
+            ));
+        }
+        let tag = r.u8()?;
+        let token = r.u64()?;
+        let attempts = r.u32()?;
+        let base = r.u32()?;
+        let at_ms = r.u64()?;
+        let bot = r.string()?;
+        let stage = match tag {
+            PENDING => Stage::Pending { due_ms: at_ms },
+            DEAD => Stage::Dead {
+                dead_ms: at_ms,
+                reason: r.string()?,
+            },
+            other => return Err(corrupt(id, format!("unknown job stage {other}"))),
+        };
+        if !r.bytes.is_empty() {
+            return Err(corrupt(id, "trailing bytes in the job record"));
+        }
+        Ok(Job {
+            bot,
+            token,
+            attempts,
+            base,
+            stage,
+        })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Bots and reasons are short; a longer string is cut at the limit rather
+    // than written with a length that does not match.
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..len as usize]);
+}
+
+/// A cursor over a record's bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    id: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Fault> {
+        if self.bytes.len() < n {
+            return Err(corrupt(self.id, "job record cut short"));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Fault> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, Fault> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, Fault> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, Fault> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn string(&mut self) -> Result<String, Fault> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| corrupt(self.id, e))
+    }
+}

@@ -1,0 +1,208 @@
+//! The embedded backend: one dispatcher, the queue in a local file.
+//!
+//! The same model as the Redis backend (due times, leases with fencing
+//! tokens, attempt counts with a `base` moved by replays, per-bot dead
+//! letters, dedup marks with an expiry) kept in a [redb] database,
+//! `<folder>/queue.redb`. The tables are listed in `tables.rs`.
+//!
+//! - Every operation is one redb write transaction, committed with
+//!   [`redb::Durability::Immediate`]: durable when it returns, so the `202`
+//!   of an ingest is a promise. A whole enqueued batch is one transaction and
+//!   one fsync (group commit); an operation that changes nothing (a claim
+//!   finding no due job, a stale lease) is aborted and costs no fsync.
+//! - A crash loses nothing committed: leased jobs become due again when their
+//!   lease ends, exactly as in Redis. After a crash, the next open repairs
+//!   the file (redb walks it) before answering.
+//! - redb blocks, so each operation runs on tokio's blocking pool.
+//! - One process only: redb locks the file, and a second open (by another
+//!   process, or this one) fails with [`QueueError::Open`].
+//!
+//! [redb]: https://docs.rs/redb
+
+mod claim;
+mod dead;
+mod enqueue;
+mod fault;
+mod inspect;
+mod job;
+mod open;
+mod settle;
+mod tables;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::Database;
+use tokio::sync::Notify;
+
+use self::fault::Fault;
+use self::tables::{Commit, Tables};
+use super::{
+    Attempt, Claimed, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError, now_ms,
+};
+
+/// The queue in a local redb file, for a single dispatcher.
+pub struct EmbeddedQueue {
+    db: Arc<Database>,
+    folder: PathBuf,
+    wake: Notify,
+}
+
+impl EmbeddedQueue {
+    /// Opens the queue in `folder`, creating the folder and its database
+    /// file (`queue.redb`) if needed.
+    ///
+    /// Blocks while it opens: after an unclean shutdown redb checks and
+    /// repairs the whole file first. Call it at start-up, or from a blocking
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Open`] if the folder or file cannot be created or read,
+    /// or if another statushook (another process, or another queue in this
+    /// one) has the folder open.
+    pub fn open(folder: &Path) -> Result<Self, QueueError> {
+        let db = open::open(folder)?;
+        Ok(EmbeddedQueue {
+            db: Arc::new(db),
+            folder: folder.to_path_buf(),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Runs `op` on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, Fault> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let db = Arc::clone(&self.db);
+        match tokio::task::spawn_blocking(move || op(&db)).await {
+            Ok(result) => result.map_err(QueueError::from),
+            Err(e) => Err(QueueError::Unavailable(format!(
+                "embedded queue operation failed: {e}"
+            ))),
+        }
+    }
+
+    /// Runs `op` in one write transaction on the blocking pool.
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Tables<'_>) -> Result<(T, Commit), Fault> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        self.run(move |db| tables::write(db, op)).await
+    }
+}
+
+impl fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedQueue")
+            .field("folder", &self.folder)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn attempt_json(attempt: Option<&Attempt>) -> Option<Vec<u8>> {
+    // Serialising plain strings and numbers cannot fail.
+    attempt.map(|a| serde_json::to_vec(a).unwrap_or_default())
+}
+
+#[async_trait::async_trait]
+impl Queue for EmbeddedQueue {
+    async fn enqueue(
+        &self,
+        events: &[NewEvent],
+        dedup_window: Duration,
+    ) -> Result<Enqueued, QueueError> {
+        let events = events.to_vec();
+        let window_ms = millis(dedup_window).max(1);
+        let enqueued = self
+            .write(move |t| enqueue::enqueue(t, &events, now_ms(), window_ms))
+            .await?;
+        if enqueued.accepted > 0 {
+            self.wake.notify_one();
+        }
+        Ok(enqueued)
+    }
+
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let lease_ms = millis(lease);
+        self.write(move |t| claim::claim(t, now_ms(), lease_ms, max))
+            .await
+    }
+
+    async fn ack(&self, lease: &Lease) -> Result<bool, QueueError> {
+        let Lease { id, token } = lease.clone();
+        self.write(move |t| settle::ack(t, &id, token)).await
+    }
+
+    async fn retry(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        due_ms: u64,
+    ) -> Result<bool, QueueError> {
+        let Lease { id, token } = lease.clone();
+        let attempt = attempt_json(attempt);
+        self.write(move |t| settle::retry(t, &id, token, attempt.as_deref(), due_ms))
+            .await
+    }
+
+    async fn dead_letter(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        reason: &str,
+    ) -> Result<bool, QueueError> {
+        let Lease { id, token } = lease.clone();
+        let attempt = attempt_json(attempt);
+        let reason = reason.to_string();
+        self.write(move |t| {
+            settle::dead_letter(t, &id, token, attempt.as_deref(), &reason, now_ms())
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let bot = bot.to_string();
+        self.run(move |db| dead::list(db, &bot, limit.max(1))).await
+    }
+
+    async fn replay(&self, bot: &str, id: Option<&str>) -> Result<usize, QueueError> {
+        let bot = bot.to_string();
+        let id = id.map(str::to_string);
+        let replayed = self
+            .write(move |t| dead::replay(t, &bot, id.as_deref(), now_ms()))
+            .await?;
+        if replayed > 0 {
+            self.wake.notify_one();
+        }
+        Ok(replayed)
+    }
+
+    async fn depth(&self) -> Result<Depth, QueueError> {
+        self.run(|db| inspect::depth(db, now_ms())).await
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
+        self.run(inspect::next_due_ms).await
+    }
+
+    async fn wait_for_work(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.wake.notified()).await;
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.run(inspect::ping).await
+    }
+}

@@ -1,0 +1,68 @@
+//! The end of a lease: ack, retry or dead-letter, each only with the
+//! current fencing token.
+
+use super::fault::Fault;
+use super::job::Stage;
+use super::tables::{Commit, Tables};
+
+/// Removes a delivered job with its payload and attempts. `false` for a
+/// stale lease.
+pub(super) fn ack(t: &mut Tables<'_>, id: &str, token: u64) -> Result<(bool, Commit), Fault> {
+    let Some(job) = t.leased(id, token)? else {
+        return Ok((false, Commit::No));
+    };
+    t.unindex(id, &job)?;
+    t.jobs.remove(id)?;
+    t.payloads.remove(id)?;
+    for seq in 0..job.attempts {
+        t.attempts.remove((id, seq))?;
+    }
+    Ok((true, Commit::Yes))
+}
+
+/// Records `attempt` (JSON) if any, makes the job due at `due_ms` and ends
+/// the lease. `false` for a stale lease.
+pub(super) fn retry(
+    t: &mut Tables<'_>,
+    id: &str,
+    token: u64,
+    attempt: Option<&[u8]>,
+    due_ms: u64,
+) -> Result<(bool, Commit), Fault> {
+    let Some(mut job) = t.leased(id, token)? else {
+        return Ok((false, Commit::No));
+    };
+    if let Some(attempt) = attempt {
+        t.record_attempt(id, &mut job, attempt)?;
+    }
+    t.unindex(id, &job)?;
+    t.schedule(id, &mut job, due_ms)?;
+    Ok((true, Commit::Yes))
+}
+
+/// Records `attempt` (JSON) if any and moves the job to its bot's dead
+/// letters, dead at `now`. `false` for a stale lease.
+pub(super) fn dead_letter(
+    t: &mut Tables<'_>,
+    id: &str,
+    token: u64,
+    attempt: Option<&[u8]>,
+    reason: &str,
+    now: u64,
+) -> Result<(bool, Commit), Fault> {
+    let Some(mut job) = t.leased(id, token)? else {
+        return Ok((false, Commit::No));
+    };
+    if let Some(attempt) = attempt {
+        t.record_attempt(id, &mut job, attempt)?;
+    }
+    t.unindex(id, &job)?;
+    job.token = 0;
+    job.stage = Stage::Dead {
+        dead_ms: now,
+        reason: reason.to_string(),
+    };
+    t.dead.insert((job.bot.as_str(), now, id), ())?;
+    t.put_job(id, &job)?;
+    Ok((true, Commit::Yes))
+}

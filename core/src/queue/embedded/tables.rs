@@ -1,0 +1,153 @@
+//! The tables of the store, and the record-level steps operations share.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `jobs` | id | [`Job`]: bot, lease token, attempt counts, due time or death |
+//! | `payloads` | id | (delivery metadata JSON, body): written once |
+//! | `due` | (due ms, id) | — : every pending job, leased or not |
+//! | `attempts` | (id, seq) | attempt JSON, seq from 0 |
+//! | `dead` | (bot, dead ms, id) | — : the bot's dead letters |
+//! | `dedup` | (bot, event id) | expiry ms of the mark |
+//! | `dedup_expiry` | (expiry ms, bot, event id) | — : marks in expiry order, to purge |
+//! | `counters` | name | `token` (last fencing token), `schema` (layout version) |
+
+use redb::{Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use super::fault::{Fault, corrupt};
+use super::job::{Job, Stage};
+
+pub(super) const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+pub(super) const PAYLOADS: TableDefinition<&str, (&[u8], &[u8])> = TableDefinition::new("payloads");
+pub(super) const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
+pub(super) const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts");
+pub(super) const DEAD: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("dead");
+pub(super) const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
+pub(super) const DEDUP_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("dedup_expiry");
+pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// `counters` key: the last fencing token handed out.
+pub(super) const TOKEN_SEQ: &str = "token";
+/// `counters` key: the layout version of the tables.
+pub(super) const SCHEMA: &str = "schema";
+/// The layout this version writes and reads.
+pub(super) const SCHEMA_VERSION: u64 = 1;
+
+/// The end (exclusive) of the key range of `bot`'s dead letters; the start
+/// is `(bot, 0, "")`. No job dies at `u64::MAX` ms.
+pub(super) const DEAD_END_MS: u64 = u64::MAX;
+
+/// Whether a write transaction changed anything: an unchanged one is
+/// aborted, so a claim that finds nothing costs no fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// Commit (and fsync).
+    Yes,
+    /// Nothing was written: abort.
+    No,
+}
+
+/// Every table, opened in one write transaction.
+pub(super) struct Tables<'txn> {
+    pub(super) jobs: Table<'txn, &'static str, &'static [u8]>,
+    pub(super) payloads: Table<'txn, &'static str, (&'static [u8], &'static [u8])>,
+    pub(super) due: Table<'txn, (u64, &'static str), ()>,
+    pub(super) attempts: Table<'txn, (&'static str, u32), &'static [u8]>,
+    pub(super) dead: Table<'txn, (&'static str, u64, &'static str), ()>,
+    pub(super) dedup: Table<'txn, (&'static str, &'static str), u64>,
+    pub(super) dedup_expiry: Table<'txn, (u64, &'static str, &'static str), ()>,
+    pub(super) counters: Table<'txn, &'static str, u64>,
+}
+
+impl<'txn> Tables<'txn> {
+    /// Opens (creating if needed) every table in `txn`.
+    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, Fault> {
+        Ok(Tables {
+            jobs: txn.open_table(JOBS)?,
+            payloads: txn.open_table(PAYLOADS)?,
+            due: txn.open_table(DUE)?,
+            attempts: txn.open_table(ATTEMPTS)?,
+            dead: txn.open_table(DEAD)?,
+            dedup: txn.open_table(DEDUP)?,
+            dedup_expiry: txn.open_table(DEDUP_EXPIRY)?,
+            counters: txn.open_table(COUNTERS)?,
+        })
+    }
+
+    /// The state of job `id`, if it exists.
+    pub(super) fn job(&self, id: &str) -> Result<Option<Job>, Fault> {
+        match self.jobs.get(id)? {
+            Some(bytes) => Ok(Some(Job::decode(id, bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the state of job `id`.
+    pub(super) fn put_job(&mut self, id: &str, job: &Job) -> Result<(), Fault> {
+        self.jobs.insert(id, job.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// The job `id` if `token` is its current lease: what ack, retry and
+    /// dead-letter act on. `None` for a stale lease or a job gone.
+    pub(super) fn leased(&self, id: &str, token: u64) -> Result<Option<Job>, Fault> {
+        Ok(self.job(id)?.filter(|job| job.is_leased_with(token)))
+    }
+
+    /// Appends `attempt` (JSON) to the history of job `id`.
+    pub(super) fn record_attempt(
+        &mut self,
+        id: &str,
+        job: &mut Job,
+        attempt: &[u8],
+    ) -> Result<(), Fault> {
+        let seq = job.attempts;
+        job.attempts = seq
+            .checked_add(1)
+            .ok_or_else(|| corrupt(id, "attempt counter overflow"))?;
+        self.attempts.insert((id, seq), attempt)?;
+        Ok(())
+    }
+
+    /// Removes the index entry of `job` (due or dead), whichever it has.
+    pub(super) fn unindex(&mut self, id: &str, job: &Job) -> Result<(), Fault> {
+        match &job.stage {
+            Stage::Pending { due_ms } => {
+                self.due.remove((*due_ms, id))?;
+            }
+            Stage::Dead { dead_ms, .. } => {
+                self.dead.remove((job.bot.as_str(), *dead_ms, id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `job` pending, due at `due_ms`, not leased; writes it and its
+    /// due entry. The caller has removed its previous index entry.
+    pub(super) fn schedule(&mut self, id: &str, job: &mut Job, due_ms: u64) -> Result<(), Fault> {
+        job.token = 0;
+        job.stage = Stage::Pending { due_ms };
+        self.due.insert((due_ms, id), ())?;
+        self.put_job(id, job)
+    }
+}
+
+/// Runs `op` in one write transaction, durable when it returns
+/// ([`Durability::Immediate`]: one fsync at commit), or aborted if `op`
+/// fails or wrote nothing.
+pub(super) fn write<T>(
+    db: &redb::Database,
+    op: impl FnOnce(&mut Tables<'_>) -> Result<(T, Commit), Fault>,
+) -> Result<T, Fault> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let (out, commit) = {
+        let mut tables = Tables::open(&txn)?;
+        op(&mut tables)?
+    };
+    match commit {
+        Commit::Yes => txn.commit()?,
+        Commit::No => txn.abort()?,
+    }
+    Ok(out)
+}

@@ -1,0 +1,128 @@
+//! Unit tests of the record format and the dedup purge; the queue contract
+//! itself is tested against both backends in `tests/queue.rs`.
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::enqueue::{enqueue, purge_expired_marks};
+use super::job::{Job, Stage};
+use super::tables::{self, Commit};
+use crate::queue::{NewEvent, QueueError};
+
+#[test]
+fn job_records_round_trip() {
+    let mut pending = Job::new(
+        "bot-a",
+        Stage::Pending {
+            due_ms: 1_700_000_000_123,
+        },
+    );
+    pending.token = 42;
+    pending.attempts = 3;
+    pending.base = 1;
+    let dead = Job::new(
+        "bót",
+        Stage::Dead {
+            dead_ms: 7,
+            reason: "plugin failed: trap ✗".into(),
+        },
+    );
+    for job in [pending, dead] {
+        assert_eq!(Job::decode("msg_x", &job.encode()).expect("decode"), job);
+    }
+}
+
+#[test]
+fn a_damaged_job_record_is_corrupt_not_a_panic() {
+    let bytes = Job::new("bot-a", Stage::Pending { due_ms: 1 }).encode();
+    for cut in 0..bytes.len() {
+        let err = Job::decode("msg_x", &bytes[..cut]).expect_err("cut short");
+        assert!(
+            matches!(err.0, QueueError::Corrupt { ref id, .. } if id == "msg_x"),
+            "{err:?}"
+        );
+    }
+    let mut other_version = bytes.clone();
+    other_version[0] = 99;
+    assert!(Job::decode("msg_x", &other_version).is_err());
+    let mut trailing = bytes;
+    trailing.push(0);
+    assert!(Job::decode("msg_x", &trailing).is_err());
+}
+
+#[test]
+fn expired_dedup_marks_are_purged_a_bounded_number_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = super::open::open(dir.path()).expect("open");
+    let events: Vec<NewEvent> = (0..5)
+        .map(|i| NewEvent {
+            bot: "bot-a".into(),
+            event_id: format!("e{i}"),
+            deliveries: vec![],
+        })
+        .collect();
+    // Marked at t=1000 for 10 ms, plus one marked at t=5000 for an hour.
+    tables::write(&db, |t| enqueue(t, &events, 1_000, 10)).expect("enqueue");
+    let live = vec![NewEvent {
+        bot: "bot-a".into(),
+        event_id: "live".into(),
+        deliveries: vec![],
+    }];
+    tables::write(&db, |t| enqueue(t, &live, 5_000, 3_600_000)).expect("enqueue");
+
+    let marks = |db: &redb::Database| {
+        tables::write(db, |t| {
+            let n = (t.dedup.len()?, t.dedup_expiry.len()?);
+            Ok((n, Commit::No))
+        })
+        .expect("count")
+    };
+    // The second enqueue already purged the five expired marks (it purges
+    // at least 64 per call).
+    assert_eq!(marks(&db), (1, 1));
+
+    // A bounded purge takes only that many, oldest first.
+    tables::write(&db, |t| enqueue(t, &events, 6_000, 10)).expect("enqueue");
+    assert_eq!(marks(&db), (6, 6));
+    let purged = tables::write(&db, |t| {
+        Ok((purge_expired_marks(t, 7_000, 2)?, Commit::Yes))
+    })
+    .expect("purge");
+    assert_eq!(purged, 2);
+    assert_eq!(marks(&db), (4, 4));
+    let purged = tables::write(&db, |t| {
+        Ok((purge_expired_marks(t, 7_000, 100)?, Commit::Yes))
+    })
+    .expect("purge");
+    assert_eq!(purged, 3);
+    let live_left = tables::write(&db, |t| {
+        let expiry = t.dedup.get(("bot-a", "live"))?.map(|v| v.value());
+        Ok((expiry, Commit::No))
+    })
+    .expect("read");
+    assert_eq!(live_left, Some(3_605_000), "a live mark is never purged");
+}
+
+#[test]
+fn an_expired_mark_is_absent_even_before_it_is_purged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = super::open::open(dir.path()).expect("open");
+    let event = vec![NewEvent {
+        bot: "bot-a".into(),
+        event_id: "e1".into(),
+        deliveries: vec![],
+    }];
+    let first = tables::write(&db, |t| enqueue(t, &event, 1_000, 10)).expect("enqueue");
+    assert_eq!((first.accepted, first.duplicates), (1, 0));
+    let again = tables::write(&db, |t| enqueue(t, &event, 1_009, 10)).expect("enqueue");
+    assert_eq!(
+        (again.accepted, again.duplicates),
+        (0, 1),
+        "live until its expiry"
+    );
+    let later = tables::write(&db, |t| enqueue(t, &event, 1_010, 10)).expect("enqueue");
+    assert_eq!(
+        (later.accepted, later.duplicates),
+        (1, 0),
+        "expired at its expiry"
+    );
+}

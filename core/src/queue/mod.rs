@@ -1,0 +1,100 @@
+//! The durable queue of deliveries, between routing and delivering.
+//!
+//! One contract, [`Queue`], with two backends: [`redis`](RedisQueue) (any
+//! number of dispatchers share it) and [`embedded`](EmbeddedQueue) (one
+//! node, a redb file; a batch costs one fsync).
+//! The model is the visibility timeout of RSMQ and SQS:
+//!
+//! - every job has a due time; [`Queue::claim`] takes due jobs and pushes
+//!   their due time forward by a lease, handing out a fencing token;
+//! - [`Queue::ack`], [`Queue::retry`] and [`Queue::dead_letter`] act only
+//!   with the current token, each in one atomic step, so a worker whose lease
+//!   ran out (and whose job another worker took) cannot ack or retry it;
+//! - a dispatcher that dies simply stops renewing: its jobs become due again
+//!   when the lease ends. No reaper, nothing to re-create after a restart.
+//!
+//! Enqueueing writes all deliveries of a batch and its dedup marks in one
+//! atomic step, before `202` is answered.
+
+mod delivery;
+pub mod embedded;
+mod error;
+pub mod redis;
+
+pub use delivery::{Attempt, AttemptOutcome, Claimed, DeadLetter, Delivery, Lease, NewDelivery, NewEvent, new_delivery_id, now_ms};
+pub use error::QueueError;
+pub use self::embedded::EmbeddedQueue;
+pub use self::redis::RedisQueue;
+
+use std::time::Duration;
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Events newly accepted (their deliveries are queued).
+    pub accepted: usize,
+    /// Events already accepted within the dedup window: nothing queued.
+    pub duplicates: usize,
+}
+
+/// How much work is waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Deliveries not yet delivered nor dead: due, scheduled or leased.
+    pub pending: u64,
+    /// Of those, how many are due now (waiting for a worker).
+    pub due: u64,
+}
+
+/// The durable queue contract, implemented by every backend.
+///
+/// Times are unix milliseconds from the dispatcher's clock. All methods fail
+/// with [`QueueError::Unavailable`] while the store cannot be reached; the
+/// caller retries later (ingest answers `503`).
+#[async_trait::async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Atomically records the dedup mark of each event not seen within
+    /// `dedup_window` and queues its deliveries (due now, or dead at birth
+    /// when rendering failed). Events already marked are duplicates. Either
+    /// everything is written or nothing is.
+    async fn enqueue(&self, events: &[NewEvent], dedup_window: Duration) -> Result<Enqueued, QueueError>;
+
+    /// Takes up to `max` due deliveries, leasing each for `lease`.
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError>;
+
+    /// Removes a delivered job. `false` if the lease is no longer this
+    /// worker's (it ran out and another worker took the job).
+    async fn ack(&self, lease: &Lease) -> Result<bool, QueueError>;
+
+    /// Makes the job due again at `due_ms`, recording `attempt` if there was
+    /// one (there is none when a send was skipped: endpoint busy or its
+    /// breaker open, or a shutdown returning work). `false` if the lease is
+    /// stale.
+    async fn retry(&self, lease: &Lease, attempt: Option<&Attempt>, due_ms: u64) -> Result<bool, QueueError>;
+
+    /// Moves the job to its bot's dead letters with `reason`, recording
+    /// `attempt` if there was one. `false` if the lease is stale.
+    async fn dead_letter(&self, lease: &Lease, attempt: Option<&Attempt>, reason: &str) -> Result<bool, QueueError>;
+
+    /// The newest `limit` dead letters of `bot`, newest first.
+    async fn dead_letters(&self, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Queues dead letters of `bot` again (all, or the one with `id`), due
+    /// now, with a fresh attempt count; their past attempts are kept.
+    /// Returns how many were replayed.
+    async fn replay(&self, bot: &str, id: Option<&str>) -> Result<usize, QueueError>;
+
+    /// How much work is waiting.
+    async fn depth(&self) -> Result<Depth, QueueError>;
+
+    /// When the earliest pending job is due, if any: how long a worker with
+    /// nothing to do may sleep.
+    async fn next_due_ms(&self) -> Result<Option<u64>, QueueError>;
+
+    /// Waits until new work may be available (something was enqueued or
+    /// replayed, here or by another dispatcher) or `max` has passed.
+    async fn wait_for_work(&self, max: Duration);
+
+    /// Checks that the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), QueueError>;
+}

@@ -1,0 +1,24 @@
+-- Queue dead letters again, due now, with a fresh attempt count (the base
+-- moves past the attempts already recorded, which are kept).
+-- ARGV: prefix, bot, now_ms, id ('' = all). Returns how many were replayed.
+local p, bot, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local dead = p .. ':dead:' .. bot
+local ids
+if ARGV[4] == '' then
+  ids = redis.call('ZRANGE', dead, 0, -1)
+elseif redis.call('ZSCORE', dead, ARGV[4]) then
+  ids = {ARGV[4]}
+else
+  ids = {}
+end
+for _, id in ipairs(ids) do
+  local jk = p .. ':job:' .. id
+  redis.call('ZREM', dead, id)
+  redis.call('HSET', jk, 'base', redis.call('LLEN', p .. ':att:' .. id))
+  redis.call('HDEL', jk, 'reason', 'dead_ms')
+  redis.call('ZADD', p .. ':due', now, id)
+end
+if #ids > 0 then
+  redis.call('PUBLISH', p .. ':wake', '1')
+end
+return #ids

@@ -1,0 +1,95 @@
+//! [`fan_out`]: accepted events to rendered deliveries.
+
+use std::borrow::Cow;
+
+use super::Snapshot;
+use crate::event::StatusEvent;
+use crate::plugin::RenderError;
+use crate::queue::{Delivery, NewDelivery, NewEvent, new_delivery_id, now_ms};
+
+/// What rendering did, for metrics and logs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FanOutReport {
+    /// Per (bot, webhook): deliveries created.
+    pub rendered: Vec<(String, String)>,
+    /// Per (bot, webhook): events the plugin dropped (the format has no such status).
+    pub dropped: Vec<(String, String)>,
+    /// Per (bot, webhook): plugin failures, each now a dead letter.
+    pub failed: Vec<(String, String, RenderError)>,
+}
+
+/// Renders `events` (all for bots of `snapshot`, already validated) for every
+/// webhook that subscribes to their status.
+///
+/// Each (webhook, request) pair costs one plugin instance: the webhook's
+/// events of this request are rendered in one batch. An event whose bot has
+/// no channel name gets the bot's configured one first. Returns one
+/// [`NewEvent`] per input event, in order.
+///
+/// CPU-bound (microseconds per render): run it on a blocking thread.
+pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, FanOutReport) {
+    let mut report = FanOutReport::default();
+    let mut out: Vec<NewEvent> = events
+        .iter()
+        .map(|e| NewEvent { bot: e.bot_id.clone(), event_id: e.id.clone(), deliveries: Vec::new() })
+        .collect();
+
+    // Fill channel_name from config, without copying events that have one.
+    let events: Vec<Cow<'_, StatusEvent>> = events
+        .iter()
+        .map(|event| match snapshot.bot(&event.bot_id).and_then(|b| b.config.channel_name.as_ref()) {
+            Some(name) if event.channel_name.is_none() => {
+                let mut filled = event.clone();
+                filled.channel_name = Some(name.clone());
+                Cow::Owned(filled)
+            }
+            _ => Cow::Borrowed(event),
+        })
+        .collect();
+
+    let mut bots: Vec<&str> = events.iter().map(|e| e.bot_id.as_str()).collect();
+    bots.sort_unstable();
+    bots.dedup();
+    for bot_id in bots {
+        let Some(bot) = snapshot.bot(bot_id) else { continue };
+        for webhook in &bot.webhooks {
+            let selected: Vec<usize> = (0..events.len())
+                .filter(|&i| events[i].bot_id == bot_id && webhook.config.events.matches(events[i].status))
+                .collect();
+            if selected.is_empty() {
+                continue;
+            }
+            let batch: Vec<StatusEvent> = selected.iter().map(|&i| events[i].as_ref().clone()).collect();
+            let results = webhook.plugin.render_batch(&batch, &webhook.settings);
+            for (&i, result) in selected.iter().zip(results) {
+                let event = &events[i];
+                let key = (bot_id.to_string(), webhook.config.name.clone());
+                let base = |content_type: String, headers, body| Delivery {
+                    id: new_delivery_id(),
+                    bot: bot_id.to_string(),
+                    webhook: webhook.config.name.clone(),
+                    event_id: event.id.clone(),
+                    status: event.status,
+                    created_ms: now_ms(),
+                    content_type,
+                    headers,
+                    body,
+                };
+                match result {
+                    Ok(Some(rendered)) => {
+                        out[i].deliveries.push(NewDelivery::Pending(base(rendered.content_type, rendered.headers, rendered.body)));
+                        report.rendered.push(key);
+                    }
+                    Ok(None) => report.dropped.push(key),
+                    Err(error) => {
+                        tracing::warn!(bot = bot_id, webhook = %webhook.config.name, event = %event.id, %error, "plugin failed; the delivery is a dead letter");
+                        let reason = format!("plugin failed: {error}");
+                        out[i].deliveries.push(NewDelivery::Dead(base(String::new(), Vec::new(), Vec::new()), reason));
+                        report.failed.push((key.0, key.1, error));
+                    }
+                }
+            }
+        }
+    }
+    (out, report)
+}

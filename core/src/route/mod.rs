@@ -1,0 +1,14 @@
+//! Routing: which webhooks hear about an event, and what each is sent.
+//!
+//! - [`Snapshot`] is the routing table built from one validated config: bots,
+//!   their webhooks with loaded plugins, and the token and phone-number
+//!   indexes. It is immutable; a reload builds a new one and swaps it in.
+//! - [`fan_out`] turns accepted events into deliveries: for each webhook whose
+//!   `events` match, the plugin renders the body once; a plugin failure
+//!   becomes a dead letter for that webhook alone.
+
+mod fanout;
+mod snapshot;
+
+pub use fanout::{FanOutReport, fan_out};
+pub use snapshot::{Access, Bot, Snapshot, SnapshotError, Webhook};

@@ -1,0 +1,184 @@
+//! [`Snapshot`]: the routing table of one config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{BotConfig, Config, WebhookConfig};
+use crate::plugin::{LoadError, Plugin, PluginHost, PluginSource, Settings};
+
+/// The routing table built from one config, with every plugin loaded.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The config it was built from.
+    pub config: Arc<Config>,
+    bots: HashMap<String, Bot>,
+    by_phone: HashMap<String, String>,
+}
+
+/// A bot and its webhooks, ready to route to.
+#[derive(Debug)]
+pub struct Bot {
+    /// The bot's config.
+    pub config: BotConfig,
+    /// Its webhooks, in config order.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A webhook with its loaded plugin.
+#[derive(Debug)]
+pub struct Webhook {
+    /// The webhook's config (URL, auth and signing are read at send time).
+    pub config: WebhookConfig,
+    /// The plugin that renders its bodies.
+    pub plugin: Plugin,
+    /// Its settings, as handed to the plugin.
+    pub settings: Settings,
+    /// What in-flight caps and circuit breakers are keyed by: scheme, host
+    /// and port of the URL, so webhooks sharing a server share its limits.
+    pub endpoint: String,
+}
+
+/// A plugin that failed to load while building a snapshot.
+#[derive(Debug, thiserror::Error)]
+#[error("bots[{bot_index}].webhooks[{webhook_index}] ({bot}/{webhook}): {source}")]
+pub struct SnapshotError {
+    /// The bot's position in config.
+    pub bot_index: usize,
+    /// The webhook's position in its bot.
+    pub webhook_index: usize,
+    /// The bot's id.
+    pub bot: String,
+    /// The webhook's name.
+    pub webhook: String,
+    /// Why its plugin could not be loaded.
+    #[source]
+    pub source: LoadError,
+}
+
+/// What an ingest token may do for a bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The token may post events for the bot.
+    Allowed,
+    /// The token is valid, but for other bots only (`403`).
+    OtherBot,
+    /// The token is not valid at all (`401`).
+    Invalid,
+}
+
+impl Snapshot {
+    /// Builds the table, loading every plugin the webhooks name.
+    ///
+    /// Plugins already loaded by `previous` are reused when their bytes are
+    /// unchanged (built-ins always are), so a reload recompiles only what
+    /// changed; within one config each distinct plugin is loaded once.
+    ///
+    /// # Errors
+    ///
+    /// The first [`SnapshotError`]: a plugin that cannot be loaded.
+    pub fn build(config: Config, host: &PluginHost, previous: Option<&Snapshot>) -> Result<Self, SnapshotError> {
+        let mut loaded: HashMap<String, Plugin> = HashMap::new();
+        let mut reusable: HashMap<(&str, String), &Plugin> = HashMap::new();
+        if let Some(previous) = previous {
+            for webhook in previous.bots.values().flat_map(|b| &b.webhooks) {
+                reusable.insert((webhook.config.plugin.as_str(), webhook.plugin.sha256()), &webhook.plugin);
+            }
+        }
+        let mut bots = HashMap::new();
+        let mut by_phone = HashMap::new();
+        for (bot_index, bot) in config.bots.iter().enumerate() {
+            let mut webhooks = Vec::with_capacity(bot.webhooks.len());
+            for (webhook_index, webhook) in bot.webhooks.iter().enumerate() {
+                let plugin = match loaded.get(&webhook.plugin) {
+                    Some(plugin) => plugin.clone(),
+                    None => {
+                        let plugin = load(host, &webhook.plugin, &config, &reusable).map_err(|source| SnapshotError {
+                            bot_index,
+                            webhook_index,
+                            bot: bot.id.clone(),
+                            webhook: webhook.name.clone(),
+                            source,
+                        })?;
+                        loaded.insert(webhook.plugin.clone(), plugin.clone());
+                        plugin
+                    }
+                };
+                webhooks.push(Webhook {
+                    settings: webhook.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+                    endpoint: crate::deliver::endpoint::endpoint_key(&webhook.url),
+                    config: webhook.clone(),
+                    plugin,
+                });
+            }
+            for phone in &bot.phone_number_ids {
+                by_phone.insert(phone.clone(), bot.id.clone());
+            }
+            bots.insert(bot.id.clone(), Bot { config: bot.clone(), webhooks });
+        }
+        Ok(Snapshot { config: Arc::new(config), bots, by_phone })
+    }
+
+    /// The bot with `id`.
+    pub fn bot(&self, id: &str) -> Option<&Bot> {
+        self.bots.get(id)
+    }
+
+    /// The bot that owns Meta phone number id `phone_number_id`.
+    pub fn bot_for_phone(&self, phone_number_id: &str) -> Option<&Bot> {
+        self.by_phone.get(phone_number_id).and_then(|id| self.bots.get(id))
+    }
+
+    /// The webhook `name` of bot `bot`.
+    pub fn webhook(&self, bot: &str, name: &str) -> Option<&Webhook> {
+        self.bots.get(bot)?.webhooks.iter().find(|w| w.config.name == name)
+    }
+
+    /// Every bot.
+    pub fn bots(&self) -> impl Iterator<Item = &Bot> {
+        self.bots.values()
+    }
+
+    /// Whether `token` may post events for `bot`: a server-wide ingest token
+    /// may post for any bot, a bot's own token only for that bot.
+    pub fn ingest_access(&self, token: &str, bot: &str) -> Access {
+        let server = &self.config.server.ingest_tokens;
+        if server.iter().any(|t| same_secret(t, token)) {
+            return Access::Allowed;
+        }
+        if self.bots.get(bot).is_some_and(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token))) {
+            return Access::Allowed;
+        }
+        if self.bots.values().any(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token))) {
+            Access::OtherBot
+        } else {
+            Access::Invalid
+        }
+    }
+
+    /// Whether `token` is valid for posting events to at least one bot.
+    pub fn is_ingest_token(&self, token: &str) -> bool {
+        self.config.server.ingest_tokens.iter().any(|t| same_secret(t, token))
+            || self.bots.values().any(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token)))
+    }
+
+    /// Whether `token` is an admin token.
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        self.config.server.admin_tokens.iter().any(|t| same_secret(t, token))
+    }
+}
+
+/// Loads `plugin`, reusing the previous snapshot's instance when the bytes
+/// are the same: an unchanged plugin is not compiled again on reload.
+fn load(host: &PluginHost, plugin: &str, config: &Config, reusable: &HashMap<(&str, String), &Plugin>) -> Result<Plugin, LoadError> {
+    let source = PluginSource::read(plugin, config.base_dir())?;
+    if let Some(previous) = reusable.get(&(plugin, source.sha256())) {
+        return Ok((*previous).clone());
+    }
+    host.load_bytes(&source.name, &source.wasm)
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
