@@ -19,7 +19,8 @@ use crate::deliver::endpoint::{BreakerPolicy, Endpoints};
 use crate::ingest::{Ingest, server};
 use crate::metrics::Metrics;
 use crate::plugin::{HostError, HostOptions, PluginHost};
-use crate::queue::{Queue, QueueError, RedisQueue};
+use crate::queue::{EmbeddedQueue, Queue, QueueError, RedisQueue};
+use crate::reload::{self, Reloader};
 use crate::route::{Snapshot, SnapshotError};
 
 /// Why the dispatcher could not start.
@@ -59,9 +60,12 @@ pub struct Running {
     pub queue: Arc<dyn Queue>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Applies config reloads (the watcher and SIGHUP call it; so may tests).
+    pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     deliverer: JoinHandle<()>,
+    reload: JoinHandle<()>,
 }
 
 /// Opens the configured queue backend.
@@ -72,7 +76,8 @@ pub struct Running {
 pub fn open_queue(config: &QueueConfig) -> Result<Arc<dyn Queue>, QueueError> {
     match &config.backend {
         QueueBackend::Redis { url, prefix } => Ok(Arc::new(RedisQueue::new(url, prefix)?)),
-        QueueBackend::Embedded { path } => Err(QueueError::Open(format!("the embedded queue at {} is not available in this build", path.display()))),
+        // Opening may repair the file after a crash: blocking, at start-up only.
+        QueueBackend::Embedded { path } => Ok(Arc::new(EmbeddedQueue::open(path)?)),
     }
 }
 
@@ -96,7 +101,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::Client(format!("plugin loading panicked: {e}")))??;
     let routes = Arc::new(ArcSwap::from_pointee(snapshot));
     let metrics = Arc::new(Metrics::new());
-    let client = crate::deliver::client::build(delivery.allow_private_networks).map_err(StartError::Client)?;
+    let client = Arc::new(ArcSwap::from_pointee(
+        crate::deliver::client::build(delivery.allow_private_networks).map_err(StartError::Client)?,
+    ));
     let listener = TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
 
@@ -104,6 +111,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let grace = delivery.timeout + Duration::from_secs(5);
     let ingest = Arc::new(Ingest { routes: Arc::clone(&routes), queue: Arc::clone(&queue), metrics: Arc::clone(&metrics) });
     let server = tokio::spawn(server::serve(listener, ingest, stop.clone(), Duration::from_secs(10)));
+    let reloader = Arc::new(Reloader {
+        path: routes.load().config.path.clone(),
+        routes: Arc::clone(&routes),
+        host: host.clone(),
+        metrics: Arc::clone(&metrics),
+        client: Arc::clone(&client),
+    });
+    // Watching starts before `start` returns, so no change made after it is missed.
+    let reload = tokio::spawn(reload::watch::Watch::start(Arc::clone(&reloader)).run(stop.clone()));
     let deliverer = Arc::new(Deliverer {
         queue: Arc::clone(&queue),
         routes: Arc::clone(&routes),
@@ -112,7 +128,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics: Arc::clone(&metrics),
     });
     let deliverer = tokio::spawn(deliverer.run(stop, grace));
-    Ok(Running { addr, routes, host, queue, metrics, shutdown, server, deliverer })
+    Ok(Running { addr, routes, host, queue, metrics, reloader, shutdown, server, deliverer, reload })
 }
 
 impl Running {
@@ -122,5 +138,6 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.deliverer.await;
+        let _ = self.reload.await;
     }
 }

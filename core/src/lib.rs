@@ -20,4 +20,5 @@ pub mod ingest;
 pub mod metrics;
 pub mod plugin;
 pub mod queue;
+pub mod reload;
 pub mod route;

@@ -78,8 +78,10 @@ pub struct Metrics {
     pub queue_pending: Gauge,
     /// Of those, how many are due now.
     pub queue_due: Gauge,
-    /// Config reloads, by result (`ok`, `error`).
+    /// Config reloads, by result (`ok`, `error`, `ignored`).
     pub config_reloads: Family<ReasonLabels, Counter>,
+    /// Time of one reload (parse, validate, compile changed plugins, swap).
+    pub config_reload_seconds: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -112,6 +114,7 @@ impl Metrics {
             queue_pending: Gauge::default(),
             queue_due: Gauge::default(),
             config_reloads: Family::default(),
+            config_reload_seconds: latency_histogram(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -130,6 +133,7 @@ impl Metrics {
         r.register("statushook_queue_pending", "Deliveries not yet delivered nor dead", m.queue_pending.clone());
         r.register("statushook_queue_due", "Deliveries due now, waiting for a worker", m.queue_due.clone());
         r.register("statushook_config_reloads", "Config reloads, by result", m.config_reloads.clone());
+        r.register("statushook_config_reload_seconds", "Time of one config reload", m.config_reload_seconds.clone());
         Metrics { registry, ..m }
     }
 

@@ -65,7 +65,7 @@ id = "acme"
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = support::http_client().get(format!("http://127.0.0.1:{port}/readyz")).send().await.map(|r| r.status().as_u16());
-            if ready == Ok(200) {
+            if matches!(ready, Ok(200)) {
                 return dispatcher;
             }
             assert!(Instant::now() < deadline, "dispatcher {name} not ready: {ready:?}");

@@ -30,8 +30,9 @@ pub struct Deliverer {
     pub queue: Arc<dyn Queue>,
     /// The live routing table; each attempt reads the current one.
     pub routes: Arc<ArcSwap<Snapshot>>,
-    /// The shared HTTP client.
-    pub client: reqwest::Client,
+    /// The shared HTTP client; replaced when a reload changes
+    /// `allow_private_networks` (its resolver enforces that setting).
+    pub client: Arc<ArcSwap<reqwest::Client>>,
     /// Per-endpoint in-flight caps and circuit breakers.
     pub endpoints: Arc<Endpoints>,
     /// Metrics.
@@ -139,7 +140,8 @@ impl Deliverer {
         };
 
         let started_ms = now_ms();
-        let answer = attempt::send(&self.client, &webhook.config, delivery, settings.timeout, settings.allow_private_networks).await;
+        let client = self.client.load_full();
+        let answer = attempt::send(&client, &webhook.config, delivery, settings.timeout, settings.allow_private_networks).await;
         let took = now.elapsed();
         self.metrics.attempt_seconds.get_or_create(&labels).observe(took.as_secs_f64());
         let outcome = match &answer {

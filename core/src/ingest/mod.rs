@@ -2,6 +2,7 @@
 //!
 //! - [`server`] accepts connections (hyper) and shuts down gracefully;
 //! - [`router`] maps routes to handlers: [`events`] (`POST /v1/events`),
+//!   [`meta`] (Meta's WhatsApp webhooks, `GET`/`POST /v1/meta/webhook`),
 //!   [`admin`] (dead letters), health and metrics;
 //! - [`response`] holds the JSON error shape and body reading with a size
 //!   limit enforced while reading.
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod events;
+pub mod meta;
 pub mod response;
 pub mod router;
 pub mod server;

@@ -6,7 +6,7 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::response::{ApiError, HttpResponse, json, text};
-use super::{Ingest, admin, events};
+use super::{Ingest, admin, events, meta};
 
 /// Routes one request.
 pub async fn route(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
@@ -15,12 +15,14 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse 
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), &method) {
         (["v1", "events"], &Method::POST) => events::post(ingest, request).await,
+        (["v1", "meta", "webhook"], &Method::GET) => meta::handler::verify(ingest, &request),
+        (["v1", "meta", "webhook"], &Method::POST) => meta::handler::post(ingest, request).await,
         (["healthz"], &Method::GET) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (["readyz"], &Method::GET) => ready(ingest).await,
         (["metrics"], &Method::GET) => metrics(ingest).await,
         (["v1", "bots", bot, "dead-letters"], &Method::GET) => admin::list(ingest, request, bot).await,
         (["v1", "bots", bot, "dead-letters", "replay"], &Method::POST) => admin::replay(ingest, request, bot).await,
-        (["v1", "events"] | ["healthz"] | ["readyz"] | ["metrics"], _)
+        (["v1", "events"] | ["v1", "meta", "webhook"] | ["healthz"] | ["readyz"] | ["metrics"], _)
         | (["v1", "bots", _, "dead-letters"], _)
         | (["v1", "bots", _, "dead-letters", "replay"], _) => {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not supported on {path}")).into_response()

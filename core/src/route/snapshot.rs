@@ -13,6 +13,9 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     bots: HashMap<String, Bot>,
     by_phone: HashMap<String, String>,
+    /// Plugins this build compiled rather than reused from the previous
+    /// snapshot (for the reload log).
+    pub compiled: Vec<String>,
 }
 
 /// A bot and its webhooks, ready to route to.
@@ -86,19 +89,23 @@ impl Snapshot {
         }
         let mut bots = HashMap::new();
         let mut by_phone = HashMap::new();
+        let mut compiled = Vec::new();
         for (bot_index, bot) in config.bots.iter().enumerate() {
             let mut webhooks = Vec::with_capacity(bot.webhooks.len());
             for (webhook_index, webhook) in bot.webhooks.iter().enumerate() {
                 let plugin = match loaded.get(&webhook.plugin) {
                     Some(plugin) => plugin.clone(),
                     None => {
-                        let plugin = load(host, &webhook.plugin, &config, &reusable).map_err(|source| SnapshotError {
+                        let (plugin, fresh) = load(host, &webhook.plugin, &config, &reusable).map_err(|source| SnapshotError {
                             bot_index,
                             webhook_index,
                             bot: bot.id.clone(),
                             webhook: webhook.name.clone(),
                             source,
                         })?;
+                        if fresh {
+                            compiled.push(webhook.plugin.clone());
+                        }
                         loaded.insert(webhook.plugin.clone(), plugin.clone());
                         plugin
                     }
@@ -115,7 +122,7 @@ impl Snapshot {
             }
             bots.insert(bot.id.clone(), Bot { config: bot.clone(), webhooks });
         }
-        Ok(Snapshot { config: Arc::new(config), bots, by_phone })
+        Ok(Snapshot { config: Arc::new(config), bots, by_phone, compiled })
     }
 
     /// The bot with `id`.
@@ -169,12 +176,13 @@ impl Snapshot {
 
 /// Loads `plugin`, reusing the previous snapshot's instance when the bytes
 /// are the same: an unchanged plugin is not compiled again on reload.
-fn load(host: &PluginHost, plugin: &str, config: &Config, reusable: &HashMap<(&str, String), &Plugin>) -> Result<Plugin, LoadError> {
+/// Returns the plugin and whether it was loaded afresh.
+fn load(host: &PluginHost, plugin: &str, config: &Config, reusable: &HashMap<(&str, String), &Plugin>) -> Result<(Plugin, bool), LoadError> {
     let source = PluginSource::read(plugin, config.base_dir())?;
     if let Some(previous) = reusable.get(&(plugin, source.sha256())) {
-        return Ok((*previous).clone());
+        return Ok(((*previous).clone(), false));
     }
-    host.load_bytes(&source.name, &source.wasm)
+    Ok((host.load_bytes(&source.name, &source.wasm)?, true))
 }
 
 /// Compares secrets in time independent of where they differ.

@@ -43,6 +43,11 @@ impl RedisServer {
 
     /// Starts the server again on the same port and folder (after `kill`).
     pub fn restart(&mut self) {
+        assert!(self.spawn(), "redis-server could not get its port {} back", self.port);
+    }
+
+    /// Spawns the server; false if it exited (its port was taken).
+    fn spawn(&mut self) -> bool {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always"])
@@ -57,8 +62,14 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            // Our child must still be alive: a PONG could come from another
+            // test's server that won the port.
+            if self.exited() {
+                return false;
+            }
             if ping(self.port) {
-                return;
+                std::thread::sleep(Duration::from_millis(20));
+                return !self.exited();
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -66,6 +77,18 @@ impl RedisServer {
             "redis-server on port {} did not answer PING within 10 s",
             self.port
         );
+    }
+}
+
+impl RedisServer {
+    fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => false,
+            _ => {
+                self.child = None;
+                true
+            }
+        }
     }
 }
 
@@ -87,10 +110,13 @@ fn ping(port: u16) -> bool {
         && &reply == b"+PONG\r\n"
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, below Linux's ephemeral range
+/// (32768+) so that listeners binding port 0 do not race for it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

@@ -1,0 +1,893 @@
+//! End-to-end delivery pipeline benchmark: the release `statushook` binary as
+//! a separate process, a real `redis-server` (or the embedded store), and a
+//! receiver plus load generator in this process, all on loopback.
+//!
+//! ```text
+//! cargo build --release --bin statushook && cargo bench --bench pipeline
+//! PIPELINE_BENCH=quick cargo bench --bench pipeline        # a short smoke run
+//! ```
+//!
+//! Environment (all optional):
+//! - `PIPELINE_BENCH`: `full` (default) or `quick` (small sizes, one repeat);
+//! - `PIPELINE_SCENARIOS`: e.g. `1,2` (default `1,2,3,4`);
+//! - `PIPELINE_BACKENDS`: e.g. `redis` (default `redis,embedded`; the
+//!   embedded store is skipped, with a note, when the binary cannot open it);
+//! - `PIPELINE_EVENTS`: events per scenario-1 run (both modes);
+//! - `PIPELINE_REPEATS`: runs per scenario-1/2 row (the median run is shown);
+//! - `PIPELINE_RATE`, `PIPELINE_SECONDS`: scenario 2's open-loop rate and length;
+//! - `PIPELINE_PER_ENDPOINT`: sets `max_in_flight_per_endpoint` in every
+//!   generated config (default: not set, the dispatcher's default);
+//! - `PIPELINE_ALLOW_STALE_BIN=1`: skip the binary-newer-than-sources check;
+//!   `STATUSHOOK_BIN`: another binary.
+//!
+//! Markdown tables go to stdout, progress to stderr. BENCHMARKS.md
+//! ("Delivery pipeline") explains every column.
+
+#[path = "pipeline/load.rs"]
+mod load;
+#[path = "pipeline/procs.rs"]
+mod procs;
+#[path = "pipeline/receiver.rs"]
+mod receiver;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use load::{Posted, Target, pct, sorted};
+use procs::{Backend, Bots, ConfigSpec, CpuUse, Dispatcher, Mem, RedisServer};
+use receiver::Receiver;
+
+/// Sizes and choices of one run of the benchmark.
+#[derive(Debug, Clone)]
+struct Plan {
+    name: &'static str,
+    scenarios: BTreeSet<u8>,
+    backends: Vec<Backend>,
+    repeats: usize,
+    batch_events: usize,
+    single_events: usize,
+    batch_size: usize,
+    batch_posters: usize,
+    single_posters: usize,
+    /// Closed-loop posting stops after this long (fewer events are posted).
+    post_cap: Duration,
+    rate: f64,
+    latency_seconds: f64,
+    latency_repeats: usize,
+    large_bots: usize,
+    rss_batch_events: usize,
+    rss_single_events: usize,
+    fair_rate_b: f64,
+    fair_rate_a: f64,
+    fair_seconds: f64,
+    per_endpoint: Option<usize>,
+}
+
+impl Plan {
+    fn from_env() -> Result<Self, String> {
+        let quick = match std::env::var("PIPELINE_BENCH").as_deref() {
+            Ok("quick") => true,
+            Ok("full") | Ok("") | Err(_) => false,
+            Ok(other) => return Err(format!("PIPELINE_BENCH={other:?}: expected quick or full")),
+        };
+        let mut plan = if quick {
+            Plan {
+                name: "quick",
+                scenarios: [1, 2, 3, 4].into(),
+                backends: vec![Backend::Redis, Backend::Embedded],
+                repeats: 1,
+                batch_events: 4_000,
+                single_events: 2_000,
+                batch_size: 100,
+                batch_posters: 4,
+                single_posters: 32,
+                post_cap: Duration::from_secs(10),
+                rate: 2_000.0,
+                latency_seconds: 3.0,
+                latency_repeats: 1,
+                large_bots: 1_000,
+                rss_batch_events: 2_000,
+                rss_single_events: 1_000,
+                fair_rate_b: 500.0,
+                fair_rate_a: 500.0,
+                fair_seconds: 4.0,
+                per_endpoint: None,
+            }
+        } else {
+            Plan {
+                name: "full",
+                scenarios: [1, 2, 3, 4].into(),
+                backends: vec![Backend::Redis, Backend::Embedded],
+                repeats: 3,
+                batch_events: 30_000,
+                single_events: 20_000,
+                batch_size: 100,
+                batch_posters: 4,
+                single_posters: 32,
+                post_cap: Duration::from_secs(20),
+                rate: 2_000.0,
+                latency_seconds: 10.0,
+                latency_repeats: 3,
+                large_bots: 1_000,
+                rss_batch_events: 20_000,
+                rss_single_events: 10_000,
+                fair_rate_b: 1_000.0,
+                fair_rate_a: 1_000.0,
+                fair_seconds: 12.0,
+                per_endpoint: None,
+            }
+        };
+        if let Ok(list) = std::env::var("PIPELINE_SCENARIOS") {
+            plan.scenarios = list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().parse::<u8>().map_err(|e| format!("PIPELINE_SCENARIOS: {s:?}: {e}")))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Ok(list) = std::env::var("PIPELINE_BACKENDS") {
+            plan.backends = list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| match s.trim() {
+                    "redis" => Ok(Backend::Redis),
+                    "embedded" => Ok(Backend::Embedded),
+                    other => Err(format!("PIPELINE_BACKENDS: unknown backend {other:?}")),
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let number = |name: &str| -> Result<Option<f64>, String> {
+            match std::env::var(name) {
+                Ok(v) => v.trim().parse::<f64>().map(Some).map_err(|e| format!("{name}={v:?}: {e}")),
+                Err(_) => Ok(None),
+            }
+        };
+        if let Some(n) = number("PIPELINE_EVENTS")? {
+            plan.batch_events = n as usize;
+            plan.single_events = n as usize;
+        }
+        if let Some(n) = number("PIPELINE_REPEATS")? {
+            plan.repeats = (n as usize).max(1);
+            plan.latency_repeats = (n as usize).max(1);
+        }
+        if let Some(n) = number("PIPELINE_RATE")? {
+            plan.rate = n;
+        }
+        if let Some(n) = number("PIPELINE_SECONDS")? {
+            plan.latency_seconds = n;
+        }
+        if let Some(n) = number("PIPELINE_PER_ENDPOINT")? {
+            plan.per_endpoint = Some(n as usize);
+        }
+        Ok(plan)
+    }
+}
+
+/// How long to wait for deliveries after posting ends.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    stall: Duration,
+    cap: Duration,
+    hz: f64,
+}
+
+/// Shared state of the whole benchmark.
+struct Ctx {
+    plan: Plan,
+    bin: PathBuf,
+    work: tempfile::TempDir,
+    cache: PathBuf,
+    client: reqwest::Client,
+    drain: Drain,
+    embedded_unavailable: Option<String>,
+    runs: usize,
+    /// WARN/ERROR lines of the dispatchers' stderr, by scenario and text.
+    log_issues: BTreeMap<String, u64>,
+    notes: Vec<String>,
+}
+
+/// One dispatcher (with its Redis, if any) for one or more runs.
+struct Stack {
+    _dir: tempfile::TempDir,
+    redis: Option<RedisServer>,
+    dispatcher: Dispatcher,
+    target: Target,
+    label: String,
+}
+
+impl Stack {
+    fn mem(&self) -> Mem {
+        procs::mem(self.dispatcher.pid())
+    }
+
+    fn cpu_mark(&self) -> procs::CpuMark {
+        procs::cpu_mark(self.dispatcher.pid(), self.redis.as_ref().map(RedisServer::pid))
+    }
+}
+
+impl Ctx {
+    fn tag(&mut self) -> String {
+        self.runs += 1;
+        format!("r{}", self.runs)
+    }
+
+    /// Why `backend` cannot be measured, if it cannot.
+    fn skip(&self, backend: Backend) -> Option<String> {
+        match backend {
+            Backend::Embedded => self.embedded_unavailable.clone(),
+            Backend::Redis => None,
+        }
+    }
+
+    async fn stack(&mut self, backend: Backend, bots: &Bots, timeout: &str, label: &str) -> Result<Stack, String> {
+        if let Some(why) = self.skip(backend) {
+            return Err(why);
+        }
+        let dir = tempfile::Builder::new().prefix("stack-").tempdir_in(self.work.path()).map_err(|e| e.to_string())?;
+        let redis = match backend {
+            Backend::Redis => Some(RedisServer::start(&dir.path().join("redis"))?),
+            Backend::Embedded => None,
+        };
+        let port = procs::free_port();
+        let config_path = dir.path().join("config.toml");
+        let queue_dir = dir.path().join("queue");
+        let text = procs::config_text(
+            &ConfigSpec {
+                port,
+                backend,
+                redis_url: redis.as_ref().map(RedisServer::url),
+                queue_dir: &queue_dir,
+                cache_dir: &self.cache,
+                timeout,
+                per_endpoint: self.plan.per_endpoint,
+                bots,
+            },
+            &config_path,
+        )?;
+        std::fs::write(&config_path, text).map_err(|e| format!("config: {e}"))?;
+        let started = Instant::now();
+        let dispatcher = match Dispatcher::start(&self.bin, &config_path, port, &self.cache, dir.path().join("dispatcher.log"), &self.client).await {
+            Ok(d) => d,
+            Err(e) => {
+                if backend == Backend::Embedded && e.contains("not available") {
+                    self.embedded_unavailable = Some(format!("the embedded backend is not available in this build ({})", e.lines().last().unwrap_or("").trim()));
+                    self.notes.push(format!("embedded backend skipped: {e}"));
+                }
+                return Err(e);
+            }
+        };
+        eprintln!("  [{label}] {} dispatcher ready in {:.1} s ({} webhooks)", backend.name(), started.elapsed().as_secs_f64(), bots.webhooks());
+        Ok(Stack { _dir: dir, redis, target: Target::new(self.client.clone(), port), dispatcher, label: label.to_string() })
+    }
+
+    /// Stops a stack and keeps the WARN/ERROR lines of its dispatcher.
+    fn stop(&mut self, mut stack: Stack) {
+        if !stack.dispatcher.alive() {
+            self.notes.push(format!("[{}] the dispatcher process exited during the run", stack.label));
+        }
+        let log = std::fs::read_to_string(&stack.dispatcher.log).unwrap_or_default();
+        for line in log.lines() {
+            if line.contains("WARN") || line.contains("ERROR") {
+                // Drop the timestamp (first field) so repeats group together.
+                let text = line.split_once(' ').map_or(line, |(_, rest)| rest).trim();
+                let text: String = text.chars().take(300).collect();
+                *self.log_issues.entry(format!("[{}] {text}", stack.label)).or_default() += 1;
+            }
+        }
+        drop(stack);
+    }
+}
+
+/// Sums a counter of the dispatcher's `/metrics`, over the lines whose
+/// labels contain `filter`.
+async fn metric(client: &reqwest::Client, port: u16, name: &str, filter: &str) -> f64 {
+    let Ok(response) = client.get(format!("http://127.0.0.1:{port}/metrics")).send().await else { return f64::NAN };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// Measurements
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Batch { size: usize, posters: usize },
+    Single { posters: usize },
+}
+
+impl Mode {
+    fn describe(self) -> String {
+        match self {
+            Mode::Batch { size, posters } => format!("batches of {size}, {posters} posters"),
+            Mode::Single { posters } => format!("1 event/request, {posters} posters"),
+        }
+    }
+}
+
+/// A closed-loop throughput run.
+#[derive(Debug, Clone, Default)]
+struct Throughput {
+    posted: u64,
+    accepted: u64,
+    requests: u64,
+    received: u64,
+    duplicates: u64,
+    complete: bool,
+    ingest_secs: f64,
+    wall_secs: f64,
+    deliveries_per_s: f64,
+    ingest_requests_per_s: f64,
+    ingest_events_per_s: f64,
+    latency_p50: f64,
+    latency_p99: f64,
+    answer_p50: f64,
+    answer_p99: f64,
+    postponed: f64,
+    cpu: CpuUse,
+    errors: String,
+}
+
+async fn throughput(stack: &Stack, receiver: &Receiver, tag: &str, bot: &str, mode: Mode, events: usize, post_cap: Duration, drain: Drain) -> Throughput {
+    let tracker = receiver.track(tag, events);
+    let posted = Posted::new(tag, bot, events);
+    let postponed_before = metric(&stack.target.client, stack.dispatcher.port, "statushook_deliveries_postponed", "").await;
+    let before = stack.cpu_mark();
+    match mode {
+        Mode::Batch { size, posters } => load::closed_loop(&stack.target, &posted, events, size, posters, post_cap).await,
+        Mode::Single { posters } => load::closed_loop(&stack.target, &posted, events, 1, posters, post_cap).await,
+    }
+    let accepted = posted.accepted.load(Relaxed);
+    let complete = load::drain(&tracker, accepted, drain.stall, drain.cap).await;
+    let after = stack.cpu_mark();
+    let postponed = metric(&stack.target.client, stack.dispatcher.port, "statushook_deliveries_postponed", "").await - postponed_before;
+    let first = posted.first_ns.load(Relaxed);
+    let wall = tracker.last_arrival().saturating_sub(first) as f64 / 1e9;
+    let ingest = posted.last_answer_ns.load(Relaxed).saturating_sub(first) as f64 / 1e9;
+    let received = tracker.distinct.load(Relaxed);
+    let requests = posted.requests.load(Relaxed);
+    let latencies = posted.latencies(&tracker);
+    let answers = sorted(posted.answer_ms.lock().expect("lock").clone());
+    Throughput {
+        posted: posted.posted.load(Relaxed),
+        accepted,
+        requests,
+        received,
+        duplicates: tracker.duplicates.load(Relaxed),
+        complete,
+        ingest_secs: ingest,
+        wall_secs: wall,
+        deliveries_per_s: received as f64 / wall.max(1e-9),
+        ingest_requests_per_s: requests as f64 / ingest.max(1e-9),
+        ingest_events_per_s: accepted as f64 / ingest.max(1e-9),
+        latency_p50: pct(&latencies, 50.0),
+        latency_p99: pct(&latencies, 99.0),
+        answer_p50: pct(&answers, 50.0),
+        answer_p99: pct(&answers, 99.0),
+        postponed,
+        cpu: procs::cpu_use(&before, &after, stack.redis.is_some(), drain.hz),
+        errors: posted.error_summary(),
+    }
+}
+
+/// An open-loop latency run.
+#[derive(Debug, Clone, Default)]
+struct Latency {
+    sent: u64,
+    accepted: u64,
+    received: u64,
+    duplicates: u64,
+    complete: bool,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    answer_p50: f64,
+    answer_p99: f64,
+    lag_p99: f64,
+    cpu: CpuUse,
+    errors: String,
+}
+
+async fn latency(stack: &Stack, receiver: &Receiver, tag: &str, bot: &str, rate: f64, seconds: f64, drain: Drain) -> Latency {
+    let events = (rate * seconds).round() as usize;
+    let tracker = receiver.track(tag, events);
+    let posted = Posted::new(tag, bot, events);
+    let before = stack.cpu_mark();
+    load::open_loop(&stack.target, &posted, rate, seconds).await;
+    let accepted = posted.accepted.load(Relaxed);
+    let complete = load::drain(&tracker, accepted, drain.stall, drain.cap).await;
+    let after = stack.cpu_mark();
+    let l = posted.latencies(&tracker);
+    let answers = sorted(posted.answer_ms.lock().expect("lock").clone());
+    let lags = sorted(posted.lag_ms.lock().expect("lock").clone());
+    Latency {
+        sent: posted.posted.load(Relaxed),
+        accepted,
+        received: tracker.distinct.load(Relaxed),
+        duplicates: tracker.duplicates.load(Relaxed),
+        complete,
+        p50: pct(&l, 50.0),
+        p90: pct(&l, 90.0),
+        p99: pct(&l, 99.0),
+        p999: pct(&l, 99.9),
+        max: l.last().copied().unwrap_or(f64::NAN),
+        answer_p50: pct(&answers, 50.0),
+        answer_p99: pct(&answers, 99.0),
+        lag_p99: pct(&lags, 99.0),
+        cpu: procs::cpu_use(&before, &after, stack.redis.is_some(), drain.hz),
+        errors: posted.error_summary(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Formatting
+
+fn ms(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else if x < 10.0 {
+        format!("{x:.2}")
+    } else if x < 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn int(x: f64) -> String {
+    if x.is_nan() {
+        return "–".into();
+    }
+    let s = format!("{:.0}", x.round());
+    let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+fn mib(kb: u64) -> String {
+    format!("{:.1}", kb as f64 / 1024.0)
+}
+
+fn cpu(c: &CpuUse) -> String {
+    let redis = c.redis.map_or("–".to_string(), |r| format!("{r:.0}"));
+    format!("{:.0} / {redis} / {:.0} ({:.0}%)", c.dispatcher, c.harness, c.machine)
+}
+
+fn median_by<T: Clone>(runs: &[T], key: impl Fn(&T) -> f64) -> Option<T> {
+    let mut v: Vec<&T> = runs.iter().collect();
+    v.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    v.get(v.len() / 2).map(|r| (*r).clone())
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+struct ThroughputRun {
+    idle: Mem,
+    after: Mem,
+    result: Throughput,
+}
+
+/// Scenario 1: sustained deliveries/s, closed loop, 1 bot / 1 webhook.
+async fn scenario_1(ctx: &mut Ctx) -> String {
+    let plan = ctx.plan.clone();
+    let mut out = String::from(
+        "### Scenario 1: sustained throughput (closed loop, 1 bot, 1 `wpp` webhook)\n\n\
+         | backend | ingest | events posted / accepted | delivered (dup) | ingest req/s | ingest events/s | wall s | **deliveries/s** | runs (deliveries/s) | e2e p50 / p99 ms | 202 p50 / p99 ms | postponed | CPU % disp / redis / harness (machine) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for backend in plan.backends.clone() {
+        for mode in [Mode::Batch { size: plan.batch_size, posters: plan.batch_posters }, Mode::Single { posters: plan.single_posters }] {
+            let events = match mode {
+                Mode::Batch { .. } => plan.batch_events,
+                Mode::Single { .. } => plan.single_events,
+            };
+            let mut runs = Vec::new();
+            let mut failure = None;
+            for rep in 0..plan.repeats {
+                eprintln!("scenario 1: {} / {} / run {}", backend.name(), mode.describe(), rep + 1);
+                match throughput_fresh(ctx, backend, mode, events).await {
+                    Ok(run) => {
+                        let r = &run.result;
+                        eprintln!(
+                            "  {} of {} delivered in {:.2} s: {:.0} deliveries/s, ingest {:.0} req/s; e2e p50 {:.1} ms p99 {:.1} ms {}",
+                            r.received, r.accepted, r.wall_secs, r.deliveries_per_s, r.ingest_requests_per_s, r.latency_p50, r.latency_p99, r.errors
+                        );
+                        runs.push(run);
+                    }
+                    Err(e) => {
+                        eprintln!("  failed: {e}");
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            let Some(median) = median_by(&runs, |r| r.result.deliveries_per_s) else {
+                let why = failure.unwrap_or_default();
+                let why: String = why.chars().take(200).collect();
+                let _ = writeln!(out, "| {} | {} | not run: {why} |||||||||||", backend.name(), mode.describe());
+                continue;
+            };
+            let all: Vec<String> = runs.iter().map(|r| int(r.result.deliveries_per_s)).collect();
+            let r = &median.result;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} / {} | {}{} ({}) | {} | {} | {:.2} | **{}** | {} | {} / {} | {} / {} | {} | {} |",
+                backend.name(),
+                mode.describe(),
+                int(r.posted as f64),
+                int(r.accepted as f64),
+                int(r.received as f64),
+                if r.complete { "" } else { " (incomplete)" },
+                r.duplicates,
+                int(r.ingest_requests_per_s),
+                int(r.ingest_events_per_s),
+                r.wall_secs,
+                int(r.deliveries_per_s),
+                all.join(", "),
+                ms(r.latency_p50),
+                ms(r.latency_p99),
+                ms(r.answer_p50),
+                ms(r.answer_p99),
+                int(r.postponed),
+                cpu(&r.cpu),
+            );
+            if !r.errors.is_empty() {
+                ctx.notes.push(format!("scenario 1 {} {}: rejected requests: {}", backend.name(), mode.describe(), r.errors));
+            }
+        }
+    }
+    out
+}
+
+/// A fresh dispatcher with the small config, one throughput run.
+async fn throughput_fresh(ctx: &mut Ctx, backend: Backend, mode: Mode, events: usize) -> Result<ThroughputRun, String> {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let bots = Bots::Small { receiver: receiver.url() };
+    let stack = ctx.stack(backend, &bots, "2s", "s1").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = stack.mem();
+    let tag = ctx.tag();
+    let result = throughput(&stack, &receiver, &tag, procs::SMALL_BOT, mode, events, ctx.plan.post_cap, ctx.drain).await;
+    let after = stack.mem();
+    ctx.stop(stack);
+    Ok(ThroughputRun { idle, after, result })
+}
+
+/// Scenario 2: ingest-to-receipt latency at a fixed rate, open loop.
+async fn scenario_2(ctx: &mut Ctx) -> String {
+    let plan = ctx.plan.clone();
+    let mut out = format!(
+        "### Scenario 2: ingest-to-receipt latency at {} events/s (open loop, 1 event/request, {} s)\n\n\
+         | backend | sent / accepted / delivered | **p50 ms** | p90 ms | **p99 ms** | p99.9 ms | max ms | runs (p99 ms) | 202 p50 / p99 ms | pacing lag p99 ms | CPU % disp / redis / harness (machine) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        int(plan.rate),
+        plan.latency_seconds
+    );
+    for backend in plan.backends.clone() {
+        let mut runs = Vec::new();
+        let mut failure = None;
+        for rep in 0..plan.latency_repeats {
+            eprintln!("scenario 2: {} / run {}", backend.name(), rep + 1);
+            match latency_fresh(ctx, backend, plan.rate, plan.latency_seconds).await {
+                Ok(r) => {
+                    eprintln!(
+                        "  {} of {} delivered; p50 {:.2} ms p99 {:.2} ms max {:.1} ms; 202 p99 {:.2} ms {}",
+                        r.received, r.accepted, r.p50, r.p99, r.max, r.answer_p99, r.errors
+                    );
+                    runs.push(r);
+                }
+                Err(e) => {
+                    eprintln!("  failed: {e}");
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let Some(r) = median_by(&runs, |r| r.p99) else {
+            let why: String = failure.unwrap_or_default().chars().take(200).collect();
+            let _ = writeln!(out, "| {} | not run: {why} ||||||||||", backend.name());
+            continue;
+        };
+        let all: Vec<String> = runs.iter().map(|r| ms(r.p99)).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} / {} / {}{} | **{}** | {} | **{}** | {} | {} | {} | {} / {} | {} | {} |",
+            backend.name(),
+            int(r.sent as f64),
+            int(r.accepted as f64),
+            int(r.received as f64),
+            if r.complete { "" } else { " (incomplete)" },
+            ms(r.p50),
+            ms(r.p90),
+            ms(r.p99),
+            ms(r.p999),
+            ms(r.max),
+            all.join(", "),
+            ms(r.answer_p50),
+            ms(r.answer_p99),
+            ms(r.lag_p99),
+            cpu(&r.cpu),
+        );
+        if !r.errors.is_empty() {
+            ctx.notes.push(format!("scenario 2 {}: rejected requests: {}", backend.name(), r.errors));
+        }
+    }
+    out
+}
+
+async fn latency_fresh(ctx: &mut Ctx, backend: Backend, rate: f64, seconds: f64) -> Result<Latency, String> {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let bots = Bots::Small { receiver: receiver.url() };
+    let stack = ctx.stack(backend, &bots, "2s", "s2").await?;
+    // Warm-up: one second at the same rate (connections, plugin instances).
+    let warm = ctx.tag();
+    let _ = latency(&stack, &receiver, &warm, procs::SMALL_BOT, rate, 1.0, ctx.drain).await;
+    let tag = ctx.tag();
+    let result = latency(&stack, &receiver, &tag, procs::SMALL_BOT, rate, seconds, ctx.drain).await;
+    ctx.stop(stack);
+    Ok(result)
+}
+
+/// Scenario 3: RSS with the small config and with 1,000 bots × 4 webhooks.
+async fn scenario_3(ctx: &mut Ctx) -> String {
+    let plan = ctx.plan.clone();
+    let mut out = format!(
+        "### Scenario 3: dispatcher memory (VmRSS / VmHWM, MiB)\n\n\
+         Each row: a fresh dispatcher; idle 2 s after `/readyz`; then a batch run ({} events, batches of {}, {} posters) and a \
+         one-event-per-request run ({} events, {} posters) on the loaded bot, back to back.\n\n\
+         | backend | config | webhooks | idle RSS / HWM | after batch run RSS / HWM | after 1/request run RSS / HWM | batch deliveries/s | 1/request deliveries/s |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        int(plan.rss_batch_events as f64),
+        plan.batch_size,
+        plan.batch_posters,
+        int(plan.rss_single_events as f64),
+        plan.single_posters
+    );
+    for backend in plan.backends.clone() {
+        for large in [false, true] {
+            let receiver = Receiver::start(Duration::ZERO).await;
+            let (bots, bot, name) = if large {
+                (Bots::Large { receiver: receiver.url(), count: plan.large_bots }, procs::LARGE_BOT, format!("{} bots × 4", int(plan.large_bots as f64)))
+            } else {
+                (Bots::Small { receiver: receiver.url() }, procs::SMALL_BOT, "1 bot × 1".to_string())
+            };
+            eprintln!("scenario 3: {} / {name}", backend.name());
+            let stack = match ctx.stack(backend, &bots, "2s", "s3").await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("  failed: {e}");
+                    let why: String = e.chars().take(200).collect();
+                    let _ = writeln!(out, "| {} | {name} | {} | not run: {why} |||||", backend.name(), bots.webhooks());
+                    continue;
+                }
+            };
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let idle = stack.mem();
+            let tag = ctx.tag();
+            let batch = throughput(&stack, &receiver, &tag, bot, Mode::Batch { size: plan.batch_size, posters: plan.batch_posters }, plan.rss_batch_events, plan.post_cap, ctx.drain).await;
+            let after_batch = stack.mem();
+            let tag = ctx.tag();
+            let single = throughput(&stack, &receiver, &tag, bot, Mode::Single { posters: plan.single_posters }, plan.rss_single_events, plan.post_cap, ctx.drain).await;
+            let after_single = stack.mem();
+            eprintln!(
+                "  idle {} MiB; after batch {} / {} MiB ({:.0}/s); after single {} / {} MiB ({:.0}/s)",
+                mib(idle.rss_kb),
+                mib(after_batch.rss_kb),
+                mib(after_batch.hwm_kb),
+                batch.deliveries_per_s,
+                mib(after_single.rss_kb),
+                mib(after_single.hwm_kb),
+                single.deliveries_per_s
+            );
+            let _ = writeln!(
+                out,
+                "| {} | {name} | {} | {} / {} | {} / {} | {} / {} | {}{} | {}{} |",
+                backend.name(),
+                int(bots.webhooks() as f64),
+                mib(idle.rss_kb),
+                mib(idle.hwm_kb),
+                mib(after_batch.rss_kb),
+                mib(after_batch.hwm_kb),
+                mib(after_single.rss_kb),
+                mib(after_single.hwm_kb),
+                int(batch.deliveries_per_s),
+                if batch.complete { "" } else { " (incomplete)" },
+                int(single.deliveries_per_s),
+                if single.complete { "" } else { " (incomplete)" },
+            );
+            ctx.stop(stack);
+        }
+    }
+    out
+}
+
+/// Scenario 4: bot A's endpoint hangs; bot B's latency with and without A's load.
+async fn scenario_4(ctx: &mut Ctx) -> String {
+    let plan = ctx.plan.clone();
+    let mut out = format!(
+        "### Scenario 4: fairness, one hanging endpoint (delivery timeout 2 s; A's receiver answers after 10 s)\n\n\
+         B at {} events/s, A at {} events/s, open loop, 1 event/request, {} s per phase.\n\n\
+         | backend | phase | B sent / delivered | **B p50 ms** | B p90 ms | **B p99 ms** | B max ms | A posted | A requests at A's receiver | A postponed | CPU % disp / redis / harness (machine) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        int(plan.fair_rate_b),
+        int(plan.fair_rate_a),
+        plan.fair_seconds
+    );
+    for backend in plan.backends.clone() {
+        eprintln!("scenario 4: {}", backend.name());
+        let receiver_b = Receiver::start(Duration::ZERO).await;
+        let receiver_a = Receiver::start(Duration::from_secs(10)).await;
+        let bots = Bots::Pair { a: receiver_a.url(), b: receiver_b.url() };
+        let stack = match ctx.stack(backend, &bots, "2s", "s4").await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("  failed: {e}");
+                let why: String = e.chars().take(200).collect();
+                let _ = writeln!(out, "| {} | not run: {why} ||||||||||", backend.name());
+                continue;
+            }
+        };
+        let warm = ctx.tag();
+        let _ = latency(&stack, &receiver_b, &warm, "bot-b", plan.fair_rate_b, 1.0, ctx.drain).await;
+        let tag = ctx.tag();
+        let alone = latency(&stack, &receiver_b, &tag, "bot-b", plan.fair_rate_b, plan.fair_seconds, ctx.drain).await;
+        eprintln!("  B alone: p50 {:.2} ms p99 {:.2} ms", alone.p50, alone.p99);
+
+        let tag_a = ctx.tag();
+        let tag_b = ctx.tag();
+        let a_events = (plan.fair_rate_a * plan.fair_seconds).round() as usize;
+        let posted_a = Posted::new(&tag_a, "bot-a", a_events);
+        let a_requests_before = receiver_a.requests();
+        let load_a = load::open_loop(&stack.target, &posted_a, plan.fair_rate_a, plan.fair_seconds);
+        let measure_b = latency(&stack, &receiver_b, &tag_b, "bot-b", plan.fair_rate_b, plan.fair_seconds, ctx.drain);
+        let ((), with_a) = tokio::join!(load_a, measure_b);
+        let a_requests = receiver_a.requests() - a_requests_before;
+        let a_postponed = metric(&stack.target.client, stack.dispatcher.port, "statushook_deliveries_postponed", "bot=\"bot-a\"").await;
+        eprintln!(
+            "  B with A hanging: p50 {:.2} ms p99 {:.2} ms; A posted {}, {} requests reached A, {} postponed",
+            with_a.p50,
+            with_a.p99,
+            posted_a.accepted.load(Relaxed),
+            a_requests,
+            a_postponed
+        );
+        for (phase, r, a) in [("B alone", &alone, None), ("B with A hanging", &with_a, Some((posted_a.accepted.load(Relaxed), a_requests, a_postponed)))] {
+            let (a_posted, a_req, a_post) = a.map_or(("–".to_string(), "–".to_string(), "–".to_string()), |(p, q, s)| (int(p as f64), int(q as f64), int(s)));
+            let _ = writeln!(
+                out,
+                "| {} | {phase} | {} / {}{} | **{}** | {} | **{}** | {} | {a_posted} | {a_req} | {a_post} | {} |",
+                backend.name(),
+                int(r.sent as f64),
+                int(r.received as f64),
+                if r.complete { "" } else { " (incomplete)" },
+                ms(r.p50),
+                ms(r.p90),
+                ms(r.p99),
+                ms(r.max),
+                cpu(&r.cpu),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| {} | **ratio with / without A** | | **{:.2}×** | {:.2}× | **{:.2}×** | {:.2}× | | | | |",
+            backend.name(),
+            with_a.p50 / alone.p50,
+            with_a.p90 / alone.p90,
+            with_a.p99 / alone.p99,
+            with_a.max / alone.max
+        );
+        ctx.stop(stack);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+
+fn machine() -> String {
+    let lscpu = std::process::Command::new("lscpu").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let model = lscpu.lines().find_map(|l| l.strip_prefix("Model name:")).unwrap_or("?").trim().to_string();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kb: u64 = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let redis = std::process::Command::new("redis-server").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|_| "not installed".into());
+    format!(
+        "{model}, {cpus} CPUs, {:.1} GiB RAM, Linux {}, {redis}",
+        mem_kb as f64 / 1024.0 / 1024.0,
+        kernel.trim()
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let plan = match Plan::from_env() {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("pipeline bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bin = match procs::dispatcher_binary() {
+        Ok(bin) => bin,
+        Err(e) => {
+            eprintln!("pipeline bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let work = match tempfile::Builder::new().prefix("statushook-pipeline-").tempdir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("pipeline bench: temp dir: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cache = work.path().join("plugin-cache");
+    let hz = procs::clock_ticks_per_second();
+    let mut ctx = Ctx {
+        plan: plan.clone(),
+        bin,
+        work,
+        cache,
+        client: load::client(),
+        drain: Drain { stall: Duration::from_secs(20), cap: Duration::from_secs(120), hz },
+        embedded_unavailable: None,
+        runs: 0,
+        log_issues: BTreeMap::new(),
+        notes: Vec::new(),
+    };
+    let started = Instant::now();
+    let _ = load::now_ns();
+    println!("## Delivery pipeline ({} run)\n", plan.name);
+    println!("Machine: {}", machine());
+    println!("Dispatcher: {}", ctx.bin.display());
+    println!(
+        "Config: delivery timeout 2 s, retry schedule 200ms/500ms/1s, max_in_flight_per_endpoint {}; plugin cache warm; CPU columns are % of one core over the run (machine: busy share of all cores).\n",
+        plan.per_endpoint.map_or("default".to_string(), |n| n.to_string())
+    );
+    for scenario in plan.scenarios.clone() {
+        let table = match scenario {
+            1 => scenario_1(&mut ctx).await,
+            2 => scenario_2(&mut ctx).await,
+            3 => scenario_3(&mut ctx).await,
+            4 => scenario_4(&mut ctx).await,
+            other => {
+                eprintln!("pipeline bench: no scenario {other}");
+                continue;
+            }
+        };
+        println!("{table}");
+    }
+    if !ctx.notes.is_empty() {
+        println!("Notes:\n");
+        for note in &ctx.notes {
+            println!("- {note}");
+        }
+        println!();
+    }
+    if ctx.log_issues.is_empty() {
+        println!("Dispatcher stderr: no WARN/ERROR lines.\n");
+    } else {
+        println!("Dispatcher stderr (WARN/ERROR lines, by scenario, count × text):\n");
+        for (line, count) in &ctx.log_issues {
+            println!("- {count} × `{line}`");
+        }
+        println!();
+    }
+    println!("Total bench time: {:.0} s", started.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,243 @@
+//! The HTTP side of Meta's webhook: the verification handshake
+//! (`GET /v1/meta/webhook`) and signed deliveries (`POST /v1/meta/webhook`).
+//!
+//! A delivery is answered `200 {"accepted": N, "duplicates": M, "skipped": K}`
+//! only once every event made from it is queued; a body whose updates were
+//! all skipped needs no queue and is answered at once. Refusals use the JSON
+//! error shape of interfaces.md and are counted in
+//! `statushook_ingest_rejected_total` with a `meta_` reason, as are the
+//! skipped updates (only once the body is accepted, so Meta's re-sends after
+//! a `503` are not counted twice).
+
+use std::collections::BTreeSet;
+
+use http::{HeaderValue, Request, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::envelope::Envelope;
+use super::mapping::{Mapped, SkipReason, map};
+use super::signature::Signature;
+use crate::config::MetaConfig;
+use crate::ingest::Ingest;
+use crate::ingest::events::queue_events;
+use crate::ingest::response::{ApiError, HttpResponse, json, read_body, text};
+use crate::metrics::ReasonLabels;
+
+/// Handles `GET /v1/meta/webhook`: answers `hub.challenge` (text/plain) when
+/// `hub.mode` is `subscribe` and `hub.verify_token` is the configured one;
+/// `403` otherwise, `404` when `[meta]` is not configured.
+pub fn verify(ingest: &Ingest, request: &Request<Incoming>) -> HttpResponse {
+    let routes = ingest.routes.load();
+    match handshake(routes.config.meta.as_ref(), request.uri().query()) {
+        Ok(challenge) => {
+            let mut response = text(StatusCode::OK, challenge, "text/plain; charset=utf-8");
+            response.headers_mut().insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            response
+        }
+        Err(error) => reject(ingest, error),
+    }
+}
+
+/// The handshake's answer for a query string: the challenge to echo.
+///
+/// # Errors
+///
+/// `404` without `[meta]`; `403` for a wrong mode or token; `400` when the
+/// token is right but `hub.challenge` is missing.
+pub fn handshake(meta: Option<&MetaConfig>, query: Option<&str>) -> Result<String, ApiError> {
+    let meta = meta.ok_or_else(not_configured)?;
+    let (mut mode, mut token, mut challenge) = (None, None, None);
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "hub.mode" => mode = Some(value),
+            "hub.verify_token" => token = Some(value),
+            "hub.challenge" => challenge = Some(value),
+            _ => {}
+        }
+    }
+    if mode.as_deref() != Some("subscribe") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "hub.mode must be \"subscribe\" for Meta's verification handshake",
+        ));
+    }
+    let token_matches = token
+        .as_deref()
+        .is_some_and(|t| same_secret(meta.verify_token.as_bytes(), t.as_bytes()));
+    if !token_matches {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "hub.verify_token is missing or is not the configured [meta] verify_token",
+        ));
+    }
+    challenge.map(|c| c.into_owned()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "hub.challenge is missing: Meta's handshake sends the value to echo",
+        )
+    })
+}
+
+/// Handles `POST /v1/meta/webhook`.
+pub async fn post(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
+    match accept(ingest, request).await {
+        Ok(response) => response,
+        Err(error) => reject(ingest, error),
+    }
+}
+
+async fn accept(ingest: &Ingest, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let routes = ingest.routes.load_full();
+    let meta = routes.config.meta.as_ref().ok_or_else(not_configured)?;
+    // Refuse an unsigned request before reading its body.
+    let signature = Signature::from_headers(request.headers())
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let body = read_body(request, routes.config.server.max_body_bytes).await?;
+    signature
+        .verify(&meta.app_secrets, &body)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let envelope = Envelope::parse(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_a_whatsapp_webhook",
+            format!("not a WhatsApp webhook: {e}"),
+        )
+    })?;
+    let Mapped { events, skipped } = map(&envelope, routes.as_ref());
+    drop(envelope);
+    let (accepted, duplicates) = if events.is_empty() {
+        (0, 0)
+    } else {
+        queue_events(ingest, routes, events).await?
+    };
+    record_skips(ingest, &skipped);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"accepted": accepted, "duplicates": duplicates, "skipped": skipped.len()}),
+    ))
+}
+
+/// Counts skipped updates by reason and logs them: unknown phone number ids
+/// at `warn` (once per id and body: an operator must add them to a bot or
+/// unsubscribe them), the rest at `debug`.
+fn record_skips(ingest: &Ingest, skipped: &[super::mapping::Skipped]) {
+    let mut unknown_phones = BTreeSet::new();
+    for skip in skipped {
+        ingest
+            .metrics
+            .ingest_rejected
+            .get_or_create(&ReasonLabels {
+                reason: skip.reason.metric_reason().to_string(),
+            })
+            .inc();
+        if skip.reason == SkipReason::UnknownPhoneNumberId {
+            unknown_phones.insert(skip.phone_number_id.as_deref().unwrap_or_default());
+        } else {
+            tracing::debug!(reason = skip.reason.as_str(), place = %skip.place, detail = %skip.detail, "Meta update skipped");
+        }
+    }
+    for phone in unknown_phones {
+        let updates = skipped
+            .iter()
+            .filter(|s| {
+                s.reason == SkipReason::UnknownPhoneNumberId
+                    && s.phone_number_id.as_deref().unwrap_or_default() == phone
+            })
+            .count();
+        tracing::warn!(
+            phone_number_id = phone,
+            updates,
+            "Meta updates for a phone number id that no bot owns were acknowledged and not queued; add it to a bot's phone_number_ids"
+        );
+    }
+}
+
+/// Counts a refusal and turns it into its response.
+fn reject(ingest: &Ingest, error: ApiError) -> HttpResponse {
+    ingest
+        .metrics
+        .ingest_rejected
+        .get_or_create(&ReasonLabels {
+            reason: format!("meta_{}", error.code),
+        })
+        .inc();
+    let unauthorized = error.status == StatusCode::UNAUTHORIZED;
+    let mut response = error.into_response();
+    if unauthorized {
+        // Not a bearer scheme: say what is expected instead.
+        response.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    response
+}
+
+fn not_configured() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "meta_not_configured",
+        "Meta webhooks are not configured: add a [meta] section with verify_token and app_secrets to the config",
+    )
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> MetaConfig {
+        MetaConfig {
+            verify_token: "tok-123".into(),
+            app_secrets: vec!["s".into()],
+        }
+    }
+
+    fn status_of(result: Result<String, ApiError>) -> Result<String, u16> {
+        result.map_err(|e| e.status.as_u16())
+    }
+
+    #[test]
+    fn the_handshake_echoes_the_challenge_for_the_right_token_only() {
+        let meta = meta();
+        let m = Some(&meta);
+        assert_eq!(
+            status_of(handshake(m, Some("hub.mode=subscribe&hub.verify_token=tok-123&hub.challenge=1158201444"))),
+            Ok("1158201444".into())
+        );
+        assert_eq!(
+            status_of(handshake(m, Some("hub.challenge=a%20b%26c&hub.verify_token=tok%2D123&hub.mode=subscribe"))),
+            Ok("a b&c".into()),
+            "decoded, any order"
+        );
+        for refused in [
+            None,
+            Some(""),
+            Some("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1"),
+            Some("hub.mode=subscribe&hub.verify_token=tok-1234&hub.challenge=1"),
+            Some("hub.mode=subscribe&hub.challenge=1"),
+            Some("hub.mode=unsubscribe&hub.verify_token=tok-123&hub.challenge=1"),
+        ] {
+            assert_eq!(status_of(handshake(m, refused)), Err(403), "{refused:?}");
+        }
+        assert_eq!(
+            status_of(handshake(m, Some("hub.mode=subscribe&hub.verify_token=tok-123"))),
+            Err(400)
+        );
+        let error = handshake(None, Some("hub.mode=subscribe")).expect_err("not configured");
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        assert!(error.message.contains("[meta]"), "{}", error.message);
+    }
+}

@@ -1,0 +1,121 @@
+//! What a reload changed, for its log line and metrics.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::config::{BotConfig, Config};
+
+/// The difference between two configs, by bot and webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Bots added.
+    pub bots_added: Vec<String>,
+    /// Bots removed (their events are refused from now on).
+    pub bots_removed: Vec<String>,
+    /// Bots whose settings or webhooks changed.
+    pub bots_changed: Vec<String>,
+    /// Webhooks added, as `bot/webhook`.
+    pub webhooks_added: Vec<String>,
+    /// Webhooks removed, as `bot/webhook` (their pending deliveries become
+    /// dead letters, reason "webhook removed", when next due).
+    pub webhooks_removed: Vec<String>,
+    /// Webhooks whose URL, auth, signing, events, plugin or settings changed.
+    pub webhooks_changed: Vec<String>,
+    /// Plugins compiled by this reload (new or changed bytes).
+    pub plugins_compiled: Vec<String>,
+    /// Settings that changed in the file but need a restart; ignored.
+    pub needs_restart: Vec<&'static str>,
+    /// Whether anything else outside bots changed (tokens, delivery, meta).
+    pub server_settings_changed: bool,
+}
+
+impl Changes {
+    /// Compares the bots and webhooks of `old` and `new`.
+    pub fn between(old: &Config, new: &Config) -> Self {
+        let mut changes = Changes::default();
+        let old_ids: BTreeSet<&str> = old.bots.iter().map(|b| b.id.as_str()).collect();
+        let new_ids: BTreeSet<&str> = new.bots.iter().map(|b| b.id.as_str()).collect();
+        for bot in &new.bots {
+            match old.bot(&bot.id) {
+                None => {
+                    changes.bots_added.push(bot.id.clone());
+                    changes.webhooks_added.extend(bot.webhooks.iter().map(|w| format!("{}/{}", bot.id, w.name)));
+                }
+                Some(before) if before != bot => {
+                    changes.bots_changed.push(bot.id.clone());
+                    webhook_changes(before, bot, &mut changes);
+                }
+                Some(_) => {}
+            }
+        }
+        for id in old_ids.difference(&new_ids) {
+            changes.bots_removed.push((*id).to_string());
+            if let Some(bot) = old.bot(id) {
+                changes.webhooks_removed.extend(bot.webhooks.iter().map(|w| format!("{id}/{}", w.name)));
+            }
+        }
+        changes.server_settings_changed =
+            old.server != new.server || old.delivery != new.delivery || old.meta != new.meta || old.queue.dedup_window != new.queue.dedup_window;
+        changes
+    }
+
+    /// Whether the reload changed nothing at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+fn webhook_changes(before: &BotConfig, after: &BotConfig, changes: &mut Changes) {
+    for webhook in &after.webhooks {
+        let key = format!("{}/{}", after.id, webhook.name);
+        match before.webhooks.iter().find(|w| w.name == webhook.name) {
+            None => changes.webhooks_added.push(key),
+            Some(old) if old != webhook => changes.webhooks_changed.push(key),
+            Some(_) => {}
+        }
+    }
+    for webhook in &before.webhooks {
+        if !after.webhooks.iter().any(|w| w.name == webhook.name) {
+            changes.webhooks_removed.push(format!("{}/{}", after.id, webhook.name));
+        }
+    }
+}
+
+impl fmt::Display for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("nothing changed");
+        }
+        let mut parts = Vec::new();
+        for (label, list) in [
+            ("bots added", &self.bots_added),
+            ("bots removed", &self.bots_removed),
+            ("bots changed", &self.bots_changed),
+            ("webhooks added", &self.webhooks_added),
+            ("webhooks removed", &self.webhooks_removed),
+            ("webhooks changed", &self.webhooks_changed),
+            ("plugins compiled", &self.plugins_compiled),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{label}: {}", abbreviate(list)));
+            }
+        }
+        if self.server_settings_changed {
+            parts.push("server/delivery/meta settings changed".into());
+        }
+        if !self.needs_restart.is_empty() {
+            parts.push(format!("needs a restart (ignored): {}", self.needs_restart.join(", ")));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// The first few names and a count, so a reload of 1,000 bots logs one line.
+fn abbreviate(list: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if list.len() <= SHOWN {
+        list.join(", ")
+    } else {
+        format!("{} and {} more", list[..SHOWN].join(", "), list.len() - SHOWN)
+    }
+}
