@@ -19,8 +19,15 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts `statushook run` on a free port and waits for `/readyz`.
+    /// Starts `statushook run` on a free port with a Redis queue and waits
+    /// for `/readyz`.
     async fn start(dir: &Path, redis: &RedisServer, receiver: &Receiver, name: &str) -> Self {
+        let queue = format!("backend = \"redis\"\nurl = \"{}\"\nprefix = \"crash\"", redis.url());
+        Self::start_with(dir, &queue, &receiver.url(), name).await
+    }
+
+    /// Starts `statushook run` with the given `[queue]` body and receiver URL.
+    async fn start_with(dir: &Path, queue: &str, receiver_url: &str, name: &str) -> Self {
         let port = free_port();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
@@ -32,9 +39,7 @@ listen = "127.0.0.1:{port}"
 ingest_tokens = ["{TOKEN}"]
 admin_tokens = ["admin"]
 [queue]
-backend = "redis"
-url = "{redis}"
-prefix = "crash"
+{queue}
 [delivery]
 timeout = "1s"
 retry_schedule = ["200ms", "200ms", "200ms", "200ms", "200ms"]
@@ -47,8 +52,7 @@ id = "acme"
   events = ["all"]
   plugin = "wpp"
 "#,
-                redis = redis.url(),
-                receiver = receiver.url(),
+                receiver = receiver_url,
             ),
         )
         .expect("config");
@@ -109,10 +113,10 @@ fn batch(start: usize, count: usize) -> serde_json::Value {
 async fn post(client: &reqwest::Client, ports: &[u16], body: &serde_json::Value) -> bool {
     for port in ports {
         let sent = client.post(format!("http://127.0.0.1:{port}/v1/events")).bearer_auth(TOKEN).json(body).send().await;
-        if let Ok(response) = sent {
-            if response.status().as_u16() == 202 {
-                return true;
-            }
+        if let Ok(response) = sent
+            && response.status().as_u16() == 202
+        {
+            return true;
         }
     }
     false
@@ -220,5 +224,28 @@ async fn sigterm_finishes_in_flight_sends_and_loses_nothing() {
     let got = wait_until(&receiver, 300, Duration::from_secs(60)).await;
     let duplicates = check_deliveries(&got, 300);
     assert_eq!(duplicates, 0, "a graceful stop re-sends nothing ({} arrived before the restart)", before_restart.len());
+    drop(restarted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_queue_kill_9_with_500_pending_to_a_down_receiver_delivers_all_after_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let queue = format!("backend = \"embedded\"\npath = \"{}\"", dir.path().join("queue").display());
+    // The receiver is down: nothing listens on its port yet.
+    let receiver_port = free_port();
+    let receiver_url = format!("http://127.0.0.1:{receiver_port}");
+    let mut dispatcher = Dispatcher::start_with(dir.path(), &queue, &receiver_url, "embedded").await;
+    let client = support::http_client();
+    for start in (0..500).step_by(100) {
+        assert!(post(&client, &[dispatcher.port], &batch(start, 100)).await);
+    }
+    // Let some attempts fail against the closed port, then crash.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    dispatcher.kill9();
+
+    let receiver = Receiver::start_on(format!("127.0.0.1:{receiver_port}").parse().expect("addr")).await;
+    let restarted = Dispatcher::start_with(dir.path(), &queue, &receiver_url, "embedded-again").await;
+    let got = wait_until(&receiver, 500, Duration::from_secs(60)).await;
+    check_deliveries(&got, 500);
     drop(restarted);
 }

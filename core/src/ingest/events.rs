@@ -75,7 +75,7 @@ pub async fn queue_events(ingest: &Ingest, routes: std::sync::Arc<Snapshot>, eve
         .enqueue(&new_events, routes.config.queue.dedup_window)
         .await
         .map_err(|e| ApiError::unavailable(format!("{e}; nothing was queued, retry later")))?;
-    count_events(ingest, &new_events, outcome.accepted, outcome.duplicates);
+    count_events(ingest, &new_events, &outcome.duplicate);
     Ok((outcome.accepted, outcome.duplicates))
 }
 
@@ -95,26 +95,13 @@ fn record_render(ingest: &Ingest, report: &FanOutReport, took: std::time::Durati
     }
 }
 
-fn count_events(ingest: &Ingest, events: &[NewEvent], accepted: usize, duplicates: usize) {
-    // The queue reports totals; attribute them per bot when the batch has one
-    // bot (the common case), else to the first bot's label set per event.
+fn count_events(ingest: &Ingest, events: &[NewEvent], duplicate: &[bool]) {
     let m = &ingest.metrics;
-    if let Some(first) = events.first() {
-        if events.iter().all(|e| e.bot == first.bot) {
-            let labels = BotLabels { bot: first.bot.clone() };
-            m.events_ingested.get_or_create(&labels).inc_by(accepted as u64);
-            m.events_duplicate.get_or_create(&labels).inc_by(duplicates as u64);
-            return;
-        }
-    }
-    let total = events.len().max(1);
-    for event in events {
+    for (event, &duplicate) in events.iter().zip(duplicate) {
         let labels = BotLabels { bot: event.bot.clone() };
-        // Mixed-bot batches: proportional attribution is wrong per bot, so
-        // count duplicates only when the whole batch was duplicate.
-        if duplicates == total {
+        if duplicate {
             m.events_duplicate.get_or_create(&labels).inc();
-        } else if accepted == total {
+        } else {
             m.events_ingested.get_or_create(&labels).inc();
         }
     }

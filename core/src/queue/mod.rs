@@ -29,12 +29,26 @@ pub use self::redis::RedisQueue;
 use std::time::Duration;
 
 /// What an enqueue did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enqueued {
     /// Events newly accepted (their deliveries are queued).
     pub accepted: usize,
     /// Events already accepted within the dedup window: nothing queued.
     pub duplicates: usize,
+    /// Per event, in input order: whether it was a duplicate.
+    pub duplicate: Vec<bool>,
+}
+
+impl Enqueued {
+    /// Records the outcome of the next event.
+    pub(crate) fn record(&mut self, duplicate: bool) {
+        self.duplicate.push(duplicate);
+        if duplicate {
+            self.duplicates += 1;
+        } else {
+            self.accepted += 1;
+        }
+    }
 }
 
 /// How much work is waiting.

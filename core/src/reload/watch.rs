@@ -30,11 +30,11 @@ impl Watch {
     pub fn start(reloader: Arc<Reloader>) -> Self {
         let (changed_tx, changed) = mpsc::unbounded_channel::<PathBuf>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                if !matches!(event.kind, EventKind::Access(_)) {
-                    for path in event.paths {
-                        let _ = changed_tx.send(path);
-                    }
+            if let Ok(event) = event
+                && !matches!(event.kind, EventKind::Access(_))
+            {
+                for path in event.paths {
+                    let _ = changed_tx.send(path);
                 }
             }
         })

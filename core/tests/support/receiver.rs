@@ -83,9 +83,20 @@ impl Receiver {
     pub async fn with(
         responder: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
+        Self::on("127.0.0.1:0".parse().expect("addr"), responder).await
+    }
+
+    /// A receiver answering 200 on a given address (to bring a receiver
+    /// "back up" where a dispatcher has been failing to reach it).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::on(addr, |_, _| Reply::status(200)).await
+    }
+
+    async fn on(
+        addr: SocketAddr,
+        responder: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let arrived = Arc::new(Notify::new());

@@ -43,7 +43,11 @@ impl RedisServer {
 
     /// Starts the server again on the same port and folder (after `kill`).
     pub fn restart(&mut self) {
-        assert!(self.spawn(), "redis-server could not get its port {} back", self.port);
+        assert!(
+            self.spawn(),
+            "redis-server could not get its port {} back",
+            self.port
+        );
     }
 
     /// Spawns the server; false if it exited (its port was taken).

@@ -23,11 +23,11 @@ pub(super) fn enqueue(
     let expiry = now.saturating_add(window_ms);
     let mut out = Enqueued::default();
     for event in events {
-        if !mark(t, &event.bot, &event.event_id, now, expiry)? {
-            out.duplicates += 1;
+        let fresh = mark(t, &event.bot, &event.event_id, now, expiry)?;
+        out.record(!fresh);
+        if !fresh {
             continue;
         }
-        out.accepted += 1;
         for new in &event.deliveries {
             insert(t, &event.bot, new, now)?;
         }

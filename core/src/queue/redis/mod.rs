@@ -158,11 +158,15 @@ impl Queue for RedisQueue {
                 call.arg(&delivery.id).arg(delivery.meta_json()).arg(&delivery.body).arg(dead);
             }
         }
-        let (accepted, duplicates): (usize, usize) = call.invoke_async(&mut conn).await.map_err(unavailable)?;
-        if accepted > 0 {
+        let flags: Vec<u8> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let mut outcome = Enqueued::default();
+        for accepted in flags {
+            outcome.record(accepted == 0);
+        }
+        if outcome.accepted > 0 {
             self.wake.notify_one();
         }
-        Ok(Enqueued { accepted, duplicates })
+        Ok(outcome)
     }
 
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError> {

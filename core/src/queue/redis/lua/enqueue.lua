@@ -1,18 +1,20 @@
 -- Enqueue a batch atomically: dedup marks and deliveries, all or nothing.
 -- ARGV: prefix, now_ms, dedup_ttl_ms, n_events, then per event:
 --   bot, event_id, n_deliveries, then per delivery: id, meta, body, dead_reason ('' = pending)
--- Returns {accepted, duplicates}.
+-- Returns one flag per event, in order: 1 accepted, 0 duplicate.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local ttl = ARGV[3]
 local n_events = tonumber(ARGV[4])
 local i = 5
-local accepted, duplicates = 0, 0
+local accepted = 0
+local flags = {}
 for _ = 1, n_events do
   local bot, eid, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
   if redis.call('SET', p .. ':dedup:' .. bot .. ':' .. eid, '1', 'PX', ttl, 'NX') then
     accepted = accepted + 1
+    table.insert(flags, 1)
     for _ = 1, nd do
       local id, meta, body, dead = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
       local jk = p .. ':job:' .. id
@@ -26,11 +28,11 @@ for _ = 1, n_events do
       i = i + 4
     end
   else
-    duplicates = duplicates + 1
+    table.insert(flags, 0)
     i = i + 4 * nd
   end
 end
 if accepted > 0 then
   redis.call('PUBLISH', p .. ':wake', '1')
 end
-return {accepted, duplicates}
+return flags
