@@ -35,10 +35,14 @@ pub enum NotAWebhook {
     #[error("the body is not valid JSON: {0}")]
     NotJson(String),
     /// The body is JSON but not an object.
-    #[error("the body is not a JSON object; a WhatsApp webhook is {{\"object\": \"{OBJECT}\", \"entry\": [...]}}")]
+    #[error(
+        "the body is not a JSON object; a WhatsApp webhook is {{\"object\": \"{OBJECT}\", \"entry\": [...]}}"
+    )]
     NotAnObject,
     /// `object` is missing or names another product (Instagram, Page, ...).
-    #[error("\"object\" is {0}, not \"{OBJECT}\": only WhatsApp Business Account webhooks are accepted here")]
+    #[error(
+        "\"object\" is {0}, not \"{OBJECT}\": only WhatsApp Business Account webhooks are accepted here"
+    )]
     WrongObject(String),
     /// `entry` is missing or not an array.
     #[error("\"entry\" is {0}, not an array of entries")]
@@ -248,10 +252,7 @@ mod tests {
     #[test]
     fn only_three_things_make_a_body_not_a_webhook() {
         assert!(matches!(parse("{not json"), Err(NotAWebhook::NotJson(_))));
-        assert_eq!(
-            parse("[1]").map(|_| ()),
-            Err(NotAWebhook::NotAnObject)
-        );
+        assert_eq!(parse("[1]").map(|_| ()), Err(NotAWebhook::NotAnObject));
         let error = parse(r#"{"object": "instagram", "entry": []}"#).expect_err("instagram");
         assert!(error.to_string().contains("\"instagram\""), "{error}");
         assert!(matches!(

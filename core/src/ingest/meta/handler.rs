@@ -214,11 +214,17 @@ mod tests {
         let meta = meta();
         let m = Some(&meta);
         assert_eq!(
-            status_of(handshake(m, Some("hub.mode=subscribe&hub.verify_token=tok-123&hub.challenge=1158201444"))),
+            status_of(handshake(
+                m,
+                Some("hub.mode=subscribe&hub.verify_token=tok-123&hub.challenge=1158201444")
+            )),
             Ok("1158201444".into())
         );
         assert_eq!(
-            status_of(handshake(m, Some("hub.challenge=a%20b%26c&hub.verify_token=tok%2D123&hub.mode=subscribe"))),
+            status_of(handshake(
+                m,
+                Some("hub.challenge=a%20b%26c&hub.verify_token=tok%2D123&hub.mode=subscribe")
+            )),
             Ok("a b&c".into()),
             "decoded, any order"
         );
@@ -233,7 +239,10 @@ mod tests {
             assert_eq!(status_of(handshake(m, refused)), Err(403), "{refused:?}");
         }
         assert_eq!(
-            status_of(handshake(m, Some("hub.mode=subscribe&hub.verify_token=tok-123"))),
+            status_of(handshake(
+                m,
+                Some("hub.mode=subscribe&hub.verify_token=tok-123")
+            )),
             Err(400)
         );
         let error = handshake(None, Some("hub.mode=subscribe")).expect_err("not configured");

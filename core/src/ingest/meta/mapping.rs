@@ -181,7 +181,10 @@ fn map_change<B: BotLookup + ?Sized>(change: &Change<'_>, bots: &B, out: &mut Ma
         return;
     }
     let mut updates: Vec<(&str, &[Value])> = Vec::with_capacity(2);
-    for (key, items) in [("statuses", change.statuses()), ("messages", change.messages())] {
+    for (key, items) in [
+        ("statuses", change.statuses()),
+        ("messages", change.messages()),
+    ] {
         match items {
             Ok(items) => updates.push((key, items)),
             Err(m) => out
@@ -211,8 +214,11 @@ fn map_change<B: BotLookup + ?Sized>(change: &Change<'_>, bots: &B, out: &mut Ma
         };
         for (key, items) in updates {
             for i in 0..items.len() {
-                out.skipped
-                    .push(skip(reason, format!("{place}.value.{key}[{i}]"), detail.clone()));
+                out.skipped.push(skip(
+                    reason,
+                    format!("{place}.value.{key}[{i}]"),
+                    detail.clone(),
+                ));
             }
         }
         return;
@@ -556,13 +562,26 @@ mod tests {
 
     #[test]
     fn statuses_map_to_canonical_with_final_per_the_table() {
-        let statuses = json!([status("sent"), status("delivered"), status("read"), status("played"),
-                              status("failed"), status("deleted"), status("warning")]);
+        let statuses = json!([
+            status("sent"),
+            status("delivered"),
+            status("read"),
+            status("played"),
+            status("failed"),
+            status("deleted"),
+            status("warning")
+        ]);
         let mapped = run(&body("1099887766", statuses, Value::Null));
         let got: Vec<(Status, bool, String)> = mapped
             .events
             .iter()
-            .map(|e| (e.status, e.is_final, e.id.rsplit(':').next().unwrap_or("").to_string()))
+            .map(|e| {
+                (
+                    e.status,
+                    e.is_final,
+                    e.id.rsplit(':').next().unwrap_or("").to_string(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -588,7 +607,10 @@ mod tests {
             json!([{"code": "131000", "title": "Something went wrong"}]);
         let mapped = run(&value);
         let error = mapped.events[0].error.as_ref().expect("fallback error");
-        assert_eq!((error.code.as_str(), error.details.as_deref()), ("131000", None));
+        assert_eq!(
+            (error.code.as_str(), error.details.as_deref()),
+            ("131000", None)
+        );
 
         let mut codeless = status("failed");
         codeless["errors"] = json!([{"title": "no code"}]);
@@ -605,7 +627,11 @@ mod tests {
             (json!("{\"campaign_name\":\"no id\"}"), None, None),
             (json!("{\"template\":\"t1\"}"), None, Some("t1")),
             (json!("{\"campaign_id\":7}"), Some("7"), None),
-            (json!("{\"campaign_id\":\"\",\"template\":\"\"}"), None, None),
+            (
+                json!("{\"campaign_id\":\"\",\"template\":\"\"}"),
+                None,
+                None,
+            ),
             (json!({"campaign_id": "not a string"}), None, None),
         ] {
             let mut s = status("read");
@@ -634,21 +660,33 @@ mod tests {
     fn replies_from_buttons_lists_and_text() {
         let messages = json!([
             message(json!({"type": "button", "button": {"payload": "p-yes", "text": "Yes"}})),
-            message(json!({"type": "interactive", "interactive": {"type": "button_reply",
-                "button_reply": {"id": "b1", "title": "Change"}}})),
-            message(json!({"type": "interactive", "interactive": {"type": "list_reply",
-                "list_reply": {"id": "r1", "title": "Tomorrow", "description": "9-12"}}})),
+            message(
+                json!({"type": "interactive", "interactive": {"type": "button_reply",
+                "button_reply": {"id": "b1", "title": "Change"}}})
+            ),
+            message(
+                json!({"type": "interactive", "interactive": {"type": "list_reply",
+                "list_reply": {"id": "r1", "title": "Tomorrow", "description": "9-12"}}})
+            ),
             message(json!({"type": "text", "text": {"body": "thanks!"}})),
         ]);
         let mapped = run(&body("2000111222", Value::Null, messages));
         assert!(mapped.skipped.is_empty(), "{:?}", mapped.skipped);
-        let replies: Vec<&str> = mapped.events.iter().filter_map(|e| e.reply.as_deref()).collect();
+        let replies: Vec<&str> = mapped
+            .events
+            .iter()
+            .filter_map(|e| e.reply.as_deref())
+            .collect();
         assert_eq!(replies, ["Yes", "Change", "Tomorrow", "thanks!"]);
         let event = &mapped.events[0];
         assert_eq!(event.id, "meta:wamid.IN1:replied");
         assert_eq!(event.bot_id, "globex");
         assert_eq!(event.message_id.as_deref(), Some(WAMID));
-        assert_eq!(event.recipient.as_deref(), Some("15550002222"), "+ stripped");
+        assert_eq!(
+            event.recipient.as_deref(),
+            Some("15550002222"),
+            "+ stripped"
+        );
         assert_eq!(event.status, Status::Replied);
         assert_eq!(event.timestamp, 1750857400);
         assert!(event.is_final);
@@ -687,7 +725,11 @@ mod tests {
 
     #[test]
     fn unknown_phone_numbers_and_other_fields_are_skipped_and_counted() {
-        let mapped = run(&body("999", json!([status("read"), status("sent")]), json!([message(json!({"text": {"body": "x"}}))])));
+        let mapped = run(&body(
+            "999",
+            json!([status("read"), status("sent")]),
+            json!([message(json!({"text": {"body": "x"}}))]),
+        ));
         assert!(mapped.events.is_empty());
         assert_eq!(reasons(&mapped), ["unknown_phone_number_id"; 3]);
         assert_eq!(mapped.skipped[0].phone_number_id.as_deref(), Some("999"));
