@@ -197,6 +197,8 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     until("broken plugin counted", || reloads("error") >= 2).await;
     copy_plugin("other_wit", &custom);
     until("wrong-WIT plugin counted", || reloads("error") >= 3).await;
+    copy_plugin("trap_on_load", &custom);
+    until("plugin that cannot start counted", || reloads("error") >= 4).await;
     // An empty file is a write in progress: ignored.
     setup.save_in_place("");
     until("empty file ignored", || reloads("ignored") >= 1).await;

@@ -83,6 +83,7 @@ fn host_options(config: Option<&Config>) -> HostOptions {
         Some(config) => HostOptions {
             limits: config.plugins.limits.clone(),
             cache_dir: config.plugins.cache_dir.clone().or(defaults.cache_dir),
+            ..defaults
         },
         None => defaults,
     }

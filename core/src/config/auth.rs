@@ -2,17 +2,14 @@
 //! (proof the body is genuine): inline tables tagged by `type`, whose other
 //! keys depend on the type. Messages never repeat a secret.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use toml::Spanned;
 
 use super::model::{Auth, Sign};
 use super::reader::{Need, Reader, Table, Value};
-use crate::deliver::sign::Encoding;
+use crate::deliver::sign::{Encoding, WHSEC_PREFIX, decode_whsec};
 
 const AUTH_TYPES: &[&str] = &["none", "basic", "bearer", "header"];
 const SIGN_TYPES: &[&str] = &["none", "standard-webhooks", "hmac"];
-const STANDARD_WEBHOOKS_PREFIX: &str = "whsec_";
 
 /// `auth = { type = "none" | "basic" | "bearer" | "header", ... }`.
 pub(super) fn auth(r: &mut Reader<'_>, path: &str, value: &Value<'_>) -> Option<Auth> {
@@ -167,12 +164,9 @@ fn standard_webhooks_secret(
     path: &str,
     secret: Spanned<String>,
 ) -> Option<Vec<u8>> {
-    let message = match secret.get_ref().strip_prefix(STANDARD_WEBHOOKS_PREFIX) {
+    let message = match secret.get_ref().strip_prefix(WHSEC_PREFIX) {
         None => "must start with \"whsec_\" followed by base64, as Standard Webhooks secrets do",
-        Some(encoded) => match STANDARD
-            .decode(encoded)
-            .or_else(|_| STANDARD_NO_PAD.decode(encoded))
-        {
+        Some(encoded) => match decode_whsec(encoded) {
             Ok(key) if !key.is_empty() => return Some(key),
             Ok(_) => "has no key after \"whsec_\"",
             Err(_) => "the part after \"whsec_\" is not valid base64",

@@ -28,12 +28,18 @@ pub enum Encoding {
 /// The prefix of a Standard Webhooks secret as written in the config.
 pub const WHSEC_PREFIX: &str = "whsec_";
 
-/// Decodes a Standard Webhooks secret (`whsec_` + standard base64) into the
-/// key bytes [`standard_webhooks`] takes. The prefix is optional, as in the
-/// reference libraries.
+/// Decodes a Standard Webhooks secret (`whsec_` + standard base64, padded or
+/// not) into the key bytes [`standard_webhooks`] takes. The prefix is
+/// optional, as in the reference libraries.
+///
+/// # Errors
+///
+/// The base64 error when the part after the prefix is not base64.
 pub fn decode_whsec(secret: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let encoded = secret.strip_prefix(WHSEC_PREFIX).unwrap_or(secret);
-    STANDARD.decode(encoded)
+    STANDARD
+        .decode(encoded)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
 }
 
 /// HMAC-SHA256 of the concatenation of `parts` under `secret`.

@@ -21,7 +21,10 @@ pub enum Allocation {
 /// The pool reserves virtual address space for every slot up front; where that
 /// fails (a low `ulimit -v`, a 32-bit host) the engine falls back to on-demand
 /// allocation, which is slower to instantiate but otherwise the same.
-pub(crate) fn build(limits: &PluginLimits) -> wasmtime::Result<(Engine, Allocation)> {
+pub(crate) fn build(limits: &PluginLimits, pooling: bool) -> wasmtime::Result<(Engine, Allocation)> {
+    if !pooling {
+        return Ok((Engine::new(&config(limits, Allocation::OnDemand))?, Allocation::OnDemand));
+    }
     match Engine::new(&config(limits, Allocation::Pooling)) {
         Ok(engine) => Ok((engine, Allocation::Pooling)),
         Err(error) => {
@@ -44,7 +47,7 @@ fn config(limits: &PluginLimits, allocation: Allocation) -> Config {
         .epoch_interruption(true)
         .cranelift_opt_level(OptLevel::Speed);
     if allocation == Allocation::Pooling {
-        let slots = limits.max_concurrent_instances;
+        let slots = limits.max_concurrent_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
         // A Rust wasm32-wasip2 component holds 3-4 core instances, 1-2
         // memories and 1-3 tables; guests from other toolchains hold more.

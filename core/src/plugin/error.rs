@@ -50,6 +50,15 @@ pub enum LoadError {
         /// What it exports instead, comma-separated.
         exports: String,
     },
+    /// The component cannot be instantiated under the host's limits (its
+    /// start-up traps, or needs more memory than allowed).
+    #[error("{plugin}: fails when started: {reason}")]
+    CannotStart {
+        /// Which plugin.
+        plugin: String,
+        /// Why, as a render error would say it.
+        reason: String,
+    },
     /// The component's exports or imports do not match what the host offers
     /// (a changed function signature, or an import such as `wasi:http` that a
     /// plugin may not use).

@@ -23,6 +23,9 @@ pub struct HostOptions {
     pub limits: PluginLimits,
     /// Where compiled plugins are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Try the pooling allocator (the default); `false` allocates each
+    /// instance on demand.
+    pub pooling: bool,
 }
 
 impl Default for HostOptions {
@@ -40,6 +43,7 @@ impl Default for HostOptions {
         HostOptions {
             limits: PluginLimits::default(),
             cache_dir,
+            pooling: true,
         }
     }
 }
@@ -78,7 +82,7 @@ impl PluginHost {
     /// A cache folder that cannot be created only disables the cache.
     pub fn new(options: HostOptions) -> Result<Self, HostError> {
         let (engine, allocation) =
-            engine::build(&options.limits).map_err(|e| HostError(e.to_string()))?;
+            engine::build(&options.limits, options.pooling).map_err(|e| HostError(e.to_string()))?;
         engine::start_epoch_ticker(&engine).map_err(|e| HostError(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);
@@ -178,12 +182,14 @@ impl PluginHost {
             .instantiate_pre(&component)
             .map_err(incompatible)?;
         let pre = bindings::PluginPre::new(pre).map_err(incompatible)?;
-        Ok(Plugin::new(
-            name.to_string(),
-            digest,
-            pre,
-            Arc::clone(&self.inner),
-        ))
+        let plugin = Plugin::new(name.to_string(), digest, pre, Arc::clone(&self.inner));
+        // One trial instantiation (tens of microseconds): a plugin that cannot
+        // start under the limits is refused now, not on every render later.
+        plugin.check_starts().map_err(|error| LoadError::CannotStart {
+            plugin: name.to_string(),
+            reason: error.to_string(),
+        })?;
+        Ok(plugin)
     }
 
     fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component, LoadError> {
@@ -302,7 +308,8 @@ pub(crate) struct Slot<'a>(&'a Slots);
 impl Slots {
     fn new(count: u32) -> Self {
         Slots {
-            free: Mutex::new(count),
+            // Zero slots would make every render wait forever.
+            free: Mutex::new(count.max(1)),
             released: Condvar::new(),
         }
     }

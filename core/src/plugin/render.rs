@@ -155,6 +155,12 @@ impl Plugin {
         results
     }
 
+    /// Instantiates the plugin once and drops the instance.
+    pub(crate) fn check_starts(&self) -> Result<(), RenderError> {
+        let _slot = self.inner.host.slots.acquire();
+        self.instantiate().map(drop)
+    }
+
     fn instantiate(&self) -> Result<(Store<CallState>, bindings::Plugin), RenderError> {
         let host = &self.inner.host;
         let state = CallState::new(&self.inner.name, &host.limits);

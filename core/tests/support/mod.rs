@@ -31,12 +31,14 @@ pub fn host() -> &'static PluginHost {
 
 /// A host with `limits` and a fresh cache folder.
 pub fn host_with(limits: PluginLimits) -> PluginHost {
+    host_with_options(limits, true)
+}
+
+/// A host with `limits`, a fresh cache folder, and the pooling allocator on
+/// or off.
+pub fn host_with_options(limits: PluginLimits, pooling: bool) -> PluginHost {
     let cache = tempfile::tempdir().expect("temp dir").keep();
-    PluginHost::new(HostOptions {
-        limits,
-        cache_dir: Some(cache),
-    })
-    .expect("plugin host")
+    PluginHost::new(HostOptions { limits, cache_dir: Some(cache), pooling }).expect("plugin host")
 }
 
 /// A valid event of the given status.
