@@ -40,7 +40,10 @@ pub struct Target {
 
 impl Target {
     pub fn new(client: reqwest::Client, port: u16) -> Self {
-        Target { client, url: format!("http://127.0.0.1:{port}/v1/events") }
+        Target {
+            client,
+            url: format!("http://127.0.0.1:{port}/v1/events"),
+        }
     }
 }
 
@@ -92,7 +95,10 @@ impl Posted {
         let body = if count == 1 {
             event(&self.tag, range.start, &self.bot)
         } else {
-            let items: Vec<String> = range.clone().map(|n| event(&self.tag, n, &self.bot)).collect();
+            let items: Vec<String> = range
+                .clone()
+                .map(|n| event(&self.tag, n, &self.bot))
+                .collect();
             format!("[{}]", items.join(","))
         };
         let start = now_ns();
@@ -114,21 +120,32 @@ impl Posted {
                 if status == 202 {
                     let end = now_ns();
                     self.last_answer_ns.fetch_max(end, Relaxed);
-                    self.answer_ms.lock().expect("lock").push((end - start) as f64 / 1e6);
+                    self.answer_ms
+                        .lock()
+                        .expect("lock")
+                        .push((end - start) as f64 / 1e6);
                     for n in range {
                         self.sent_at[n].store(start, Relaxed);
                     }
                     self.accepted.fetch_add(count as u64, Relaxed);
                     None
                 } else {
-                    Some(format!("HTTP {status}: {}", String::from_utf8_lossy(&text[..text.len().min(160)])))
+                    Some(format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&text[..text.len().min(160)])
+                    ))
                 }
             }
             Err(error) => Some(format!("request error: {error}")),
         };
         if let Some(problem) = problem {
             self.last_answer_ns.fetch_max(now_ns(), Relaxed);
-            *self.errors.lock().expect("lock").entry(problem).or_default() += 1;
+            *self
+                .errors
+                .lock()
+                .expect("lock")
+                .entry(problem)
+                .or_default() += 1;
         }
     }
 
@@ -149,13 +166,24 @@ impl Posted {
 
     pub fn error_summary(&self) -> String {
         let errors = self.errors.lock().expect("lock");
-        errors.iter().map(|(e, n)| format!("{n}× {e}")).collect::<Vec<_>>().join("; ")
+        errors
+            .iter()
+            .map(|(e, n)| format!("{n}× {e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
 /// `posters` closed-loop posters sending `chunk` events per request until
 /// `events` are posted or `cap` has passed.
-pub async fn closed_loop(target: &Target, posted: &Arc<Posted>, events: usize, chunk: usize, posters: usize, cap: Duration) {
+pub async fn closed_loop(
+    target: &Target,
+    posted: &Arc<Posted>,
+    events: usize,
+    chunk: usize,
+    posters: usize,
+    cap: Duration,
+) {
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + cap;
     let mut tasks = tokio::task::JoinSet::new();
@@ -167,7 +195,9 @@ pub async fn closed_loop(target: &Target, posted: &Arc<Posted>, events: usize, c
                 if start >= events || Instant::now() > deadline {
                     break;
                 }
-                posted.post(&target, start..(start + chunk).min(events)).await;
+                posted
+                    .post(&target, start..(start + chunk).min(events))
+                    .await;
             }
         });
     }
@@ -190,7 +220,10 @@ pub async fn open_loop(target: &Target, posted: &Arc<Posted>, rate: f64, seconds
             let (target, posted) = (target.clone(), Arc::clone(posted));
             let n = i;
             tasks.spawn(async move {
-                let lag = Instant::now().saturating_duration_since(scheduled).as_secs_f64() * 1e3;
+                let lag = Instant::now()
+                    .saturating_duration_since(scheduled)
+                    .as_secs_f64()
+                    * 1e3;
                 posted.lag_ms.lock().expect("lock").push(lag);
                 posted.post(&target, n..n + 1).await;
             });

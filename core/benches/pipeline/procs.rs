@@ -26,48 +26,66 @@ pub fn dispatcher_binary() -> Result<PathBuf, String> {
     let bin = match std::env::var_os("STATUSHOOK_BIN") {
         Some(path) => PathBuf::from(path),
         None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root.join("target"), PathBuf::from);
             target.join("release").join("statushook")
         }
     };
     let how = "build it first: `cargo build --release --bin statushook` (then `cargo bench --bench pipeline`)";
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
-        .map_err(|e| format!("the release dispatcher {} is missing ({e}); {how}", bin.display()))?;
+        .map_err(|e| {
+            format!(
+                "the release dispatcher {} is missing ({e}); {how}",
+                bin.display()
+            )
+        })?;
     if std::env::var_os("PIPELINE_ALLOW_STALE_BIN").is_some() {
         return Ok(bin);
     }
     let mut newest: Option<(SystemTime, PathBuf)> = None;
-    for source in [core.join("src"), core.join("build.rs"), core.join("Cargo.toml"), root.join("plugins"), root.join("wit"), root.join("Cargo.lock")] {
+    for source in [
+        core.join("src"),
+        core.join("build.rs"),
+        root.join("plugins"),
+        root.join("wit"),
+    ] {
         newest_file(&source, &mut newest);
     }
-    if let Some((time, file)) = newest {
-        if time > built {
-            return Err(format!(
-                "the release dispatcher {} is older than {} (changed after the last build); {how} \
-                 (or set PIPELINE_ALLOW_STALE_BIN=1 to measure it anyway)",
-                bin.display(),
-                file.display()
-            ));
-        }
+    if let Some((time, file)) = newest
+        && time > built
+    {
+        return Err(format!(
+            "the release dispatcher {} is older than {} (changed after the last build); {how} \
+             (or set PIPELINE_ALLOW_STALE_BIN=1 to measure it anyway)",
+            bin.display(),
+            file.display()
+        ));
     }
     Ok(bin)
 }
 
 fn newest_file(path: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
-    let Ok(meta) = std::fs::metadata(path) else { return };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
     if meta.is_dir() {
-        if path.file_name().is_some_and(|n| n == "target" || n == ".git") {
+        if path
+            .file_name()
+            .is_some_and(|n| n == "target" || n == ".git")
+        {
             return;
         }
-        let Ok(entries) = std::fs::read_dir(path) else { return };
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return;
+        };
         for entry in entries.flatten() {
             newest_file(&entry.path(), newest);
         }
-    } else if let Ok(time) = meta.modified() {
-        if newest.as_ref().is_none_or(|(t, _)| time > *t) {
-            *newest = Some((time, path.to_path_buf()));
-        }
+    } else if let Ok(time) = meta.modified()
+        && newest.as_ref().is_none_or(|(t, _)| time > *t)
+    {
+        *newest = Some((time, path.to_path_buf()));
     }
 }
 
@@ -98,7 +116,9 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!("redis-server on port {port} did not answer PING within 10 s"))
+        Err(format!(
+            "redis-server on port {port} did not answer PING within 10 s"
+        ))
     }
 
     pub fn url(&self) -> String {
@@ -118,10 +138,14 @@ impl Drop for RedisServer {
 }
 
 fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
 }
 
 /// Which queue store the dispatcher uses.
@@ -182,11 +206,23 @@ impl Bots {
             Bots::Large { receiver, count } => {
                 for i in 0..*count {
                     let bot = format!("bot-{i:04}");
-                    out.push_str(&format!("[[bots]]\nid = \"{bot}\"\nchannel_name = \"Channel {i}\"\n"));
+                    out.push_str(&format!(
+                        "[[bots]]\nid = \"{bot}\"\nchannel_name = \"Channel {i}\"\n"
+                    ));
                     let loaded = bot == LARGE_BOT;
                     for plugin in ["wpp", "jelou", "engage", "connectly"] {
-                        let events = if !loaded || plugin == "wpp" { "[\"all\"]" } else { "[\"failed\"]" };
-                        hook(out, plugin, &format!("{receiver}/{bot}/{plugin}"), events, plugin);
+                        let events = if !loaded || plugin == "wpp" {
+                            "[\"all\"]"
+                        } else {
+                            "[\"failed\"]"
+                        };
+                        hook(
+                            out,
+                            plugin,
+                            &format!("{receiver}/{bot}/{plugin}"),
+                            events,
+                            plugin,
+                        );
                     }
                 }
             }
@@ -220,11 +256,19 @@ pub fn config_text(spec: &ConfigSpec<'_>, path: &Path) -> Result<String, String>
     );
     match spec.backend {
         Backend::Redis => {
-            let url = spec.redis_url.as_deref().ok_or("redis backend without a redis url")?;
-            out.push_str(&format!("[queue]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"bench\"\n\n"));
+            let url = spec
+                .redis_url
+                .as_deref()
+                .ok_or("redis backend without a redis url")?;
+            out.push_str(&format!(
+                "[queue]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"bench\"\n\n"
+            ));
         }
         Backend::Embedded => {
-            out.push_str(&format!("[queue]\nbackend = \"embedded\"\npath = \"{}\"\n\n", spec.queue_dir.display()));
+            out.push_str(&format!(
+                "[queue]\nbackend = \"embedded\"\npath = \"{}\"\n\n",
+                spec.queue_dir.display()
+            ));
         }
     }
     out.push_str(&format!(
@@ -234,7 +278,10 @@ pub fn config_text(spec: &ConfigSpec<'_>, path: &Path) -> Result<String, String>
     if let Some(cap) = spec.per_endpoint {
         out.push_str(&format!("max_in_flight_per_endpoint = {cap}\n"));
     }
-    out.push_str(&format!("\n[plugins]\ncache_dir = \"{}\"\n\n", spec.cache_dir.display()));
+    out.push_str(&format!(
+        "\n[plugins]\ncache_dir = \"{}\"\n\n",
+        spec.cache_dir.display()
+    ));
     spec.bots.write(&mut out);
     statushook::config::parse(&out, path, &|_| None).map_err(|e| {
         let problems: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
@@ -252,7 +299,14 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Starts the binary on `config` and waits for `/readyz` (up to 90 s).
-    pub async fn start(bin: &Path, config: &Path, port: u16, cache: &Path, log: PathBuf, client: &reqwest::Client) -> Result<Self, String> {
+    pub async fn start(
+        bin: &Path,
+        config: &Path,
+        port: u16,
+        cache: &Path,
+        log: PathBuf,
+        client: &reqwest::Client,
+    ) -> Result<Self, String> {
         let stderr = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
         let child = Command::new(bin)
             .args(["run", "--config"])
@@ -269,14 +323,23 @@ impl Dispatcher {
         loop {
             if let Ok(Some(status)) = dispatcher.child.try_wait() {
                 let log = std::fs::read_to_string(&dispatcher.log).unwrap_or_default();
-                return Err(format!("the dispatcher exited at start ({status}): {}", log.trim()));
+                return Err(format!(
+                    "the dispatcher exited at start ({status}): {}",
+                    log.trim()
+                ));
             }
-            let ready = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await.map(|r| r.status().as_u16());
+            let ready = client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
             if matches!(ready, Ok(200)) {
                 return Ok(dispatcher);
             }
             if Instant::now() > deadline {
-                return Err(format!("the dispatcher was not ready within 90 s: {ready:?}"));
+                return Err(format!(
+                    "the dispatcher was not ready within 90 s: {ready:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -286,9 +349,9 @@ impl Dispatcher {
         self.child.id()
     }
 
-    /// Whether the process is still running.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 }
 
@@ -315,25 +378,41 @@ pub fn mem(pid: u32) -> Mem {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    Mem { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:") }
+    Mem {
+        rss_kb: field("VmRSS:"),
+        hwm_kb: field("VmHWM:"),
+    }
 }
 
 /// utime + stime of a process, in clock ticks.
 pub fn cpu_ticks(pid: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) in parentheses.
-    let Some(rest) = text.rfind(')').map(|i| &text[i + 2..]) else { return 0 };
+    let Some(rest) = text.rfind(')').map(|i| &text[i + 2..]) else {
+        return 0;
+    };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state); utime is field 14, stime 15.
-    let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     get(14) + get(15)
 }
 
 /// (busy, total) jiffies of the whole machine, from the `cpu` line of /proc/stat.
 pub fn machine_ticks() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().next() else { return (0, 0) };
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let Some(line) = text.lines().next() else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total - idle, total)
@@ -388,6 +467,10 @@ pub fn cpu_use(a: &CpuMark, b: &CpuMark, has_redis: bool, hz: f64) -> CpuUse {
         dispatcher: pct(a.dispatcher, b.dispatcher),
         redis: has_redis.then(|| pct(a.redis, b.redis)),
         harness: pct(a.harness, b.harness),
-        machine: if total > 0.0 { busy / total * 100.0 } else { 0.0 },
+        machine: if total > 0.0 {
+            busy / total * 100.0
+        } else {
+            0.0
+        },
     }
 }

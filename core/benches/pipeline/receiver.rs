@@ -40,7 +40,9 @@ impl Tracker {
     }
 
     fn record(&self, body: &[u8], at: u64) {
-        let n = event_id(body).and_then(|id| id.strip_prefix(self.tag.as_str())).and_then(|n| n.parse::<usize>().ok());
+        let n = event_id(body)
+            .and_then(|id| id.strip_prefix(self.tag.as_str()))
+            .and_then(|n| n.parse::<usize>().ok());
         match n.and_then(|n| self.arrivals.get(n)) {
             Some(slot) => {
                 if slot.compare_exchange(0, at, Relaxed, Relaxed).is_ok() {
@@ -57,7 +59,11 @@ impl Tracker {
 
     /// The latest arrival, in ns since the base instant.
     pub fn last_arrival(&self) -> u64 {
-        self.arrivals.iter().map(|a| a.load(Relaxed)).max().unwrap_or(0)
+        self.arrivals
+            .iter()
+            .map(|a| a.load(Relaxed))
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -85,19 +91,32 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver answering 200 after `delay`.
     pub async fn start(delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let addr = listener.local_addr().expect("receiver addr");
-        let state = Arc::new(State { tracker: Mutex::new(Arc::new(Tracker::new("none", 0))), delay, requests: AtomicU64::new(0) });
+        let state = Arc::new(State {
+            tracker: Mutex::new(Arc::new(Tracker::new("none", 0))),
+            delay,
+            requests: AtomicU64::new(0),
+        });
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&shared);
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                     let state = Arc::clone(&state);
                     async move {
-                        let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = request
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let at = now_ns();
                         state.requests.fetch_add(1, Relaxed);
                         let tracker = Arc::clone(&state.tracker.lock().expect("tracker lock"));
