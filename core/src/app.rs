@@ -120,13 +120,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     // Watching starts before `start` returns, so no change made after it is missed.
     let reload = tokio::spawn(reload::watch::Watch::start(Arc::clone(&reloader)).run(stop.clone()));
-    let deliverer = Arc::new(Deliverer {
-        queue: Arc::clone(&queue),
-        routes: Arc::clone(&routes),
+    let deliverer = Arc::new(Deliverer::new(
+        Arc::clone(&queue),
+        Arc::clone(&routes),
         client,
-        endpoints: Arc::new(Endpoints::new(delivery.max_in_flight_per_endpoint, BreakerPolicy::default())),
-        metrics: Arc::clone(&metrics),
-    });
+        Arc::new(Endpoints::new(delivery.max_in_flight_per_endpoint, BreakerPolicy::default())),
+        Arc::clone(&metrics),
+    ));
     let deliverer = tokio::spawn(deliverer.run(stop, grace));
     Ok(Running { addr, routes, host, queue, metrics, reloader, shutdown, server, deliverer, reload })
 }

@@ -10,6 +10,7 @@
 
 pub mod attempt;
 pub mod backoff;
+mod backlog;
 pub mod client;
 pub mod endpoint;
 pub mod sign;

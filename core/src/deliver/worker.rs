@@ -2,6 +2,7 @@
 //! dead-letter it, in one atomic queue step per outcome.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -10,6 +11,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::attempt::{self, Answer};
+use super::backlog::{Backlog, Parked};
 use super::backoff;
 use super::endpoint::{Busy, Endpoints};
 use crate::metrics::{self, Metrics};
@@ -20,9 +22,12 @@ use crate::route::Snapshot;
 const CLAIM_BATCH: usize = 64;
 /// The longest a worker with nothing due sleeps before looking again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// How long a delivery skipped because its endpoint is at its in-flight cap
-/// waits before it is due again.
-const BUSY_RETRY: Duration = Duration::from_millis(250);
+/// After an overflow, how long the claim loop waits for a send to finish
+/// before claiming again.
+const OVERFLOW_PAUSE: Duration = Duration::from_millis(20);
+/// The least a delivery put back because its endpoint is at its in-flight
+/// cap (and its backlog is full) waits before it is due again.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
 
 /// Everything a delivery attempt needs, shared by all of them.
 pub struct Deliverer {
@@ -37,9 +42,31 @@ pub struct Deliverer {
     pub endpoints: Arc<Endpoints>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Jobs waiting here for an endpoint at its in-flight cap.
+    backlog: Backlog,
+    /// When a job last overflowed a full backlog (unix ms): claiming more
+    /// right then would mostly put more jobs back.
+    last_overflow_ms: AtomicU64,
+}
+
+/// How one job's turn in a task ended.
+enum Ended {
+    /// A send to this endpoint finished: its slot can go to a parked job.
+    Sent(String),
+    /// The job waits in the backlog for this endpoint.
+    Parked(String),
+    /// Anything else (dead letter, postponed).
+    Other,
 }
 
 impl Deliverer {
+    /// A deliverer; its backlog holds up to four times each endpoint's
+    /// in-flight cap.
+    pub fn new(queue: Arc<dyn Queue>, routes: Arc<ArcSwap<Snapshot>>, client: Arc<ArcSwap<reqwest::Client>>, endpoints: Arc<Endpoints>, metrics: Arc<Metrics>) -> Self {
+        let per_endpoint = routes.load().config.delivery.max_in_flight_per_endpoint.max(1) * 4;
+        Deliverer { queue, routes, client, endpoints, metrics, backlog: Backlog::new(per_endpoint), last_overflow_ms: AtomicU64::new(0) }
+    }
+
     /// Runs until `shutdown` turns true, then lets in-flight sends finish for
     /// up to `grace`. Sends still running after that are abandoned; their
     /// leases expire and another worker (or the next start) delivers them
@@ -51,9 +78,20 @@ impl Deliverer {
         let mut last_error_log: Option<Instant> = None;
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
-            // Claim only what can start now, so the in-flight cap holds.
+            // Claim only what can start now, so the in-flight cap holds, and
+            // not while the backlog is as large as that cap.
             let free = permits.available_permits();
-            if free == 0 {
+            let saturated = now_ms().saturating_sub(self.last_overflow_ms.load(Ordering::Relaxed)) < millis(OVERFLOW_PAUSE);
+            if saturated && !tasks.is_empty() {
+                // An endpoint's backlog is full: claim again once a send
+                // finishes (freeing a slot), not at once.
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = tokio::time::sleep(OVERFLOW_PAUSE) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            if free == 0 || self.backlog.len() >= max_in_flight {
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     _ = shutdown.changed() => {}
@@ -69,14 +107,10 @@ impl Deliverer {
                             break; // cannot happen: only this loop takes permits
                         };
                         let this = Arc::clone(&self);
-                        let span = tracing::info_span!("delivery", bot = %job.delivery.bot, webhook = %job.delivery.webhook, delivery = %job.delivery.id, attempt = job.attempts + 1);
-                        tasks.spawn(
-                            async move {
-                                this.attempt(job).await;
-                                drop(permit);
-                            }
-                            .instrument(span),
-                        );
+                        tasks.spawn(async move {
+                            this.work(job).await;
+                            drop(permit);
+                        });
                     }
                 }
                 Err(error) => {
@@ -97,6 +131,31 @@ impl Deliverer {
             tracing::warn!(abandoned = tasks.len(), "sends still running at the end of the grace period; their leases will expire and they will be retried");
             tasks.abort_all();
         }
+        // Jobs still parked go back to the queue now, not when their leases end.
+        for parked in self.backlog.drain() {
+            self.step("return", self.queue.retry(&parked.job.lease, None, now_ms()).await);
+        }
+    }
+
+    /// Runs `job`, then, while sends keep finishing, the jobs parked for the
+    /// same endpoint: one task and one permit serve them in turn.
+    async fn work(&self, job: Claimed) {
+        let mut next = Some(Parked { job, claimed_at: Instant::now() });
+        while let Some(Parked { job, claimed_at }) = next.take() {
+            let span = tracing::info_span!("delivery", bot = %job.delivery.bot, webhook = %job.delivery.webhook, delivery = %job.delivery.id, attempt = job.attempts + 1);
+            match self.attempt(job, claimed_at).instrument(span).await {
+                Ended::Sent(endpoint) => next = self.backlog.take(&endpoint),
+                // A send there may have finished while this job was being
+                // parked; if a slot is free now, serve the backlog.
+                Ended::Parked(endpoint) => {
+                    if let Ok(slot) = self.endpoints.try_start(&endpoint, Instant::now()) {
+                        drop(slot);
+                        next = self.backlog.take(&endpoint);
+                    }
+                }
+                Ended::Other => {}
+            }
+        }
     }
 
     /// Sleeps until the next job is due, new work arrives, or `IDLE_POLL`.
@@ -114,28 +173,46 @@ impl Deliverer {
         }
     }
 
-    /// One attempt of one claimed delivery, ending in exactly one queue step.
-    async fn attempt(&self, job: Claimed) {
+    /// One attempt of one claimed delivery, ending in exactly one queue step
+    /// (or parked, to wait for a busy endpoint).
+    async fn attempt(&self, job: Claimed, claimed_at: Instant) -> Ended {
         let routes = self.routes.load_full();
         let delivery = &job.delivery;
         let labels = metrics::webhook(&delivery.bot, &delivery.webhook);
         let Some(webhook) = routes.webhook(&delivery.bot, &delivery.webhook) else {
             tracing::warn!("webhook no longer in config; dead-lettering");
             self.dead(&job, None, "webhook removed", "webhook_removed").await;
-            return;
+            return Ended::Other;
         };
         let settings = &routes.config.delivery;
         let now = Instant::now();
+        // A job that waited in the backlog must still finish within its lease.
+        if claimed_at.elapsed() + settings.timeout + Duration::from_secs(5) > lease_for(&routes) {
+            self.postpone(&job, Duration::ZERO, "lease_budget").await;
+            return Ended::Other;
+        }
         let in_flight = match self.endpoints.try_start(&webhook.endpoint, now) {
             Ok(guard) => guard,
-            Err(busy) => {
-                let (wait, why) = match busy {
-                    Busy::Full => (BUSY_RETRY + Duration::from_millis(fastrand::u64(0..100)), "endpoint_busy"),
-                    Busy::Open { until } => (until.saturating_duration_since(now), "breaker_open"),
+            Err(Busy::Full) => {
+                let endpoint = webhook.endpoint.clone();
+                return match self.backlog.park(&endpoint, Parked { job, claimed_at }) {
+                    Ok(()) => Ended::Parked(endpoint),
+                    Err(parked) => {
+                        let now = now_ms();
+                        self.last_overflow_ms.store(now, Ordering::Relaxed);
+                        let due = self.backlog.overflow_due(&endpoint, settings.max_in_flight_per_endpoint, now, millis(BUSY_RETRY));
+                        self.postpone(&parked.job, Duration::from_millis(due - now), "endpoint_busy").await;
+                        Ended::Other
+                    }
                 };
-                self.metrics.deliveries_postponed.get_or_create(&metrics::webhook_reason(&delivery.bot, &delivery.webhook, why)).inc();
-                self.step("postpone", self.queue.retry(&job.lease, None, now_ms() + millis(wait)).await);
-                return;
+            }
+            Err(Busy::Open { until }) => {
+                // Wait out the open period, or a probe's whole timeout, and
+                // spread the herd so the jobs do not all come due at once.
+                let wait = until.saturating_duration_since(now).max(settings.timeout);
+                let wait = wait + wait.mul_f64(fastrand::f64() * 0.5);
+                self.postpone(&job, wait, "breaker_open").await;
+                return Ended::Other;
             }
         };
 
@@ -144,6 +221,7 @@ impl Deliverer {
         let answer = attempt::send(&client, &webhook.config, delivery, settings.timeout, settings.allow_private_networks).await;
         let took = now.elapsed();
         self.metrics.attempt_seconds.get_or_create(&labels).observe(took.as_secs_f64());
+        self.backlog.record_latency(&webhook.endpoint, took.as_secs_f64() * 1000.0);
         let outcome = match &answer {
             Answer::Delivered(status) | Answer::Rejected { status, .. } => AttemptOutcome::Status(*status),
             Answer::Gone => AttemptOutcome::Status(410),
@@ -157,14 +235,14 @@ impl Deliverer {
                 tracing::debug!(status, took_ms = record.duration_ms, "delivered");
                 self.metrics.deliveries_delivered.get_or_create(&labels).inc();
                 self.step("ack", self.queue.ack(&job.lease).await);
-                return;
+                return Ended::Sent(webhook.endpoint.clone());
             }
             Answer::Gone => {
                 in_flight.success(Instant::now());
                 tracing::info!("receiver answered 410 Gone; not retrying");
                 self.metrics.deliveries_failed.get_or_create(&labels).inc();
                 self.dead(&job, Some(&record), "410 Gone: the receiver asked not to be sent this again", "gone").await;
-                return;
+                return Ended::Sent(webhook.endpoint.clone());
             }
             Answer::Rejected { status, retry_after, endpoint_down } => {
                 tracing::info!(status, took_ms = record.duration_ms, "receiver refused the delivery");
@@ -195,6 +273,14 @@ impl Deliverer {
                 self.step("retry", self.queue.retry(&job.lease, Some(&record), now_ms() + millis(wait)).await);
             }
         }
+        Ended::Sent(webhook.endpoint.clone())
+    }
+
+    /// Puts a due job back without an attempt, due after `wait`.
+    async fn postpone(&self, job: &Claimed, wait: Duration, why: &str) {
+        let d = &job.delivery;
+        self.metrics.deliveries_postponed.get_or_create(&metrics::webhook_reason(&d.bot, &d.webhook, why)).inc();
+        self.step("postpone", self.queue.retry(&job.lease, None, now_ms() + millis(wait)).await);
     }
 
     async fn dead(&self, job: &Claimed, attempt: Option<&Attempt>, reason: &str, code: &str) {

@@ -20,6 +20,7 @@
 //! [redb]: https://docs.rs/redb
 
 mod claim;
+mod commit;
 mod dead;
 mod enqueue;
 mod fault;
@@ -50,6 +51,7 @@ pub struct EmbeddedQueue {
     db: Arc<Database>,
     folder: PathBuf,
     wake: Notify,
+    committer: commit::Committer,
 }
 
 impl EmbeddedQueue {
@@ -66,11 +68,14 @@ impl EmbeddedQueue {
     /// or if another statushook (another process, or another queue in this
     /// one) has the folder open.
     pub fn open(folder: &Path) -> Result<Self, QueueError> {
-        let db = open::open(folder)?;
+        let db = Arc::new(open::open(folder)?);
+        let committer = commit::Committer::start(Arc::clone(&db))
+            .map_err(|e| QueueError::Open(format!("cannot start the commit thread: {e}")))?;
         Ok(EmbeddedQueue {
-            db: Arc::new(db),
+            db,
             folder: folder.to_path_buf(),
             wake: Notify::new(),
+            committer,
         })
     }
 
@@ -88,12 +93,12 @@ impl EmbeddedQueue {
         }
     }
 
-    /// Runs `op` in one write transaction on the blocking pool.
+    /// Runs `op` in the next group commit (see [`commit`]).
     async fn write<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut Tables<'_>) -> Result<(T, Commit), Fault> + Send + 'static,
     ) -> Result<T, QueueError> {
-        self.run(move |db| tables::write(db, op)).await
+        self.committer.write(op).await
     }
 }
 
