@@ -20,7 +20,13 @@ const PROFILE: &str = "guest";
 /// The built-in formats, embedded in the binary.
 const BUILTINS: &[&str] = &["jelou", "engage", "connectly", "wpp"];
 /// Components built for tests and examples only; not embedded.
-const EXTRA_GUESTS: &[&str] = &["crm-plugin", "hostile", "no-export", "other-wit", "trap-on-load"];
+const EXTRA_GUESTS: &[&str] = &[
+    "crm-plugin",
+    "hostile",
+    "no-export",
+    "other-wit",
+    "trap-on-load",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));

@@ -34,47 +34,14 @@ const SECRETS: [&str; 2] = [
 /// Samples per row.
 const SAMPLES: usize = 200;
 
-/// Median and 90th percentile (nearest rank), in nanoseconds per unit.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    median: f64,
-    p90: f64,
-}
-
-impl Stats {
-    fn of(mut xs: Vec<f64>) -> Stats {
-        assert!(!xs.is_empty(), "no samples");
-        xs.sort_by(f64::total_cmp);
-        let n = xs.len();
-        let median = if n % 2 == 1 {
-            xs[n / 2]
-        } else {
-            (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-        };
-        let rank = (n * 9).div_ceil(10).max(1);
-        Stats {
-            median,
-            p90: xs[rank - 1],
-        }
-    }
-}
+#[path = "support/stats.rs"]
+mod stats;
+use stats::Stats;
 
 /// Warms up, then takes [`SAMPLES`] samples of `calls` back-to-back calls;
 /// returns nanoseconds per call.
-fn measure(calls: usize, mut f: impl FnMut()) -> Stats {
-    for _ in 0..calls.max(10) {
-        f();
-    }
-    let times = (0..SAMPLES)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..calls {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / calls as f64
-        })
-        .collect();
-    Stats::of(times)
+fn measure(calls: usize, f: impl FnMut()) -> Stats {
+    stats::measure(calls.max(10), SAMPLES, calls, 1, f)
 }
 
 fn fixture(name: &str) -> Value {

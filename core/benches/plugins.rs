@@ -72,60 +72,9 @@ const FORMATS: [Format; 4] = [
 // ---------------------------------------------------------------------------
 // Timing helper.
 
-/// Median and 90th percentile (nearest rank) of a set of samples, in
-/// nanoseconds per unit.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    median: f64,
-    p90: f64,
-    samples: usize,
-}
-
-impl Stats {
-    fn of(mut xs: Vec<f64>) -> Stats {
-        assert!(!xs.is_empty(), "no samples");
-        xs.sort_by(f64::total_cmp);
-        let n = xs.len();
-        let median = if n % 2 == 1 {
-            xs[n / 2]
-        } else {
-            (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-        };
-        // Nearest-rank p90: the smallest sample with at least 90% at or below it.
-        let rank = (n * 9).div_ceil(10).max(1);
-        Stats {
-            median,
-            p90: xs[rank - 1],
-            samples: n,
-        }
-    }
-}
-
-/// Calls `f` `warmup` times untimed, then takes `samples` samples, each
-/// timing `calls` back-to-back calls of `f`; returns nanoseconds per call
-/// divided by `units_per_call` (events per call, for batches).
-fn measure(
-    warmup: usize,
-    samples: usize,
-    calls: usize,
-    units_per_call: usize,
-    mut f: impl FnMut(),
-) -> Stats {
-    for _ in 0..warmup {
-        f();
-    }
-    let per = (calls * units_per_call) as f64;
-    let times = (0..samples)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..calls {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / per
-        })
-        .collect();
-    Stats::of(times)
-}
+#[path = "support/stats.rs"]
+mod stats;
+use stats::{Stats, measure};
 
 // ---------------------------------------------------------------------------
 // Events.
@@ -249,6 +198,7 @@ fn main() {
     let compile_host = PluginHost::new(HostOptions {
         limits: PluginLimits::default(),
         cache_dir: None,
+        ..HostOptions::default()
     })
     .expect("plugin host without cache");
     let compiles: Vec<Stats> = FORMATS
@@ -272,6 +222,7 @@ fn main() {
     let host = PluginHost::new(HostOptions {
         limits: PluginLimits::default(),
         cache_dir: Some(cache.path().to_path_buf()),
+        ..HostOptions::default()
     })
     .expect("plugin host");
     let pooling = host.is_pooling();
@@ -392,6 +343,7 @@ fn profile(name: &str, path: &str) {
     let host = PluginHost::new(HostOptions {
         limits: PluginLimits::default(),
         cache_dir: None,
+        ..HostOptions::default()
     })
     .expect("plugin host");
     let plugin = host.load(name, Path::new(".")).expect("built-in loads");

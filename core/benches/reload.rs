@@ -24,7 +24,8 @@ const RUNS: usize = 5;
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let crm = PathBuf::from(env!("STATUSHOOK_GUEST_DIR")).join("crm_plugin.wasm");
-    let crm = std::fs::read(&crm).unwrap_or_else(|e| panic!("{}: {e} (built by core's build script)", crm.display()));
+    let crm = std::fs::read(&crm)
+        .unwrap_or_else(|e| panic!("{}: {e} (built by core's build script)", crm.display()));
     std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
     for n in 0..CUSTOM_PLUGINS {
         write_plugin(dir.path(), n, &crm, 0);
@@ -33,7 +34,11 @@ fn main() {
     std::fs::write(&path, config_text("Acme")).expect("config");
 
     let rss_start = rss_kib();
-    let host = PluginHost::new(HostOptions { cache_dir: Some(dir.path().join("cache")), ..HostOptions::default() }).expect("host");
+    let host = PluginHost::new(HostOptions {
+        cache_dir: Some(dir.path().join("cache")),
+        ..HostOptions::default()
+    })
+    .expect("host");
     let started = Instant::now();
     let config = config::load(&path).expect("valid config");
     let snapshot = Snapshot::build(config, &host, None).expect("snapshot");
@@ -47,16 +52,32 @@ fn main() {
         routes: Arc::new(ArcSwap::from_pointee(snapshot)),
         host,
         metrics: Arc::new(Metrics::new()),
-        client: Arc::new(ArcSwap::from_pointee(statushook::deliver::client::build(false).expect("client"))),
+        client: Arc::new(ArcSwap::from_pointee(
+            statushook::deliver::client::build(false).expect("client"),
+        )),
     };
-    let mut rows = vec![("initial load (config parsed, 23 plugins compiled, cold cache)".to_string(), initial_ms, compiled)];
+    let mut rows = vec![(
+        "initial load (config parsed, 23 plugins compiled, cold cache)".to_string(),
+        initial_ms,
+        compiled,
+    )];
     rows.push(timed("reload, nothing changed", RUNS, &reloader, |_| {}));
-    rows.push(timed("reload, config changed (a channel name), plugins reused", RUNS, &reloader, |run| {
-        std::fs::write(&path, config_text(&format!("Acme {run}"))).expect("config");
-    }));
-    rows.push(timed("reload, one plugin file swapped for a new build", RUNS, &reloader, |run| {
-        write_plugin(dir.path(), 0, &crm, run + 1);
-    }));
+    rows.push(timed(
+        "reload, config changed (a channel name), plugins reused",
+        RUNS,
+        &reloader,
+        |run| {
+            std::fs::write(&path, config_text(&format!("Acme {run}"))).expect("config");
+        },
+    ));
+    rows.push(timed(
+        "reload, one plugin file swapped for a new build",
+        RUNS,
+        &reloader,
+        |run| {
+            write_plugin(dir.path(), 0, &crm, run + 1);
+        },
+    ));
     let rss_end = rss_kib();
     // A leak grows with every reload; allocator retention plateaus.
     for run in 0..30 {
@@ -65,17 +86,27 @@ fn main() {
     }
     let rss_plateau = rss_kib();
 
-    println!("## Reload at scale ({BOTS} bots × 4 webhooks, {CUSTOM_PLUGINS} distinct custom plugins + 4 built-ins)\n");
+    println!(
+        "## Reload at scale ({BOTS} bots × 4 webhooks, {CUSTOM_PLUGINS} distinct custom plugins + 4 built-ins)\n"
+    );
     println!("| what | median of {RUNS} | plugins compiled |\n|---|---|---|");
     for (what, ms, compiled) in &rows {
         println!("| {what} | {ms:.1} ms | {compiled} |");
     }
     println!("\n| RSS | KiB |\n|---|---|");
-    println!("| process start | {rss_start} |\n| after the initial load | {rss_loaded} |\n| after {} reloads | {rss_end} |\n| after 30 more reloads | {rss_plateau} |", 3 * RUNS);
+    println!(
+        "| process start | {rss_start} |\n| after the initial load | {rss_loaded} |\n| after {} reloads | {rss_end} |\n| after 30 more reloads | {rss_plateau} |",
+        3 * RUNS
+    );
 }
 
 /// Median time of `runs` reloads, each after `change(run)`.
-fn timed(what: &str, runs: usize, reloader: &Reloader, change: impl Fn(usize)) -> (String, f64, usize) {
+fn timed(
+    what: &str,
+    runs: usize,
+    reloader: &Reloader,
+    change: impl Fn(usize),
+) -> (String, f64, usize) {
     let mut times = Vec::new();
     let mut compiled = 0;
     for run in 0..runs {
@@ -113,12 +144,17 @@ fn config_text(channel: &str) -> String {
     let mut text = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\ningest_tokens = [\"t\"]\n[queue]\nbackend = \"embedded\"\npath = \"queue\"\n[delivery]\nallow_private_networks = false\n",
     );
-    let builtins = ["jelou", "engage", "connectly", "wpp"];
+    // Three built-ins and one of the 20 custom plugins per bot.
+    let builtins = ["jelou", "engage", "connectly"];
     for bot in 0..BOTS {
         text.push_str(&format!("[[bots]]\nid = \"bot-{bot}\"\nchannel_name = \"{channel} {bot}\"\nphone_number_ids = [\"{}\"]\n", 1_000_000 + bot));
-        for hook in 0..4 {
-            // Three built-ins and one of the 20 custom plugins per bot.
-            let plugin = if hook == 3 { format!("plugins/custom{}.wasm", bot % CUSTOM_PLUGINS) } else { builtins[hook].to_string() };
+        let custom = format!("plugins/custom{}.wasm", bot % CUSTOM_PLUGINS);
+        for (hook, plugin) in builtins
+            .iter()
+            .copied()
+            .chain([custom.as_str()])
+            .enumerate()
+        {
             text.push_str(&format!(
                 "  [[bots.webhooks]]\n  name = \"hook-{hook}\"\n  url = \"https://partner-{hook}.example.com/bots/{bot}\"\n  events = [\"all\"]\n  plugin = \"{plugin}\"\n  sign = {{ type = \"hmac\", secret = \"s-{bot}\", header = \"x-sig\", encoding = \"hex\" }}\n"
             ));
@@ -131,6 +167,10 @@ fn config_text(channel: &str) -> String {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }

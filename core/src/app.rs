@@ -87,7 +87,10 @@ pub fn open_queue(config: &QueueConfig) -> Result<Arc<dyn Queue>, QueueError> {
 ///
 /// [`StartError`] naming what could not be set up.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let mut options = HostOptions { limits: config.plugins.limits.clone(), ..HostOptions::default() };
+    let mut options = HostOptions {
+        limits: config.plugins.limits.clone(),
+        ..HostOptions::default()
+    };
     if let Some(dir) = &config.plugins.cache_dir {
         options.cache_dir = Some(dir.clone());
     }
@@ -102,15 +105,33 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let routes = Arc::new(ArcSwap::from_pointee(snapshot));
     let metrics = Arc::new(Metrics::new());
     let client = Arc::new(ArcSwap::from_pointee(
-        crate::deliver::client::build(delivery.allow_private_networks).map_err(StartError::Client)?,
+        crate::deliver::client::build(delivery.allow_private_networks)
+            .map_err(StartError::Client)?,
     ));
-    let listener = TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
 
     let (shutdown, stop) = watch::channel(false);
     let grace = delivery.timeout + Duration::from_secs(5);
-    let ingest = Arc::new(Ingest { routes: Arc::clone(&routes), queue: Arc::clone(&queue), metrics: Arc::clone(&metrics) });
-    let server = tokio::spawn(server::serve(listener, ingest, stop.clone(), Duration::from_secs(10)));
+    let ingest = Arc::new(Ingest {
+        routes: Arc::clone(&routes),
+        queue: Arc::clone(&queue),
+        metrics: Arc::clone(&metrics),
+    });
+    let server = tokio::spawn(server::serve(
+        listener,
+        ingest,
+        stop.clone(),
+        Duration::from_secs(10),
+    ));
     let reloader = Arc::new(Reloader {
         path: routes.load().config.path.clone(),
         routes: Arc::clone(&routes),
@@ -124,11 +145,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::clone(&queue),
         Arc::clone(&routes),
         client,
-        Arc::new(Endpoints::new(delivery.max_in_flight_per_endpoint, BreakerPolicy::default())),
+        Arc::new(Endpoints::new(
+            delivery.max_in_flight_per_endpoint,
+            BreakerPolicy::default(),
+        )),
         Arc::clone(&metrics),
     ));
     let deliverer = tokio::spawn(deliverer.run(stop, grace));
-    Ok(Running { addr, routes, host, queue, metrics, reloader, shutdown, server, deliverer, reload })
+    Ok(Running {
+        addr,
+        routes,
+        host,
+        queue,
+        metrics,
+        reloader,
+        shutdown,
+        server,
+        deliverer,
+        reload,
+    })
 }
 
 impl Running {

@@ -118,22 +118,86 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("statushook_events_ingested", "Events accepted and queued", m.events_ingested.clone());
-        r.register("statushook_events_duplicate", "Events answered as duplicates within the dedup window", m.events_duplicate.clone());
-        r.register("statushook_ingest_rejected", "Requests refused or Meta updates skipped, by reason", m.ingest_rejected.clone());
-        r.register("statushook_deliveries_delivered", "Deliveries accepted by the receiver (2xx)", m.deliveries_delivered.clone());
-        r.register("statushook_deliveries_failed", "Delivery attempts that failed", m.deliveries_failed.clone());
-        r.register("statushook_deliveries_retried", "Deliveries scheduled for another attempt", m.deliveries_retried.clone());
-        r.register("statushook_deliveries_dead_lettered", "Deliveries that became dead letters, by reason", m.deliveries_dead_lettered.clone());
-        r.register("statushook_deliveries_postponed", "Due deliveries put back without an attempt, by reason", m.deliveries_postponed.clone());
-        r.register("statushook_plugin_dropped", "Events a plugin dropped", m.plugin_dropped.clone());
-        r.register("statushook_plugin_errors", "Plugin failures, by error code", m.plugin_errors.clone());
-        r.register("statushook_attempt_seconds", "Time of one delivery attempt", m.attempt_seconds.clone());
-        r.register("statushook_plugin_render_seconds", "Time to render one event with a plugin", m.plugin_render_seconds.clone());
-        r.register("statushook_queue_pending", "Deliveries not yet delivered nor dead", m.queue_pending.clone());
-        r.register("statushook_queue_due", "Deliveries due now, waiting for a worker", m.queue_due.clone());
-        r.register("statushook_config_reloads", "Config reloads, by result", m.config_reloads.clone());
-        r.register("statushook_config_reload_seconds", "Time of one config reload", m.config_reload_seconds.clone());
+        r.register(
+            "statushook_events_ingested",
+            "Events accepted and queued",
+            m.events_ingested.clone(),
+        );
+        r.register(
+            "statushook_events_duplicate",
+            "Events answered as duplicates within the dedup window",
+            m.events_duplicate.clone(),
+        );
+        r.register(
+            "statushook_ingest_rejected",
+            "Requests refused or Meta updates skipped, by reason",
+            m.ingest_rejected.clone(),
+        );
+        r.register(
+            "statushook_deliveries_delivered",
+            "Deliveries accepted by the receiver (2xx)",
+            m.deliveries_delivered.clone(),
+        );
+        r.register(
+            "statushook_deliveries_failed",
+            "Delivery attempts that failed",
+            m.deliveries_failed.clone(),
+        );
+        r.register(
+            "statushook_deliveries_retried",
+            "Deliveries scheduled for another attempt",
+            m.deliveries_retried.clone(),
+        );
+        r.register(
+            "statushook_deliveries_dead_lettered",
+            "Deliveries that became dead letters, by reason",
+            m.deliveries_dead_lettered.clone(),
+        );
+        r.register(
+            "statushook_deliveries_postponed",
+            "Due deliveries put back without an attempt, by reason",
+            m.deliveries_postponed.clone(),
+        );
+        r.register(
+            "statushook_plugin_dropped",
+            "Events a plugin dropped",
+            m.plugin_dropped.clone(),
+        );
+        r.register(
+            "statushook_plugin_errors",
+            "Plugin failures, by error code",
+            m.plugin_errors.clone(),
+        );
+        r.register(
+            "statushook_attempt_seconds",
+            "Time of one delivery attempt",
+            m.attempt_seconds.clone(),
+        );
+        r.register(
+            "statushook_plugin_render_seconds",
+            "Time to render one event with a plugin",
+            m.plugin_render_seconds.clone(),
+        );
+        r.register(
+            "statushook_queue_pending",
+            "Deliveries not yet delivered nor dead",
+            m.queue_pending.clone(),
+        );
+        r.register(
+            "statushook_queue_due",
+            "Deliveries due now, waiting for a worker",
+            m.queue_due.clone(),
+        );
+        r.register(
+            "statushook_config_reloads",
+            "Config reloads, by result",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "statushook_config_reload_seconds",
+            "Time of one config reload",
+            m.config_reload_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -160,10 +224,17 @@ impl std::fmt::Debug for Metrics {
 
 /// Per-webhook labels.
 pub fn webhook(bot: &str, webhook: &str) -> WebhookLabels {
-    WebhookLabels { bot: bot.to_string(), webhook: webhook.to_string() }
+    WebhookLabels {
+        bot: bot.to_string(),
+        webhook: webhook.to_string(),
+    }
 }
 
 /// Per-webhook labels with a reason word.
 pub fn webhook_reason(bot: &str, webhook: &str, reason: &str) -> WebhookReasonLabels {
-    WebhookReasonLabels { bot: bot.to_string(), webhook: webhook.to_string(), reason: reason.to_string() }
+    WebhookReasonLabels {
+        bot: bot.to_string(),
+        webhook: webhook.to_string(),
+        reason: reason.to_string(),
+    }
 }

@@ -22,7 +22,10 @@ impl Dispatcher {
     /// Starts `statushook run` on a free port with a Redis queue and waits
     /// for `/readyz`.
     async fn start(dir: &Path, redis: &RedisServer, receiver: &Receiver, name: &str) -> Self {
-        let queue = format!("backend = \"redis\"\nurl = \"{}\"\nprefix = \"crash\"", redis.url());
+        let queue = format!(
+            "backend = \"redis\"\nurl = \"{}\"\nprefix = \"crash\"",
+            redis.url()
+        );
         Self::start_with(dir, &queue, &receiver.url(), name).await
     }
 
@@ -68,11 +71,18 @@ id = "acme"
         let dispatcher = Dispatcher { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = support::http_client().get(format!("http://127.0.0.1:{port}/readyz")).send().await.map(|r| r.status().as_u16());
+            let ready = support::http_client()
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
             if matches!(ready, Ok(200)) {
                 return dispatcher;
             }
-            assert!(Instant::now() < deadline, "dispatcher {name} not ready: {ready:?}");
+            assert!(
+                Instant::now() < deadline,
+                "dispatcher {name} not ready: {ready:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -84,7 +94,10 @@ id = "acme"
 
     fn sigterm(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         assert!(status.success());
         self.child.wait().expect("wait")
     }
@@ -112,7 +125,12 @@ fn batch(start: usize, count: usize) -> serde_json::Value {
 /// Posts `batch` to whichever dispatcher answers; true once accepted.
 async fn post(client: &reqwest::Client, ports: &[u16], body: &serde_json::Value) -> bool {
     for port in ports {
-        let sent = client.post(format!("http://127.0.0.1:{port}/v1/events")).bearer_auth(TOKEN).json(body).send().await;
+        let sent = client
+            .post(format!("http://127.0.0.1:{port}/v1/events"))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await;
         if let Ok(response) = sent
             && response.status().as_u16() == 202
         {
@@ -129,28 +147,52 @@ fn check_deliveries(received: &[support::receiver::Received], expected: usize) -
     let mut body_by_id: BTreeMap<String, bytes::Bytes> = BTreeMap::new();
     let mut duplicates = 0;
     for r in received {
-        let message = r.json()["messageId"].as_str().expect("messageId").to_string();
+        let message = r.json()["messageId"]
+            .as_str()
+            .expect("messageId")
+            .to_string();
         let id = r.header("webhook-id").to_string();
         if let Some(previous) = body_by_id.insert(id.clone(), r.body.clone()) {
-            assert_eq!(previous, r.body, "a re-delivery of {id} carries the same bytes");
+            assert_eq!(
+                previous, r.body,
+                "a re-delivery of {id} carries the same bytes"
+            );
             duplicates += 1;
         }
         ids_by_message.entry(message).or_default().insert(id);
     }
-    assert_eq!(ids_by_message.len(), expected, "every accepted event delivered");
-    assert!(ids_by_message.values().all(|ids| ids.len() == 1), "one webhook-id per delivery, kept across re-deliveries");
+    assert_eq!(
+        ids_by_message.len(),
+        expected,
+        "every accepted event delivered"
+    );
+    assert!(
+        ids_by_message.values().all(|ids| ids.len() == 1),
+        "one webhook-id per delivery, kept across re-deliveries"
+    );
     duplicates
 }
 
-async fn wait_until(receiver: &Receiver, distinct: usize, timeout: Duration) -> Vec<support::receiver::Received> {
+async fn wait_until(
+    receiver: &Receiver,
+    distinct: usize,
+    timeout: Duration,
+) -> Vec<support::receiver::Received> {
     let deadline = Instant::now() + timeout;
     loop {
         let got = receiver.received();
-        let ids: BTreeSet<_> = got.iter().map(|r| r.header("webhook-id").to_string()).collect();
+        let ids: BTreeSet<_> = got
+            .iter()
+            .map(|r| r.header("webhook-id").to_string())
+            .collect();
         if ids.len() >= distinct {
             return got;
         }
-        assert!(Instant::now() < deadline, "only {} of {distinct} deliveries arrived", ids.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {distinct} deliveries arrived",
+            ids.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -170,7 +212,9 @@ async fn kill_9_under_load_loses_nothing_accepted() {
     let mut killed = false;
     let mut second: Option<Dispatcher> = None;
     while let Some(start) = pending.first().copied() {
-        let ports: Vec<u16> = std::iter::once(first.port).chain(second.as_ref().map(|d| d.port)).collect();
+        let ports: Vec<u16> = std::iter::once(first.port)
+            .chain(second.as_ref().map(|d| d.port))
+            .collect();
         if post(&client, &ports, &batch(start, BATCH)).await {
             accepted += BATCH;
             pending.remove(0);
@@ -187,7 +231,9 @@ async fn kill_9_under_load_loses_nothing_accepted() {
     assert!(killed);
     let got = wait_until(&receiver, EVENTS, Duration::from_secs(120)).await;
     let duplicates = check_deliveries(&got, EVENTS);
-    eprintln!("kill -9 under load: {EVENTS} delivered, {duplicates} re-deliveries (sends in flight at the kill)");
+    eprintln!(
+        "kill -9 under load: {EVENTS} delivered, {duplicates} re-deliveries (sends in flight at the kill)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,18 +269,27 @@ async fn sigterm_finishes_in_flight_sends_and_loses_nothing() {
     let restarted = Dispatcher::start(dir.path(), &redis, &receiver, "term2").await;
     let got = wait_until(&receiver, 300, Duration::from_secs(60)).await;
     let duplicates = check_deliveries(&got, 300);
-    assert_eq!(duplicates, 0, "a graceful stop re-sends nothing ({} arrived before the restart)", before_restart.len());
+    assert_eq!(
+        duplicates,
+        0,
+        "a graceful stop re-sends nothing ({} arrived before the restart)",
+        before_restart.len()
+    );
     drop(restarted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_queue_kill_9_with_500_pending_to_a_down_receiver_delivers_all_after_restart() {
     let dir = tempfile::tempdir().expect("dir");
-    let queue = format!("backend = \"embedded\"\npath = \"{}\"", dir.path().join("queue").display());
+    let queue = format!(
+        "backend = \"embedded\"\npath = \"{}\"",
+        dir.path().join("queue").display()
+    );
     // The receiver is down: nothing listens on its port yet.
     let receiver_port = free_port();
     let receiver_url = format!("http://127.0.0.1:{receiver_port}");
-    let mut dispatcher = Dispatcher::start_with(dir.path(), &queue, &receiver_url, "embedded").await;
+    let mut dispatcher =
+        Dispatcher::start_with(dir.path(), &queue, &receiver_url, "embedded").await;
     let client = support::http_client();
     for start in (0..500).step_by(100) {
         assert!(post(&client, &[dispatcher.port], &batch(start, 100)).await);
@@ -243,8 +298,10 @@ async fn embedded_queue_kill_9_with_500_pending_to_a_down_receiver_delivers_all_
     tokio::time::sleep(Duration::from_millis(500)).await;
     dispatcher.kill9();
 
-    let receiver = Receiver::start_on(format!("127.0.0.1:{receiver_port}").parse().expect("addr")).await;
-    let restarted = Dispatcher::start_with(dir.path(), &queue, &receiver_url, "embedded-again").await;
+    let receiver =
+        Receiver::start_on(format!("127.0.0.1:{receiver_port}").parse().expect("addr")).await;
+    let restarted =
+        Dispatcher::start_with(dir.path(), &queue, &receiver_url, "embedded-again").await;
     let got = wait_until(&receiver, 500, Duration::from_secs(60)).await;
     check_deliveries(&got, 500);
     drop(restarted);

@@ -53,13 +53,16 @@ ingest_tokens = ["other-only"]
 }
 
 fn webhook(name: &str, url: &str, plugin: &str, events: &str, extra: &str) -> String {
-    format!("  [[bots.webhooks]]\n  name = \"{name}\"\n  url = \"{url}\"\n  events = {events}\n  plugin = \"{plugin}\"\n  {extra}\n")
+    format!(
+        "  [[bots.webhooks]]\n  name = \"{name}\"\n  url = \"{url}\"\n  events = {events}\n  plugin = \"{plugin}\"\n  {extra}\n"
+    )
 }
 
 async fn start(text: &str, dir: &Path) -> Running {
     let path = dir.join("config.toml");
     std::fs::write(&path, text).expect("write config");
-    let config = config::parse(text, &path, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));
+    let config =
+        config::parse(text, &path, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));
     app::start(config).await.expect("dispatcher starts")
 }
 
@@ -67,7 +70,11 @@ fn client() -> reqwest::Client {
     support::http_client()
 }
 
-async fn post_events(running: &Running, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+async fn post_events(
+    running: &Running,
+    token: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
     let response = client()
         .post(format!("http://{}/v1/events", running.addr))
         .bearer_auth(token)
@@ -76,7 +83,10 @@ async fn post_events(running: &Running, token: &str, body: &serde_json::Value) -
         .await
         .expect("post");
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn event(id: &str, status: &str) -> serde_json::Value {
@@ -111,25 +121,48 @@ async fn every_format_is_delivered_signed_with_the_rendered_body() {
     let running = start(&config_text(&redis, r#"["100ms"]"#, &hooks), dir.path()).await;
 
     let (status, body) = post_events(&running, INGEST_TOKEN, &event("e-failed", "failed")).await;
-    assert_eq!((status, &body), (202, &serde_json::json!({"accepted": 1, "duplicates": 0})));
+    assert_eq!(
+        (status, &body),
+        (202, &serde_json::json!({"accepted": 1, "duplicates": 0}))
+    );
     let got = receiver.wait_for(4, WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got_after = receiver.received();
-    assert_eq!(got_after.len(), 4, "only-read does not hear of failed: {:?}", got_after.iter().map(|r| &r.path).collect::<Vec<_>>());
-    let by_path = |p: &str| got.iter().find(|r| r.path == p).unwrap_or_else(|| panic!("nothing at {p}")).clone();
+    assert_eq!(
+        got_after.len(),
+        4,
+        "only-read does not hear of failed: {:?}",
+        got_after.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    let by_path = |p: &str| {
+        got.iter()
+            .find(|r| r.path == p)
+            .unwrap_or_else(|| panic!("nothing at {p}"))
+            .clone()
+    };
 
     let jelou = by_path("/jelou");
     assert_eq!(jelou.json()["status"], "FAILED");
     assert_eq!(jelou.json()["error"], "Message undeliverable");
     assert_eq!(jelou.header("content-type"), "application/json");
-    assert!(jelou.header("user-agent").starts_with("statushook/"), "{}", jelou.header("user-agent"));
+    assert!(
+        jelou.header("user-agent").starts_with("statushook/"),
+        "{}",
+        jelou.header("user-agent")
+    );
     assert!(jelou.header("webhook-id").starts_with("msg_"));
     let verifier = standardwebhooks::Webhook::new(WHSEC).expect("secret");
-    verifier.verify(&jelou.body, &jelou.headers).expect("the Standard Webhooks signature verifies");
+    verifier
+        .verify(&jelou.body, &jelou.headers)
+        .expect("the Standard Webhooks signature verifies");
 
     let engage = by_path("/engage");
     assert_eq!(engage.header("x-engage-key"), "k-123");
-    assert_eq!(engage.json()["channel"]["name"], "Acme Support", "channel_name filled from config");
+    assert_eq!(
+        engage.json()["channel"]["name"],
+        "Acme Support",
+        "channel_name filled from config"
+    );
 
     let connectly = by_path("/connectly");
     let expected = {
@@ -140,12 +173,18 @@ async fn every_format_is_delivered_signed_with_the_rendered_body() {
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     };
     assert_eq!(connectly.header("x-connectly-hmac-sha256"), expected);
-    assert_eq!(connectly.json()["statusUpdate"]["status"], "delivery_failed");
+    assert_eq!(
+        connectly.json()["statusUpdate"]["status"],
+        "delivery_failed"
+    );
 
     let wpp = by_path("/wpp");
     assert_eq!(wpp.header("authorization"), "Bearer wpp-token");
     assert_eq!(wpp.json()["status"], "ERROR");
-    let ids: std::collections::BTreeSet<_> = got.iter().map(|r| r.header("webhook-id").to_string()).collect();
+    let ids: std::collections::BTreeSet<_> = got
+        .iter()
+        .map(|r| r.header("webhook-id").to_string())
+        .collect();
     assert_eq!(ids.len(), 4, "each delivery has its own webhook-id");
     running.shutdown().await;
 }
@@ -155,13 +194,35 @@ async fn retries_send_identical_bytes_and_id_then_dead_letter_and_replay() {
     let redis = RedisServer::start();
     let receiver = Receiver::with(|_, _| Reply::status(500)).await;
     let dir = tempfile::tempdir().expect("dir");
-    let hooks = webhook("crm", &format!("{}/crm", receiver.url()), "jelou", r#"["all"]"#, "");
-    let running = start(&config_text(&redis, r#"["50ms", "50ms"]"#, &hooks), dir.path()).await;
+    let hooks = webhook(
+        "crm",
+        &format!("{}/crm", receiver.url()),
+        "jelou",
+        r#"["all"]"#,
+        "",
+    );
+    let running = start(
+        &config_text(&redis, r#"["50ms", "50ms"]"#, &hooks),
+        dir.path(),
+    )
+    .await;
 
-    assert_eq!(post_events(&running, INGEST_TOKEN, &event("e1", "read")).await.0, 202);
+    assert_eq!(
+        post_events(&running, INGEST_TOKEN, &event("e1", "read"))
+            .await
+            .0,
+        202
+    );
     let got = receiver.wait_for(3, WAIT).await;
-    assert!(got.iter().all(|r| r.body == got[0].body), "identical body on every attempt");
-    assert!(got.iter().all(|r| r.header("webhook-id") == got[0].header("webhook-id")), "same webhook-id");
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "identical body on every attempt"
+    );
+    assert!(
+        got.iter()
+            .all(|r| r.header("webhook-id") == got[0].header("webhook-id")),
+        "same webhook-id"
+    );
 
     // After the last attempt: a dead letter with all three attempts.
     let dead = wait_dead_letters(&running, 1).await;
@@ -170,18 +231,29 @@ async fn retries_send_identical_bytes_and_id_then_dead_letter_and_replay() {
     assert_eq!(letter["webhook"], "crm");
     assert_eq!(letter["attempts"].as_array().map(Vec::len), Some(3));
     assert_eq!(letter["attempts"][0]["status"], 500);
-    assert!(letter["reason"].as_str().unwrap_or_default().contains("ran out of attempts"));
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ran out of attempts")
+    );
 
     // Replay, now that the receiver is fixed: delivered with the same id.
     receiver.respond(|_, _| Reply::status(200));
     let replay = client()
-        .post(format!("http://{}/v1/bots/acme/dead-letters/replay", running.addr))
+        .post(format!(
+            "http://{}/v1/bots/acme/dead-letters/replay",
+            running.addr
+        ))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .expect("replay");
     assert_eq!(replay.status().as_u16(), 202);
-    assert_eq!(replay.json::<serde_json::Value>().await.expect("json"), serde_json::json!({"replayed": 1}));
+    assert_eq!(
+        replay.json::<serde_json::Value>().await.expect("json"),
+        serde_json::json!({"replayed": 1})
+    );
     let got = receiver.wait_for(4, WAIT).await;
     assert_eq!(got[3].header("webhook-id"), got[0].header("webhook-id"));
     assert_eq!(got[3].body, got[0].body);
@@ -203,7 +275,10 @@ async fn wait_dead_letters(running: &Running, count: usize) -> Vec<serde_json::V
         if list.len() >= count {
             return list;
         }
-        assert!(std::time::Instant::now() < deadline, "expected {count} dead letters: {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {count} dead letters: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -215,18 +290,60 @@ async fn gone_stops_at_once_and_a_plugin_failure_is_a_dead_letter() {
     let dir = tempfile::tempdir().expect("dir");
     let hostile = support::guest("hostile");
     let hooks = [
-        webhook("gone", &format!("{}/gone", receiver.url()), "jelou", r#"["all"]"#, ""),
-        webhook("broken", &format!("{}/broken", receiver.url()), &hostile.display().to_string(), r#"["all"]"#, r#"settings = { mode = "trap" }"#),
+        webhook(
+            "gone",
+            &format!("{}/gone", receiver.url()),
+            "jelou",
+            r#"["all"]"#,
+            "",
+        ),
+        webhook(
+            "broken",
+            &format!("{}/broken", receiver.url()),
+            &hostile.display().to_string(),
+            r#"["all"]"#,
+            r#"settings = { mode = "trap" }"#,
+        ),
     ]
     .join("\n");
-    let running = start(&config_text(&redis, r#"["50ms", "50ms", "50ms"]"#, &hooks), dir.path()).await;
-    assert_eq!(post_events(&running, INGEST_TOKEN, &event("e1", "read")).await, (202, serde_json::json!({"accepted": 1, "duplicates": 0})));
+    let running = start(
+        &config_text(&redis, r#"["50ms", "50ms", "50ms"]"#, &hooks),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(
+        post_events(&running, INGEST_TOKEN, &event("e1", "read")).await,
+        (202, serde_json::json!({"accepted": 1, "duplicates": 0}))
+    );
     let dead = wait_dead_letters(&running, 2).await;
-    let gone = dead.iter().find(|d| d["webhook"] == "gone").expect("gone dead letter");
-    assert_eq!(gone["attempts"].as_array().map(Vec::len), Some(1), "410 is not retried");
-    let broken = dead.iter().find(|d| d["webhook"] == "broken").expect("plugin failure dead letter");
-    assert!(broken["reason"].as_str().unwrap_or_default().contains("deliberate trap"), "{broken}");
-    assert_eq!(receiver.received().iter().filter(|r| r.path == "/broken").count(), 0);
+    let gone = dead
+        .iter()
+        .find(|d| d["webhook"] == "gone")
+        .expect("gone dead letter");
+    assert_eq!(
+        gone["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "410 is not retried"
+    );
+    let broken = dead
+        .iter()
+        .find(|d| d["webhook"] == "broken")
+        .expect("plugin failure dead letter");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deliberate trap"),
+        "{broken}"
+    );
+    assert_eq!(
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/broken")
+            .count(),
+        0
+    );
     running.shutdown().await;
 }
 
@@ -235,11 +352,20 @@ async fn bad_input_is_answered_as_documented_and_queues_nothing() {
     let redis = RedisServer::start();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    let hooks = webhook("crm", &format!("{}/crm", receiver.url()), "jelou", r#"["all"]"#, "");
+    let hooks = webhook(
+        "crm",
+        &format!("{}/crm", receiver.url()),
+        "jelou",
+        r#"["all"]"#,
+        "",
+    );
     let running = start(&config_text(&redis, "[]", &hooks), dir.path()).await;
     let url = format!("http://{}/v1/events", running.addr);
     let send = |token: Option<&'static str>, content_type: &'static str, body: String| {
-        let mut request = client().post(&url).header("content-type", content_type).body(body);
+        let mut request = client()
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -253,26 +379,86 @@ async fn bad_input_is_answered_as_documented_and_queues_nothing() {
     };
     let good = event("e1", "read").to_string();
     let (status, body, _) = send(None, "application/json", good.clone()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
-    assert_eq!(send(Some("wrong"), "application/json", good.clone()).await.0, 401);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    assert_eq!(
+        send(Some("wrong"), "application/json", good.clone())
+            .await
+            .0,
+        401
+    );
     let (status, body, _) = send(Some("other-only"), "application/json", good.clone()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
-    assert_eq!(send(Some(INGEST_TOKEN), "text/plain", good.clone()).await.0, 415);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    assert_eq!(
+        send(Some(INGEST_TOKEN), "text/plain", good.clone()).await.0,
+        415
+    );
     let big = serde_json::Value::Array(vec![event("e1", "read"); 400]).to_string();
-    assert_eq!(send(Some(INGEST_TOKEN), "application/json", big).await.0, 413);
+    assert_eq!(
+        send(Some(INGEST_TOKEN), "application/json", big).await.0,
+        413
+    );
     let mut unknown = event("e2", "read");
     unknown["bot_id"] = "nobody".into();
-    let (status, body, _) = send(Some(INGEST_TOKEN), "application/json", serde_json::json!([event("e3", "read"), unknown]).to_string()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("unknown_bot")));
-    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("[1].bot_id"), "{body}");
+    let (status, body, _) = send(
+        Some(INGEST_TOKEN),
+        "application/json",
+        serde_json::json!([event("e3", "read"), unknown]).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("unknown_bot"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("[1].bot_id"),
+        "{body}"
+    );
     let mut invalid = event("e4", "read");
     invalid["status"] = "seen".into();
-    let (status, body, _) = send(Some(INGEST_TOKEN), "application/json", serde_json::json!([event("e5", "read"), invalid]).to_string()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_event")));
-    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("[1].status"), "{body}");
-    assert_eq!(send(Some(INGEST_TOKEN), "application/json", "[]".into()).await.0, 400);
-    assert_eq!(send(Some(INGEST_TOKEN), "application/json", "{not json".into()).await.0, 400);
-    let missing = client().get(format!("http://{}/v2/nothing", running.addr)).send().await.expect("get");
+    let (status, body, _) = send(
+        Some(INGEST_TOKEN),
+        "application/json",
+        serde_json::json!([event("e5", "read"), invalid]).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_event"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("[1].status"),
+        "{body}"
+    );
+    assert_eq!(
+        send(Some(INGEST_TOKEN), "application/json", "[]".into())
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        send(Some(INGEST_TOKEN), "application/json", "{not json".into())
+            .await
+            .0,
+        400
+    );
+    let missing = client()
+        .get(format!("http://{}/v2/nothing", running.addr))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(missing.status().as_u16(), 404);
     let missing: serde_json::Value = missing.json().await.expect("json error body");
     assert_eq!(missing["error"]["code"], "not_found");
@@ -281,8 +467,22 @@ async fn bad_input_is_answered_as_documented_and_queues_nothing() {
     let depth = running.queue.depth().await.expect("depth");
     assert_eq!(depth.pending, 0);
     // And the good events still go through; a re-send is a duplicate.
-    assert_eq!(post_events(&running, "acme-only", &event("e3", "read")).await.1, serde_json::json!({"accepted": 1, "duplicates": 0}));
-    assert_eq!(post_events(&running, INGEST_TOKEN, &serde_json::json!([event("e3", "read"), event("e5", "read")])).await.1, serde_json::json!({"accepted": 1, "duplicates": 1}));
+    assert_eq!(
+        post_events(&running, "acme-only", &event("e3", "read"))
+            .await
+            .1,
+        serde_json::json!({"accepted": 1, "duplicates": 0})
+    );
+    assert_eq!(
+        post_events(
+            &running,
+            INGEST_TOKEN,
+            &serde_json::json!([event("e3", "read"), event("e5", "read")])
+        )
+        .await
+        .1,
+        serde_json::json!({"accepted": 1, "duplicates": 1})
+    );
     receiver.wait_for(2, WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 2, "a duplicate delivers nothing");
@@ -294,9 +494,20 @@ async fn redis_down_answers_503_and_delivery_resumes_when_it_is_back() {
     let mut redis = RedisServer::start();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    let hooks = webhook("crm", &format!("{}/crm", receiver.url()), "jelou", r#"["all"]"#, "");
+    let hooks = webhook(
+        "crm",
+        &format!("{}/crm", receiver.url()),
+        "jelou",
+        r#"["all"]"#,
+        "",
+    );
     let running = start(&config_text(&redis, r#"["100ms"]"#, &hooks), dir.path()).await;
-    assert_eq!(post_events(&running, INGEST_TOKEN, &event("before", "read")).await.0, 202);
+    assert_eq!(
+        post_events(&running, INGEST_TOKEN, &event("before", "read"))
+            .await
+            .0,
+        202
+    );
     receiver.wait_for(1, WAIT).await;
 
     redis.kill();
@@ -308,10 +519,24 @@ async fn redis_down_answers_503_and_delivery_resumes_when_it_is_back() {
         .await
         .expect("post");
     assert_eq!(response.status().as_u16(), 503);
-    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
-    let ready = client().get(format!("http://{}/readyz", running.addr)).send().await.expect("readyz");
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let ready = client()
+        .get(format!("http://{}/readyz", running.addr))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(ready.status().as_u16(), 503);
-    let healthy = client().get(format!("http://{}/healthz", running.addr)).send().await.expect("healthz");
+    let healthy = client()
+        .get(format!("http://{}/healthz", running.addr))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(healthy.status().as_u16(), 200);
 
     redis.restart();
@@ -322,7 +547,10 @@ async fn redis_down_answers_503_and_delivery_resumes_when_it_is_back() {
         if status == 202 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "ingest did not recover");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingest did not recover"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let got = receiver.wait_for(2, WAIT).await;
@@ -335,19 +563,40 @@ async fn metrics_count_what_happened() {
     let redis = RedisServer::start();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    let hooks = webhook("crm", &format!("{}/crm", receiver.url()), "jelou", r#"["all"]"#, "");
+    let hooks = webhook(
+        "crm",
+        &format!("{}/crm", receiver.url()),
+        "jelou",
+        r#"["all"]"#,
+        "",
+    );
     let running = start(&config_text(&redis, "[]", &hooks), dir.path()).await;
-    post_events(&running, INGEST_TOKEN, &serde_json::json!([event("m1", "read"), event("m2", "queued")])).await;
+    post_events(
+        &running,
+        INGEST_TOKEN,
+        &serde_json::json!([event("m1", "read"), event("m2", "queued")]),
+    )
+    .await;
     receiver.wait_for(1, WAIT).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = client().get(format!("http://{}/metrics", running.addr)).send().await.expect("metrics").text().await.expect("text");
+    let text = client()
+        .get(format!("http://{}/metrics", running.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     for line in [
         r#"statushook_events_ingested_total{bot="acme"} 2"#,
         r#"statushook_deliveries_delivered_total{bot="acme",webhook="crm"} 1"#,
         r#"statushook_plugin_dropped_total{bot="acme",webhook="crm"} 1"#,
         "statushook_queue_pending 0",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
     }
     assert!(text.contains("statushook_attempt_seconds_bucket"), "{text}");
     running.shutdown().await;

@@ -380,13 +380,17 @@ fn a_slow_plugin_does_not_block_other_plugins() {
 #[test]
 fn a_plugin_that_cannot_start_under_the_limits_is_refused_at_load() {
     // Its initial memory (128 MiB) is over the 64 MiB limit.
-    let error = host().load_file(&guest("trap_on_load")).expect_err("must not load");
+    let error = host()
+        .load_file(&guest("trap_on_load"))
+        .expect_err("must not load");
     assert!(error.to_string().contains("exceeds the limit"), "{error}");
     // The on-demand allocator (no pool to reject it at compile time) refuses
     // it by trial instantiation instead.
     let on_demand = support::host_with_options(PluginLimits::default(), false);
     assert!(!on_demand.is_pooling());
-    let error = on_demand.load_file(&guest("trap_on_load")).expect_err("must not load");
+    let error = on_demand
+        .load_file(&guest("trap_on_load"))
+        .expect_err("must not load");
     assert!(matches!(error, LoadError::CannotStart { .. }), "{error}");
     assert!(error.to_string().contains("memory"), "{error}");
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use statushook::event::Status;
 use statushook::queue::{
-    Attempt, AttemptOutcome, Delivery, EmbeddedQueue, NewDelivery, NewEvent, Queue, QueueError, RedisQueue,
-    new_delivery_id, now_ms,
+    Attempt, AttemptOutcome, Delivery, EmbeddedQueue, NewDelivery, NewEvent, Queue, QueueError,
+    RedisQueue, new_delivery_id, now_ms,
 };
 use support::redis::RedisServer;
 
@@ -37,12 +37,19 @@ fn event(bot: &str, event_id: &str, webhooks: &[&str]) -> NewEvent {
     NewEvent {
         bot: bot.into(),
         event_id: event_id.into(),
-        deliveries: webhooks.iter().map(|w| NewDelivery::Pending(delivery(bot, event_id, w))).collect(),
+        deliveries: webhooks
+            .iter()
+            .map(|w| NewDelivery::Pending(delivery(bot, event_id, w)))
+            .collect(),
     }
 }
 
 fn failed_attempt(status: u16) -> Attempt {
-    Attempt { at_ms: now_ms(), duration_ms: 12, outcome: AttemptOutcome::Status(status) }
+    Attempt {
+        at_ms: now_ms(),
+        duration_ms: 12,
+        outcome: AttemptOutcome::Status(status),
+    }
 }
 
 /// A queue under test, with whatever keeps its store alive.
@@ -55,20 +62,31 @@ struct Backend {
 async fn redis_backend() -> Backend {
     let server = RedisServer::start();
     let queue = RedisQueue::new(&server.url(), "test").expect("queue");
-    Backend { queue: Arc::new(queue), _redis: Some(server), _dir: None }
+    Backend {
+        queue: Arc::new(queue),
+        _redis: Some(server),
+        _dir: None,
+    }
 }
 
 async fn embedded_backend() -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
     let queue = EmbeddedQueue::open(dir.path()).expect("queue");
-    Backend { queue: Arc::new(queue), _redis: None, _dir: Some(dir) }
+    Backend {
+        queue: Arc::new(queue),
+        _redis: None,
+        _dir: Some(dir),
+    }
 }
 
 // ---- the cases: each takes any backend -------------------------------------
 
 async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue) {
     let e = event("bot-a", "e1", &["crm", "bi"]);
-    let outcome = q.enqueue(std::slice::from_ref(&e), WINDOW).await.expect("enqueue");
+    let outcome = q
+        .enqueue(std::slice::from_ref(&e), WINDOW)
+        .await
+        .expect("enqueue");
     assert_eq!((outcome.accepted, outcome.duplicates), (1, 0));
     let mut claimed = q.claim(10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 2);
@@ -78,7 +96,10 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue) {
     assert_eq!(claimed[0].delivery, expected[0]);
     assert_eq!(claimed[1].delivery, expected[1]);
     assert!(claimed.iter().all(|c| c.attempts == 0));
-    assert!(q.claim(10, LEASE).await.expect("claim").is_empty(), "leased jobs are not handed out twice");
+    assert!(
+        q.claim(10, LEASE).await.expect("claim").is_empty(),
+        "leased jobs are not handed out twice"
+    );
     for c in &claimed {
         assert!(q.ack(&c.lease).await.expect("ack"));
     }
@@ -86,39 +107,87 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue) {
 }
 
 async fn claims_follow_due_time(q: &dyn Queue) {
-    q.enqueue(&[event("bot-a", "first", &["w"]), event("bot-a", "second", &["w"])], WINDOW).await.expect("enqueue");
+    q.enqueue(
+        &[
+            event("bot-a", "first", &["w"]),
+            event("bot-a", "second", &["w"]),
+        ],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
     let claimed = q.claim(10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 2);
     // Push "first" into the future, "second" just past: only "second" is due.
-    let first = claimed.iter().find(|c| c.delivery.event_id == "first").expect("first");
-    let second = claimed.iter().find(|c| c.delivery.event_id == "second").expect("second");
-    assert!(q.retry(&first.lease, Some(&failed_attempt(500)), now_ms() + 60_000).await.expect("retry"));
-    assert!(q.retry(&second.lease, Some(&failed_attempt(500)), now_ms()).await.expect("retry"));
+    let first = claimed
+        .iter()
+        .find(|c| c.delivery.event_id == "first")
+        .expect("first");
+    let second = claimed
+        .iter()
+        .find(|c| c.delivery.event_id == "second")
+        .expect("second");
+    assert!(
+        q.retry(&first.lease, Some(&failed_attempt(500)), now_ms() + 60_000)
+            .await
+            .expect("retry")
+    );
+    assert!(
+        q.retry(&second.lease, Some(&failed_attempt(500)), now_ms())
+            .await
+            .expect("retry")
+    );
     let again = q.claim(10, LEASE).await.expect("claim");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.event_id, "second");
     assert_eq!(again[0].attempts, 1, "the failed attempt is counted");
-    assert_eq!(q.next_due_ms().await.expect("next due").map(|due| due > now_ms() + 20_000), Some(true));
+    assert_eq!(
+        q.next_due_ms()
+            .await
+            .expect("next due")
+            .map(|due| due > now_ms() + 20_000),
+        Some(true)
+    );
     let depth = q.depth().await.expect("depth");
     assert_eq!(depth.pending, 2);
 }
 
 async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(q: &dyn Queue) {
-    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW).await.expect("enqueue");
-    let stale = q.claim(1, Duration::from_millis(100)).await.expect("claim").remove(0);
+    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
+    let stale = q
+        .claim(1, Duration::from_millis(100))
+        .await
+        .expect("claim")
+        .remove(0);
     tokio::time::sleep(Duration::from_millis(250)).await;
     let fresh = q.claim(1, LEASE).await.expect("claim").remove(0);
     assert_eq!(fresh.delivery.id, stale.delivery.id);
     assert_ne!(fresh.lease.token, stale.lease.token);
-    assert!(!q.ack(&stale.lease).await.expect("ack"), "a stale worker cannot ack");
-    assert!(!q.retry(&stale.lease, None, now_ms()).await.expect("retry"), "nor retry");
-    assert!(!q.dead_letter(&stale.lease, None, "x").await.expect("dead"), "nor dead-letter");
+    assert!(
+        !q.ack(&stale.lease).await.expect("ack"),
+        "a stale worker cannot ack"
+    );
+    assert!(
+        !q.retry(&stale.lease, None, now_ms()).await.expect("retry"),
+        "nor retry"
+    );
+    assert!(
+        !q.dead_letter(&stale.lease, None, "x").await.expect("dead"),
+        "nor dead-letter"
+    );
     assert!(q.ack(&fresh.lease).await.expect("ack"));
-    assert!(!q.ack(&fresh.lease).await.expect("ack"), "an ack is not repeated");
+    assert!(
+        !q.ack(&fresh.lease).await.expect("ack"),
+        "an ack is not repeated"
+    );
 }
 
 async fn a_retry_without_attempt_postpones_without_counting(q: &dyn Queue) {
-    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW).await.expect("enqueue");
+    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
     let c = q.claim(1, LEASE).await.expect("claim").remove(0);
     assert!(q.retry(&c.lease, None, now_ms()).await.expect("postpone"));
     let c = q.claim(1, LEASE).await.expect("claim").remove(0);
@@ -126,14 +195,37 @@ async fn a_retry_without_attempt_postpones_without_counting(q: &dyn Queue) {
 }
 
 async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Queue) {
-    q.enqueue(&[event("bot-a", "e1", &["w"]), event("bot-b", "e2", &["w"])], WINDOW).await.expect("enqueue");
+    q.enqueue(
+        &[event("bot-a", "e1", &["w"]), event("bot-b", "e2", &["w"])],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
     let claimed = q.claim(10, LEASE).await.expect("claim");
-    let a = claimed.iter().find(|c| c.delivery.bot == "bot-a").expect("bot-a job");
-    assert!(q.retry(&a.lease, Some(&failed_attempt(503)), now_ms()).await.expect("retry"));
+    let a = claimed
+        .iter()
+        .find(|c| c.delivery.bot == "bot-a")
+        .expect("bot-a job");
+    assert!(
+        q.retry(&a.lease, Some(&failed_attempt(503)), now_ms())
+            .await
+            .expect("retry")
+    );
     let a = q.claim(10, LEASE).await.expect("claim").remove(0);
-    let timeout = Attempt { at_ms: now_ms(), duration_ms: 10_000, outcome: AttemptOutcome::Error("timed out".into()) };
-    assert!(q.dead_letter(&a.lease, Some(&timeout), "ran out of attempts").await.expect("dead"));
-    assert!(q.claim(10, LEASE).await.expect("claim").is_empty(), "a dead letter is not claimed");
+    let timeout = Attempt {
+        at_ms: now_ms(),
+        duration_ms: 10_000,
+        outcome: AttemptOutcome::Error("timed out".into()),
+    };
+    assert!(
+        q.dead_letter(&a.lease, Some(&timeout), "ran out of attempts")
+            .await
+            .expect("dead")
+    );
+    assert!(
+        q.claim(10, LEASE).await.expect("claim").is_empty(),
+        "a dead letter is not claimed"
+    );
 
     let dead = q.dead_letters("bot-a", 100).await.expect("list");
     assert_eq!(dead.len(), 1);
@@ -143,37 +235,83 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Q
     assert_eq!(dead[0].attempts[0].outcome, AttemptOutcome::Status(503));
     assert_eq!(dead[0].attempts[1], timeout);
     assert_eq!(dead[0].body_bytes, a.delivery.body.len());
-    assert!(q.dead_letters("bot-b", 100).await.expect("list").is_empty(), "dead letters are per bot");
+    assert!(
+        q.dead_letters("bot-b", 100).await.expect("list").is_empty(),
+        "dead letters are per bot"
+    );
 
-    assert_eq!(q.replay("bot-a", Some("msg_unknown")).await.expect("replay"), 0);
+    assert_eq!(
+        q.replay("bot-a", Some("msg_unknown"))
+            .await
+            .expect("replay"),
+        0
+    );
     assert_eq!(q.replay("bot-a", None).await.expect("replay"), 1);
     assert!(q.dead_letters("bot-a", 100).await.expect("list").is_empty());
     let again = q.claim(10, LEASE).await.expect("claim").remove(0);
     assert_eq!(again.delivery, a.delivery, "same id, same body");
     assert_eq!(again.attempts, 0, "a replay gets a full schedule");
-    assert!(q.dead_letter(&again.lease, Some(&failed_attempt(500)), "ran out of attempts").await.expect("dead"));
+    assert!(
+        q.dead_letter(
+            &again.lease,
+            Some(&failed_attempt(500)),
+            "ran out of attempts"
+        )
+        .await
+        .expect("dead")
+    );
     let dead = q.dead_letters("bot-a", 100).await.expect("list");
     assert_eq!(dead[0].attempts.len(), 3, "history survives the replay");
-    assert_eq!(q.replay("bot-a", Some(&a.delivery.id)).await.expect("replay one"), 1);
+    assert_eq!(
+        q.replay("bot-a", Some(&a.delivery.id))
+            .await
+            .expect("replay one"),
+        1
+    );
 }
 
 async fn duplicates_are_counted_and_queue_nothing(q: &dyn Queue) {
-    let outcome = q.enqueue(&[event("bot-a", "e1", &["w"]), event("bot-a", "e1", &["w"]), event("bot-b", "e1", &["w"])], WINDOW).await.expect("enqueue");
-    assert_eq!((outcome.accepted, outcome.duplicates), (2, 1), "same id for another bot is another event");
-    let outcome = q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW).await.expect("enqueue");
+    let outcome = q
+        .enqueue(
+            &[
+                event("bot-a", "e1", &["w"]),
+                event("bot-a", "e1", &["w"]),
+                event("bot-b", "e1", &["w"]),
+            ],
+            WINDOW,
+        )
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (outcome.accepted, outcome.duplicates),
+        (2, 1),
+        "same id for another bot is another event"
+    );
+    let outcome = q
+        .enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
     assert_eq!((outcome.accepted, outcome.duplicates), (0, 1));
     assert_eq!(q.depth().await.expect("depth").pending, 2);
     // After the window, the same id is a new event.
     let short = Duration::from_millis(150);
-    q.enqueue(&[event("bot-c", "e9", &["w"])], short).await.expect("enqueue");
+    q.enqueue(&[event("bot-c", "e9", &["w"])], short)
+        .await
+        .expect("enqueue");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let outcome = q.enqueue(&[event("bot-c", "e9", &["w"])], short).await.expect("enqueue");
+    let outcome = q
+        .enqueue(&[event("bot-c", "e9", &["w"])], short)
+        .await
+        .expect("enqueue");
     assert_eq!(outcome.accepted, 1);
 }
 
 async fn deliveries_born_dead_are_listed_not_sent(q: &dyn Queue) {
     let mut e = event("bot-a", "e1", &["ok"]);
-    e.deliveries.push(NewDelivery::Dead(delivery("bot-a", "e1", "broken"), "plugin failed: trap".into()));
+    e.deliveries.push(NewDelivery::Dead(
+        delivery("bot-a", "e1", "broken"),
+        "plugin failed: trap".into(),
+    ));
     q.enqueue(&[e], WINDOW).await.expect("enqueue");
     let claimed = q.claim(10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -185,9 +323,25 @@ async fn deliveries_born_dead_are_listed_not_sent(q: &dyn Queue) {
 }
 
 async fn an_event_with_no_deliveries_still_dedupes(q: &dyn Queue) {
-    let empty = NewEvent { bot: "bot-a".into(), event_id: "dropped-by-all".into(), deliveries: vec![] };
-    assert_eq!(q.enqueue(std::slice::from_ref(&empty), WINDOW).await.expect("enqueue").accepted, 1);
-    assert_eq!(q.enqueue(&[empty], WINDOW).await.expect("enqueue").duplicates, 1);
+    let empty = NewEvent {
+        bot: "bot-a".into(),
+        event_id: "dropped-by-all".into(),
+        deliveries: vec![],
+    };
+    assert_eq!(
+        q.enqueue(std::slice::from_ref(&empty), WINDOW)
+            .await
+            .expect("enqueue")
+            .accepted,
+        1
+    );
+    assert_eq!(
+        q.enqueue(&[empty], WINDOW)
+            .await
+            .expect("enqueue")
+            .duplicates,
+        1
+    );
 }
 
 async fn wait_for_work_wakes_on_enqueue(q: Arc<dyn Queue>) {
@@ -200,8 +354,13 @@ async fn wait_for_work_wakes_on_enqueue(q: Arc<dyn Queue>) {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    q.enqueue(&[event("bot-a", "wake", &["w"])], WINDOW).await.expect("enqueue");
-    let waited = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("woken well before its 20 s timeout").expect("task");
+    q.enqueue(&[event("bot-a", "wake", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("woken well before its 20 s timeout")
+        .expect("task");
     assert!(waited < Duration::from_secs(20));
 }
 
@@ -253,14 +412,42 @@ conformance!(embedded_backend:
 async fn redis_jobs_survive_a_redis_crash_and_workers_resume() {
     let mut server = RedisServer::start();
     let q = RedisQueue::new(&server.url(), "crash").expect("queue");
-    q.enqueue(&[event("bot-a", "pending", &["w"]), event("bot-a", "leased", &["w"]), event("bot-a", "scheduled", &["w"])], WINDOW)
+    q.enqueue(
+        &[
+            event("bot-a", "pending", &["w"]),
+            event("bot-a", "leased", &["w"]),
+            event("bot-a", "scheduled", &["w"]),
+        ],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+    let claimed = q
+        .claim(10, Duration::from_millis(500))
         .await
-        .expect("enqueue");
-    let claimed = q.claim(10, Duration::from_millis(500)).await.expect("claim");
-    let scheduled = claimed.iter().find(|c| c.delivery.event_id == "scheduled").expect("job");
-    assert!(q.retry(&scheduled.lease, Some(&failed_attempt(500)), now_ms() + 1_000).await.expect("retry"));
-    let pending = claimed.iter().find(|c| c.delivery.event_id == "pending").expect("job");
-    assert!(q.retry(&pending.lease, None, now_ms()).await.expect("return"));
+        .expect("claim");
+    let scheduled = claimed
+        .iter()
+        .find(|c| c.delivery.event_id == "scheduled")
+        .expect("job");
+    assert!(
+        q.retry(
+            &scheduled.lease,
+            Some(&failed_attempt(500)),
+            now_ms() + 1_000
+        )
+        .await
+        .expect("retry")
+    );
+    let pending = claimed
+        .iter()
+        .find(|c| c.delivery.event_id == "pending")
+        .expect("job");
+    assert!(
+        q.retry(&pending.lease, None, now_ms())
+            .await
+            .expect("return")
+    );
 
     server.kill();
     let down = q.claim(10, LEASE).await;
@@ -279,20 +466,42 @@ async fn redis_jobs_survive_a_redis_crash_and_workers_resume() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["leased", "pending", "scheduled"]);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["leased", "pending", "scheduled"]
+    );
 }
 
 #[tokio::test]
 async fn redis_flush_leaves_an_empty_working_queue() {
     let server = RedisServer::start();
     let q = RedisQueue::new(&server.url(), "flush").expect("queue");
-    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW).await.expect("enqueue");
+    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
     let client = redis::Client::open(server.url()).expect("client");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("conn");
-    redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await.expect("flush");
-    redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(&mut conn).await.expect("script flush");
-    assert!(q.claim(10, LEASE).await.expect("claim after flush").is_empty());
-    q.enqueue(&[event("bot-a", "e2", &["w"])], WINDOW).await.expect("enqueue after flush");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("flush");
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("script flush");
+    assert!(
+        q.claim(10, LEASE)
+            .await
+            .expect("claim after flush")
+            .is_empty()
+    );
+    q.enqueue(&[event("bot-a", "e2", &["w"])], WINDOW)
+        .await
+        .expect("enqueue after flush");
     assert_eq!(q.claim(10, LEASE).await.expect("claim").len(), 1);
 }
 
@@ -329,17 +538,39 @@ async fn embedded_crash_child() {
     };
     let q = EmbeddedQueue::open(Path::new(&dir)).expect("open");
     q.enqueue(
-        &[event("bot-a", "pending", &["w"]), event("bot-a", "leased", &["w"]), event("bot-a", "scheduled", &["w"])],
+        &[
+            event("bot-a", "pending", &["w"]),
+            event("bot-a", "leased", &["w"]),
+            event("bot-a", "scheduled", &["w"]),
+        ],
         WINDOW,
     )
     .await
     .expect("enqueue");
     let claimed = q.claim(10, Duration::from_secs(1)).await.expect("claim");
     assert_eq!(claimed.len(), 3);
-    let scheduled = claimed.iter().find(|c| c.delivery.event_id == "scheduled").expect("job");
-    assert!(q.retry(&scheduled.lease, Some(&failed_attempt(500)), now_ms() + 1_000).await.expect("retry"));
-    let pending = claimed.iter().find(|c| c.delivery.event_id == "pending").expect("job");
-    assert!(q.retry(&pending.lease, None, now_ms()).await.expect("return"));
+    let scheduled = claimed
+        .iter()
+        .find(|c| c.delivery.event_id == "scheduled")
+        .expect("job");
+    assert!(
+        q.retry(
+            &scheduled.lease,
+            Some(&failed_attempt(500)),
+            now_ms() + 1_000
+        )
+        .await
+        .expect("retry")
+    );
+    let pending = claimed
+        .iter()
+        .find(|c| c.delivery.event_id == "pending")
+        .expect("job");
+    assert!(
+        q.retry(&pending.lease, None, now_ms())
+            .await
+            .expect("return")
+    );
     println!("{CRASH_CHILD_READY}");
     tokio::time::sleep(Duration::from_secs(300)).await;
 }
@@ -350,7 +581,12 @@ async fn embedded_jobs_survive_a_process_kill() {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = KillOnDrop(
         Command::new(exe)
-            .args(["--exact", "embedded_crash_child", "--nocapture", "--include-ignored"])
+            .args([
+                "--exact",
+                "embedded_crash_child",
+                "--nocapture",
+                "--include-ignored",
+            ])
             .env(CRASH_CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -367,11 +603,15 @@ async fn embedded_jobs_survive_a_process_kill() {
             }
         }
     });
-    ready_rx.recv_timeout(Duration::from_secs(60)).expect("the child set up its jobs and printed READY");
+    ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the child set up its jobs and printed READY");
 
     // While the child lives, its folder is locked against this process.
     match EmbeddedQueue::open(dir.path()) {
-        Err(QueueError::Open(message)) => assert!(message.contains("another statushook"), "{message}"),
+        Err(QueueError::Open(message)) => {
+            assert!(message.contains("another statushook"), "{message}")
+        }
         Err(other) => panic!("expected an Open error, got {other:?}"),
         Ok(_) => panic!("a queue folder in use by another process was opened again"),
     }
@@ -384,7 +624,11 @@ async fn embedded_jobs_survive_a_process_kill() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen.len() < 3 && Instant::now() < deadline {
         for c in q.claim(10, LEASE).await.expect("claim") {
-            assert_eq!(c.delivery.body, expected_body(&c.delivery.event_id, "w"), "body intact");
+            assert_eq!(
+                c.delivery.body,
+                expected_body(&c.delivery.event_id, "w"),
+                "body intact"
+            );
             assert_eq!(c.delivery.headers, [("X-Crm".to_string(), "1".to_string())]);
             assert!(q.ack(&c.lease).await.expect("ack"));
             seen.insert(c.delivery.event_id.clone(), c.attempts);
@@ -393,7 +637,11 @@ async fn embedded_jobs_survive_a_process_kill() {
     }
     assert_eq!(
         seen.into_iter().collect::<Vec<_>>(),
-        [("leased".to_string(), 0), ("pending".to_string(), 0), ("scheduled".to_string(), 1)],
+        [
+            ("leased".to_string(), 0),
+            ("pending".to_string(), 0),
+            ("scheduled".to_string(), 1)
+        ],
         "every job back, the scheduled one with its failed attempt"
     );
     assert_eq!(q.depth().await.expect("depth").pending, 0);
@@ -403,11 +651,16 @@ async fn embedded_jobs_survive_a_process_kill() {
 async fn embedded_a_second_open_of_the_same_folder_fails_clearly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let q = EmbeddedQueue::open(dir.path()).expect("open");
-    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW).await.expect("enqueue");
+    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
     match EmbeddedQueue::open(dir.path()) {
         Err(QueueError::Open(message)) => {
             assert!(message.contains("another statushook"), "{message}");
-            assert!(message.contains(&dir.path().display().to_string()), "names the folder: {message}");
+            assert!(
+                message.contains(&dir.path().display().to_string()),
+                "names the folder: {message}"
+            );
         }
         Err(other) => panic!("expected an Open error, got {other:?}"),
         Ok(_) => panic!("the same queue folder was opened twice"),
@@ -415,22 +668,41 @@ async fn embedded_a_second_open_of_the_same_folder_fails_clearly() {
     q.ping().await.expect("the first queue still works");
     drop(q);
     let again = EmbeddedQueue::open(dir.path()).expect("free once the first is closed");
-    assert_eq!(again.depth().await.expect("depth").pending, 1, "and its job is still there");
+    assert_eq!(
+        again.depth().await.expect("depth").pending,
+        1,
+        "and its job is still there"
+    );
 }
 
 #[tokio::test]
 async fn embedded_tokens_keep_rising_across_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let q = EmbeddedQueue::open(dir.path()).expect("open");
-    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW).await.expect("enqueue");
-    let before = q.claim(1, Duration::from_millis(1)).await.expect("claim").remove(0);
+    q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
+    let before = q
+        .claim(1, Duration::from_millis(1))
+        .await
+        .expect("claim")
+        .remove(0);
     drop(q);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let q = EmbeddedQueue::open(dir.path()).expect("reopen");
     let after = q.claim(1, LEASE).await.expect("claim").remove(0);
-    assert!(after.lease.token > before.lease.token, "an old lease can never match a new one");
+    assert!(
+        after.lease.token > before.lease.token,
+        "an old lease can never match a new one"
+    );
     assert!(!q.ack(&before.lease).await.expect("ack"));
     assert!(q.ack(&after.lease).await.expect("ack"));
     // Deduplication survives the restart too.
-    assert_eq!(q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW).await.expect("enqueue").duplicates, 1);
+    assert_eq!(
+        q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+            .await
+            .expect("enqueue")
+            .duplicates,
+        1
+    );
 }

@@ -28,7 +28,11 @@ impl Setup {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
         let path = dir.path().join("config.toml");
-        Setup { redis: RedisServer::start(), dir, path }
+        Setup {
+            redis: RedisServer::start(),
+            dir,
+            path,
+        }
     }
 
     fn text(&self, bots: &str) -> String {
@@ -88,17 +92,27 @@ fn copy_plugin(name: &str, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_reloads_under_a_steady_stream_lose_and_duplicate_nothing() {
-    let _ = tracing_subscriber::fmt().with_env_filter("statushook=warn").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("statushook=warn")
+        .with_test_writer()
+        .try_init();
     let setup = Setup::new();
     let stable = Receiver::start().await;
     let (a, b) = (Receiver::start().await, Receiver::start().await);
     let custom = setup.dir.path().join("plugins/custom.wasm");
     copy_plugin("crm_plugin", &custom);
-    let stable_hook = ("stable", format!("{}/stable", stable.url()), "wpp".to_string());
+    let stable_hook = (
+        "stable",
+        format!("{}/stable", stable.url()),
+        "wpp".to_string(),
+    );
     let config_with = |extra: &[(&str, String, String)]| {
         let mut hooks = vec![(stable_hook.0, stable_hook.1.clone(), stable_hook.2.clone())];
         hooks.extend(extra.iter().cloned());
-        let hooks: Vec<(&str, &str, &str)> = hooks.iter().map(|(n, u, p)| (*n, u.as_str(), p.as_str())).collect();
+        let hooks: Vec<(&str, &str, &str)> = hooks
+            .iter()
+            .map(|(n, u, p)| (*n, u.as_str(), p.as_str()))
+            .collect();
         setup.text(&bot("acme", &hooks))
     };
     let running = setup.start(&config_with(&[])).await;
@@ -113,8 +127,18 @@ async fn many_reloads_under_a_steady_stream_lose_and_duplicate_nothing() {
             let client = support::http_client();
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
-                let response = client.post(format!("http://{addr}/v1/events")).bearer_auth(TOKEN).json(&event(n, "acme")).send().await.expect("post");
-                assert_eq!(response.status().as_u16(), 202, "every event is accepted during reloads");
+                let response = client
+                    .post(format!("http://{addr}/v1/events"))
+                    .bearer_auth(TOKEN)
+                    .json(&event(n, "acme"))
+                    .send()
+                    .await
+                    .expect("post");
+                assert_eq!(
+                    response.status().as_u16(),
+                    202,
+                    "every event is accepted during reloads"
+                );
                 n += 1;
                 sent.store(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -126,20 +150,51 @@ async fn many_reloads_under_a_steady_stream_lose_and_duplicate_nothing() {
     for _ in 0..4 {
         // Add a webhook to receiver A (saved by rename).
         let before = a.received().len();
-        setup.save_by_rename(&config_with(&[("moving", format!("{}/moving", a.url()), "jelou".into())]));
-        live_ms.push(until("added webhook delivers to A", || a.received().len() > before).await);
+        setup.save_by_rename(&config_with(&[(
+            "moving",
+            format!("{}/moving", a.url()),
+            "jelou".into(),
+        )]));
+        live_ms.push(
+            until("added webhook delivers to A", || {
+                a.received().len() > before
+            })
+            .await,
+        );
         // Move it to receiver B (written in place).
         let before = b.received().len();
-        setup.save_in_place(&config_with(&[("moving", format!("{}/moving", b.url()), "jelou".into())]));
+        setup.save_in_place(&config_with(&[(
+            "moving",
+            format!("{}/moving", b.url()),
+            "jelou".into(),
+        )]));
         live_ms.push(until("changed URL delivers to B", || b.received().len() > before).await);
         // A custom plugin webhook, then swap its plugin file for another build.
-        setup.save_by_rename(&config_with(&[("custom", format!("{}/custom", b.url()), "plugins/custom.wasm".into())]));
-        let is_crm = |r: &support::receiver::Received| r.path == "/custom" && r.json().get("source").is_some();
-        let is_jelou = |r: &support::receiver::Received| r.path == "/custom" && r.json().get("isFinalEvent").is_some();
-        live_ms.push(until("custom plugin webhook live", || b.received().iter().any(is_crm)).await);
+        setup.save_by_rename(&config_with(&[(
+            "custom",
+            format!("{}/custom", b.url()),
+            "plugins/custom.wasm".into(),
+        )]));
+        let is_crm = |r: &support::receiver::Received| {
+            r.path == "/custom" && r.json().get("source").is_some()
+        };
+        let is_jelou = |r: &support::receiver::Received| {
+            r.path == "/custom" && r.json().get("isFinalEvent").is_some()
+        };
+        live_ms.push(
+            until("custom plugin webhook live", || {
+                b.received().iter().any(is_crm)
+            })
+            .await,
+        );
         copy_plugin("jelou", &custom);
         let swapped_at = b.received().len();
-        live_ms.push(until("swapped plugin renders", || b.received()[swapped_at..].iter().any(is_jelou)).await);
+        live_ms.push(
+            until("swapped plugin renders", || {
+                b.received()[swapped_at..].iter().any(is_jelou)
+            })
+            .await,
+        );
         copy_plugin("crm_plugin", &custom);
         // Remove the extra webhooks again.
         setup.save_in_place(&config_with(&[]));
@@ -152,13 +207,26 @@ async fn many_reloads_under_a_steady_stream_lose_and_duplicate_nothing() {
     // The webhook that never changed got every event exactly once.
     let got = stable.wait_for(total, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let got = if stable.received().len() > got.len() { stable.received() } else { got };
+    let got = if stable.received().len() > got.len() {
+        stable.received()
+    } else {
+        got
+    };
     let mut per_event: BTreeMap<String, usize> = BTreeMap::new();
     for r in &got {
-        *per_event.entry(r.json()["eventId"].as_str().expect("eventId").to_string()).or_default() += 1;
+        *per_event
+            .entry(r.json()["eventId"].as_str().expect("eventId").to_string())
+            .or_default() += 1;
     }
-    assert_eq!(per_event.len(), total, "every event delivered to the stable webhook");
-    assert!(per_event.values().all(|&n| n == 1), "no event delivered twice");
+    assert_eq!(
+        per_event.len(),
+        total,
+        "every event delivered to the stable webhook"
+    );
+    assert!(
+        per_event.values().all(|&n| n == 1),
+        "no event delivered twice"
+    );
     live_ms.sort();
     eprintln!(
         "{total} events over 16 reloads; change live after (ms): median {}, max {}",
@@ -174,18 +242,38 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     let receiver = Receiver::start().await;
     let custom = setup.dir.path().join("plugins/custom.wasm");
     copy_plugin("crm_plugin", &custom);
-    let good = setup.text(&bot("acme", &[("crm", &format!("{}/crm", receiver.url()), "plugins/custom.wasm")]));
+    let good = setup.text(&bot(
+        "acme",
+        &[(
+            "crm",
+            &format!("{}/crm", receiver.url()),
+            "plugins/custom.wasm",
+        )],
+    ));
     let running = setup.start(&good).await;
     let reloads = |result: &str| {
         let text = running.metrics.encode();
         let line = format!("statushook_config_reloads_total{{reason=\"{result}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
     };
     let client = support::http_client();
     let post = |n: usize| {
         let client = client.clone();
         let addr = running.addr;
-        async move { client.post(format!("http://{addr}/v1/events")).bearer_auth(TOKEN).json(&event(n, "acme")).send().await.expect("post").status().as_u16() }
+        async move {
+            client
+                .post(format!("http://{addr}/v1/events"))
+                .bearer_auth(TOKEN)
+                .json(&event(n, "acme"))
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
     };
     let snapshot_before = Arc::as_ptr(&running.routes.load_full());
 
@@ -202,16 +290,34 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     // An empty file is a write in progress: ignored.
     setup.save_in_place("");
     until("empty file ignored", || reloads("ignored") >= 1).await;
-    assert_eq!(Arc::as_ptr(&running.routes.load_full()), snapshot_before, "the old snapshot still serves");
+    assert_eq!(
+        Arc::as_ptr(&running.routes.load_full()),
+        snapshot_before,
+        "the old snapshot still serves"
+    );
     assert_eq!(post(1).await, 202);
     let got = receiver.wait_for(1, WAIT).await;
-    assert!(got[0].json().get("source").is_some(), "rendered by the old, good plugin build");
+    assert!(
+        got[0].json().get("source").is_some(),
+        "rendered by the old, good plugin build"
+    );
 
     // The next good write is picked up.
     copy_plugin("crm_plugin", &custom);
-    setup.save_in_place(&good.replace("[[bots]]\nid = \"acme\"", "[[bots]]\nid = \"acme\"\nchannel_name = \"Renamed\""));
+    setup.save_in_place(&good.replace(
+        "[[bots]]\nid = \"acme\"",
+        "[[bots]]\nid = \"acme\"\nchannel_name = \"Renamed\"",
+    ));
     until("good config applied", || reloads("ok") >= 1).await;
-    assert_eq!(running.routes.load().bot("acme").and_then(|b| b.config.channel_name.clone()).as_deref(), Some("Renamed"));
+    assert_eq!(
+        running
+            .routes
+            .load()
+            .bot("acme")
+            .and_then(|b| b.config.channel_name.clone())
+            .as_deref(),
+        Some("Renamed")
+    );
     running.shutdown().await;
 }
 
@@ -220,21 +326,44 @@ async fn a_removed_bot_is_refused_at_once_and_restart_only_settings_are_kept() {
     let setup = Setup::new();
     let receiver = Receiver::start().await;
     let url = format!("{}/x", receiver.url());
-    let two_bots = setup.text(&format!("{}\n{}", bot("acme", &[("x", &url, "jelou")]), bot("gone", &[("x", &url, "jelou")])));
+    let two_bots = setup.text(&format!(
+        "{}\n{}",
+        bot("acme", &[("x", &url, "jelou")]),
+        bot("gone", &[("x", &url, "jelou")])
+    ));
     let running = setup.start(&two_bots).await;
     let client = support::http_client();
     let status = |bot: &'static str, n: usize| {
         let client = client.clone();
         let addr = running.addr;
-        async move { client.post(format!("http://{addr}/v1/events")).bearer_auth(TOKEN).json(&event(n, bot)).send().await.expect("post").status().as_u16() }
+        async move {
+            client
+                .post(format!("http://{addr}/v1/events"))
+                .bearer_auth(TOKEN)
+                .json(&event(n, bot))
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(status("gone", 1).await, 202);
     let listen = running.routes.load().config.server.listen;
-    let one_bot = setup.text(&bot("acme", &[("x", &url, "jelou")])).replace("127.0.0.1:0", "127.0.0.1:1");
+    let one_bot = setup
+        .text(&bot("acme", &[("x", &url, "jelou")]))
+        .replace("127.0.0.1:0", "127.0.0.1:1");
     setup.save_by_rename(&one_bot);
-    until("bot removed", || running.routes.load().bot("gone").is_none()).await;
+    until("bot removed", || {
+        running.routes.load().bot("gone").is_none()
+    })
+    .await;
     assert_eq!(status("gone", 2).await, 422);
     assert_eq!(status("acme", 3).await, 202);
-    assert_eq!(running.routes.load().config.server.listen, listen, "listen needs a restart: the running value is kept");
+    assert_eq!(
+        running.routes.load().config.server.listen,
+        listen,
+        "listen needs a restart: the running value is kept"
+    );
     running.shutdown().await;
 }

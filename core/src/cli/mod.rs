@@ -43,7 +43,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The dispatcher reports its life (start, stop, dead letters) at info;
     // one-shot commands print only what went wrong.
-    init_logging(if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" });
+    init_logging(if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    });
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Run(args) => run::run(args),

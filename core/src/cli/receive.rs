@@ -44,7 +44,10 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("statushook: --status {} is not an HTTP status", args.status);
         return ExitCode::from(EXIT_USAGE);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("statushook: {e}");
@@ -59,7 +62,10 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(EXIT_FAILURE);
             }
         };
-        eprintln!("receiving on http://{} (answering {status}); Ctrl-C to stop", args.listen);
+        eprintln!(
+            "receiving on http://{} (answering {status}); Ctrl-C to stop",
+            args.listen
+        );
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -71,7 +77,11 @@ pub fn run(args: Args) -> ExitCode {
                 let secret = secret.clone();
                 async move {
                     let (parts, body) = request.into_parts();
-                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
                     print_request(&parts, &body, secret.as_deref());
                     let mut response = Response::new(Full::new(Bytes::new()));
                     *response.status_mut() = status;
@@ -88,14 +98,24 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn print_request(parts: &http::request::Parts, body: &[u8], secret: Option<&[u8]>) {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let signature = match secret {
         None => "not checked (no --secret)".to_string(),
         Some(secret) => {
             let timestamp = header("webhook-timestamp").parse().unwrap_or(0);
             let expected = sign::standard_webhooks(secret, header("webhook-id"), timestamp, body);
             let given = header("webhook-signature");
-            if given.split(' ').any(|s| s == expected) { "valid".into() } else { format!("INVALID (got {given:?})") }
+            if given.split(' ').any(|s| s == expected) {
+                "valid".into()
+            } else {
+                format!("INVALID (got {given:?})")
+            }
         }
     };
     let pretty = serde_json::from_slice::<serde_json::Value>(body)
@@ -103,10 +123,19 @@ fn print_request(parts: &http::request::Parts, body: &[u8], secret: Option<&[u8]
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{} {}  webhook-id={}  signature: {signature}", parts.method, parts.uri.path(), header("webhook-id"));
+    let _ = writeln!(
+        out,
+        "{} {}  webhook-id={}  signature: {signature}",
+        parts.method,
+        parts.uri.path(),
+        header("webhook-id")
+    );
     for (name, value) in &parts.headers {
         let name = name.as_str();
-        if !matches!(name, "host" | "content-length" | "accept" | "webhook-id" | "webhook-signature") {
+        if !matches!(
+            name,
+            "host" | "content-length" | "accept" | "webhook-id" | "webhook-signature"
+        ) {
             let _ = writeln!(out, "  {name}: {}", value.to_str().unwrap_or("<binary>"));
         }
     }

@@ -27,7 +27,10 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("statushook: cannot start the async runtime: {e}");

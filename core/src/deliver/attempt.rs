@@ -43,7 +43,10 @@ pub async fn send(
     if let Err(e) = ssrf::check_url(&webhook.url, allow_private_networks) {
         return Answer::Failed(e.to_string());
     }
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut request = client
         .post(webhook.url.clone())
         .timeout(timeout)
@@ -59,9 +62,15 @@ pub async fn send(
             "webhook-signature",
             sign::standard_webhooks(secret, &delivery.id, timestamp, &delivery.body),
         ),
-        Sign::Hmac { secret, header, encoding, prefix } => {
-            request.header(header, sign::hmac(secret, &delivery.body, *encoding, prefix))
-        }
+        Sign::Hmac {
+            secret,
+            header,
+            encoding,
+            prefix,
+        } => request.header(
+            header,
+            sign::hmac(secret, &delivery.body, *encoding, prefix),
+        ),
     };
     request = match &webhook.auth {
         Auth::None => request,
@@ -87,7 +96,11 @@ pub async fn send(
     match status {
         200..=299 => Answer::Delivered(status),
         410 => Answer::Gone,
-        _ => Answer::Rejected { status, retry_after, endpoint_down: status >= 500 || status == 429 },
+        _ => Answer::Rejected {
+            status,
+            retry_after,
+            endpoint_down: status >= 500 || status == 429,
+        },
     }
 }
 

@@ -42,7 +42,11 @@ struct Pace {
 impl Backlog {
     /// A backlog holding at most `per_endpoint` jobs for one endpoint.
     pub(crate) fn new(per_endpoint: usize) -> Self {
-        Backlog { waiting: Mutex::new(HashMap::new()), pacing: Mutex::new(HashMap::new()), per_endpoint: per_endpoint.max(1) }
+        Backlog {
+            waiting: Mutex::new(HashMap::new()),
+            pacing: Mutex::new(HashMap::new()),
+            per_endpoint: per_endpoint.max(1),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Parked>>> {
@@ -52,6 +56,7 @@ impl Backlog {
 
     /// Parks `job` for `endpoint`; gives it back when that endpoint's
     /// backlog is full.
+    #[allow(clippy::result_large_err)] // the "error" is the job handed back, moved not copied
     pub(crate) fn park(&self, endpoint: &str, parked: Parked) -> Result<(), Parked> {
         let mut waiting = self.lock();
         let queue = waiting.entry(endpoint.to_string()).or_default();
@@ -81,14 +86,23 @@ impl Backlog {
     /// Feeds the time of a send to `endpoint` into its latency average.
     pub(crate) fn record_latency(&self, endpoint: &str, took_ms: f64) {
         let mut pacing = self.pacing.lock().unwrap_or_else(|p| p.into_inner());
-        let pace = pacing.entry(endpoint.to_string()).or_insert(Pace { latency_ms: took_ms, next_due_ms: 0.0 });
+        let pace = pacing.entry(endpoint.to_string()).or_insert(Pace {
+            latency_ms: took_ms,
+            next_due_ms: 0.0,
+        });
         pace.latency_ms = 0.8 * pace.latency_ms + 0.2 * took_ms;
     }
 
     /// When an overflow job for `endpoint` (at its cap of `cap` in flight)
     /// should be due again: a slot's worth of time after the previous one,
     /// and not sooner than `min_wait_ms` from `now_ms`.
-    pub(crate) fn overflow_due(&self, endpoint: &str, cap: usize, now_ms: u64, min_wait_ms: u64) -> u64 {
+    pub(crate) fn overflow_due(
+        &self,
+        endpoint: &str,
+        cap: usize,
+        now_ms: u64,
+        min_wait_ms: u64,
+    ) -> u64 {
         let mut pacing = self.pacing.lock().unwrap_or_else(|p| p.into_inner());
         if pacing.len() > 10_000 {
             // Forget endpoints whose pacing is in the past: bounded memory.
@@ -96,7 +110,10 @@ impl Backlog {
         }
         // Before any send has been timed, assume a fast endpoint: a
         // mistaken bounce costs one queue write, a mistaken delay costs latency.
-        let pace = pacing.entry(endpoint.to_string()).or_insert(Pace { latency_ms: 1.0, next_due_ms: 0.0 });
+        let pace = pacing.entry(endpoint.to_string()).or_insert(Pace {
+            latency_ms: 1.0,
+            next_due_ms: 0.0,
+        });
         let spacing = pace.latency_ms / cap.max(1) as f64;
         let due = pace.next_due_ms.max((now_ms + min_wait_ms) as f64);
         pace.next_due_ms = due + spacing;

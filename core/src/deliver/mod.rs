@@ -9,8 +9,8 @@
 //! the workers other bots need.
 
 pub mod attempt;
-pub mod backoff;
 mod backlog;
+pub mod backoff;
 pub mod client;
 pub mod endpoint;
 pub mod sign;

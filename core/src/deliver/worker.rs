@@ -62,9 +62,29 @@ enum Ended {
 impl Deliverer {
     /// A deliverer; its backlog holds up to four times each endpoint's
     /// in-flight cap.
-    pub fn new(queue: Arc<dyn Queue>, routes: Arc<ArcSwap<Snapshot>>, client: Arc<ArcSwap<reqwest::Client>>, endpoints: Arc<Endpoints>, metrics: Arc<Metrics>) -> Self {
-        let per_endpoint = routes.load().config.delivery.max_in_flight_per_endpoint.max(1) * 4;
-        Deliverer { queue, routes, client, endpoints, metrics, backlog: Backlog::new(per_endpoint), last_overflow_ms: AtomicU64::new(0) }
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        routes: Arc<ArcSwap<Snapshot>>,
+        client: Arc<ArcSwap<reqwest::Client>>,
+        endpoints: Arc<Endpoints>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let per_endpoint = routes
+            .load()
+            .config
+            .delivery
+            .max_in_flight_per_endpoint
+            .max(1)
+            * 4;
+        Deliverer {
+            queue,
+            routes,
+            client,
+            endpoints,
+            metrics,
+            backlog: Backlog::new(per_endpoint),
+            last_overflow_ms: AtomicU64::new(0),
+        }
     }
 
     /// Runs until `shutdown` turns true, then lets in-flight sends finish for
@@ -81,7 +101,8 @@ impl Deliverer {
             // Claim only what can start now, so the in-flight cap holds, and
             // not while the backlog is as large as that cap.
             let free = permits.available_permits();
-            let saturated = now_ms().saturating_sub(self.last_overflow_ms.load(Ordering::Relaxed)) < millis(OVERFLOW_PAUSE);
+            let saturated = now_ms().saturating_sub(self.last_overflow_ms.load(Ordering::Relaxed))
+                < millis(OVERFLOW_PAUSE);
             if saturated && !tasks.is_empty() {
                 // An endpoint's backlog is full: claim again once a send
                 // finishes (freeing a slot), not at once.
@@ -125,22 +146,35 @@ impl Deliverer {
                 }
             }
         }
-        tracing::info!(in_flight = tasks.len(), "delivery stopping; letting in-flight sends finish");
-        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        tracing::info!(
+            in_flight = tasks.len(),
+            "delivery stopping; letting in-flight sends finish"
+        );
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::warn!(abandoned = tasks.len(), "sends still running at the end of the grace period; their leases will expire and they will be retried");
+            tracing::warn!(
+                abandoned = tasks.len(),
+                "sends still running at the end of the grace period; their leases will expire and they will be retried"
+            );
             tasks.abort_all();
         }
         // Jobs still parked go back to the queue now, not when their leases end.
         for parked in self.backlog.drain() {
-            self.step("return", self.queue.retry(&parked.job.lease, None, now_ms()).await);
+            self.step(
+                "return",
+                self.queue.retry(&parked.job.lease, None, now_ms()).await,
+            );
         }
     }
 
     /// Runs `job`, then, while sends keep finishing, the jobs parked for the
     /// same endpoint: one task and one permit serve them in turn.
     async fn work(&self, job: Claimed) {
-        let mut next = Some(Parked { job, claimed_at: Instant::now() });
+        let mut next = Some(Parked {
+            job,
+            claimed_at: Instant::now(),
+        });
         while let Some(Parked { job, claimed_at }) = next.take() {
             let span = tracing::info_span!("delivery", bot = %job.delivery.bot, webhook = %job.delivery.webhook, delivery = %job.delivery.id, attempt = job.attempts + 1);
             match self.attempt(job, claimed_at).instrument(span).await {
@@ -181,7 +215,8 @@ impl Deliverer {
         let labels = metrics::webhook(&delivery.bot, &delivery.webhook);
         let Some(webhook) = routes.webhook(&delivery.bot, &delivery.webhook) else {
             tracing::warn!("webhook no longer in config; dead-lettering");
-            self.dead(&job, None, "webhook removed", "webhook_removed").await;
+            self.dead(&job, None, "webhook removed", "webhook_removed")
+                .await;
             return Ended::Other;
         };
         let settings = &routes.config.delivery;
@@ -200,8 +235,18 @@ impl Deliverer {
                     Err(parked) => {
                         let now = now_ms();
                         self.last_overflow_ms.store(now, Ordering::Relaxed);
-                        let due = self.backlog.overflow_due(&endpoint, settings.max_in_flight_per_endpoint, now, millis(BUSY_RETRY));
-                        self.postpone(&parked.job, Duration::from_millis(due - now), "endpoint_busy").await;
+                        let due = self.backlog.overflow_due(
+                            &endpoint,
+                            settings.max_in_flight_per_endpoint,
+                            now,
+                            millis(BUSY_RETRY),
+                        );
+                        self.postpone(
+                            &parked.job,
+                            Duration::from_millis(due - now),
+                            "endpoint_busy",
+                        )
+                        .await;
                         Ended::Other
                     }
                 };
@@ -218,22 +263,42 @@ impl Deliverer {
 
         let started_ms = now_ms();
         let client = self.client.load_full();
-        let answer = attempt::send(&client, &webhook.config, delivery, settings.timeout, settings.allow_private_networks).await;
+        let answer = attempt::send(
+            &client,
+            &webhook.config,
+            delivery,
+            settings.timeout,
+            settings.allow_private_networks,
+        )
+        .await;
         let took = now.elapsed();
-        self.metrics.attempt_seconds.get_or_create(&labels).observe(took.as_secs_f64());
-        self.backlog.record_latency(&webhook.endpoint, took.as_secs_f64() * 1000.0);
+        self.metrics
+            .attempt_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        self.backlog
+            .record_latency(&webhook.endpoint, took.as_secs_f64() * 1000.0);
         let outcome = match &answer {
-            Answer::Delivered(status) | Answer::Rejected { status, .. } => AttemptOutcome::Status(*status),
+            Answer::Delivered(status) | Answer::Rejected { status, .. } => {
+                AttemptOutcome::Status(*status)
+            }
             Answer::Gone => AttemptOutcome::Status(410),
             Answer::Failed(error) => AttemptOutcome::Error(error.clone()),
         };
-        let record = Attempt { at_ms: started_ms, duration_ms: millis(took), outcome };
+        let record = Attempt {
+            at_ms: started_ms,
+            duration_ms: millis(took),
+            outcome,
+        };
 
         let (retry_after, endpoint_down) = match answer {
             Answer::Delivered(status) => {
                 in_flight.success(Instant::now());
                 tracing::debug!(status, took_ms = record.duration_ms, "delivered");
-                self.metrics.deliveries_delivered.get_or_create(&labels).inc();
+                self.metrics
+                    .deliveries_delivered
+                    .get_or_create(&labels)
+                    .inc();
                 self.step("ack", self.queue.ack(&job.lease).await);
                 return Ended::Sent(webhook.endpoint.clone());
             }
@@ -241,11 +306,25 @@ impl Deliverer {
                 in_flight.success(Instant::now());
                 tracing::info!("receiver answered 410 Gone; not retrying");
                 self.metrics.deliveries_failed.get_or_create(&labels).inc();
-                self.dead(&job, Some(&record), "410 Gone: the receiver asked not to be sent this again", "gone").await;
+                self.dead(
+                    &job,
+                    Some(&record),
+                    "410 Gone: the receiver asked not to be sent this again",
+                    "gone",
+                )
+                .await;
                 return Ended::Sent(webhook.endpoint.clone());
             }
-            Answer::Rejected { status, retry_after, endpoint_down } => {
-                tracing::info!(status, took_ms = record.duration_ms, "receiver refused the delivery");
+            Answer::Rejected {
+                status,
+                retry_after,
+                endpoint_down,
+            } => {
+                tracing::info!(
+                    status,
+                    took_ms = record.duration_ms,
+                    "receiver refused the delivery"
+                );
                 (retry_after, endpoint_down)
             }
             Answer::Failed(ref error) => {
@@ -261,16 +340,28 @@ impl Deliverer {
         self.metrics.deliveries_failed.get_or_create(&labels).inc();
 
         let attempts_made = job.attempts + 1;
-        match backoff::scheduled_wait(&settings.retry_schedule, attempts_made, &mut fastrand::Rng::new()) {
+        match backoff::scheduled_wait(
+            &settings.retry_schedule,
+            attempts_made,
+            &mut fastrand::Rng::new(),
+        ) {
             None => {
                 let reason = format!("ran out of attempts ({attempts_made} made)");
-                self.dead(&job, Some(&record), &reason, "attempts_exhausted").await;
+                self.dead(&job, Some(&record), &reason, "attempts_exhausted")
+                    .await;
             }
             Some(scheduled) => {
-                let wait = retry_after.map_or(scheduled, |asked| backoff::honour_retry_after(asked, scheduled));
+                let wait = retry_after.map_or(scheduled, |asked| {
+                    backoff::honour_retry_after(asked, scheduled)
+                });
                 tracing::debug!(wait_ms = millis(wait), "retry scheduled");
                 self.metrics.deliveries_retried.get_or_create(&labels).inc();
-                self.step("retry", self.queue.retry(&job.lease, Some(&record), now_ms() + millis(wait)).await);
+                self.step(
+                    "retry",
+                    self.queue
+                        .retry(&job.lease, Some(&record), now_ms() + millis(wait))
+                        .await,
+                );
             }
         }
         Ended::Sent(webhook.endpoint.clone())
@@ -279,15 +370,29 @@ impl Deliverer {
     /// Puts a due job back without an attempt, due after `wait`.
     async fn postpone(&self, job: &Claimed, wait: Duration, why: &str) {
         let d = &job.delivery;
-        self.metrics.deliveries_postponed.get_or_create(&metrics::webhook_reason(&d.bot, &d.webhook, why)).inc();
-        self.step("postpone", self.queue.retry(&job.lease, None, now_ms() + millis(wait)).await);
+        self.metrics
+            .deliveries_postponed
+            .get_or_create(&metrics::webhook_reason(&d.bot, &d.webhook, why))
+            .inc();
+        self.step(
+            "postpone",
+            self.queue
+                .retry(&job.lease, None, now_ms() + millis(wait))
+                .await,
+        );
     }
 
     async fn dead(&self, job: &Claimed, attempt: Option<&Attempt>, reason: &str, code: &str) {
         let d = &job.delivery;
-        self.metrics.deliveries_dead_lettered.get_or_create(&metrics::webhook_reason(&d.bot, &d.webhook, code)).inc();
+        self.metrics
+            .deliveries_dead_lettered
+            .get_or_create(&metrics::webhook_reason(&d.bot, &d.webhook, code))
+            .inc();
         tracing::warn!(reason, "dead letter");
-        self.step("dead-letter", self.queue.dead_letter(&job.lease, attempt, reason).await);
+        self.step(
+            "dead-letter",
+            self.queue.dead_letter(&job.lease, attempt, reason).await,
+        );
     }
 
     /// Logs a queue step that did not take: the lease was lost (another
@@ -296,8 +401,13 @@ impl Deliverer {
     fn step(&self, what: &str, result: Result<bool, crate::queue::QueueError>) {
         match result {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(step = what, "lease lost before the queue step; another worker owns the delivery now"),
-            Err(error) => tracing::error!(step = what, %error, "queue step failed; the delivery will be retried when its lease expires"),
+            Ok(false) => tracing::warn!(
+                step = what,
+                "lease lost before the queue step; another worker owns the delivery now"
+            ),
+            Err(error) => {
+                tracing::error!(step = what, %error, "queue step failed; the delivery will be retried when its lease expires")
+            }
         }
     }
 }

@@ -11,12 +11,15 @@ const MAX_LIST: usize = 1000;
 
 /// Checks the admin bearer token.
 fn authorize(ingest: &Ingest, request: &Request<Incoming>) -> Result<(), ApiError> {
-    let token = bearer_token(request.headers())
-        .ok_or_else(|| ApiError::unauthorized("missing bearer token: send Authorization: Bearer <admin token>"))?;
+    let token = bearer_token(request.headers()).ok_or_else(|| {
+        ApiError::unauthorized("missing bearer token: send Authorization: Bearer <admin token>")
+    })?;
     if ingest.routes.load().is_admin_token(token) {
         Ok(())
     } else {
-        Err(ApiError::unauthorized("the bearer token is not an admin token"))
+        Err(ApiError::unauthorized(
+            "the bearer token is not an admin token",
+        ))
     }
 }
 
@@ -38,11 +41,19 @@ pub async fn list(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> Htt
         None => 100,
         Some(Ok(n)) if (1..=MAX_LIST).contains(&n) => n,
         Some(_) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_limit", format!("limit must be a whole number from 1 to {MAX_LIST}")).into_response();
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_limit",
+                format!("limit must be a whole number from 1 to {MAX_LIST}"),
+            )
+            .into_response();
         }
     };
     match ingest.queue.dead_letters(bot, limit).await {
-        Ok(dead) => json(StatusCode::OK, &serde_json::json!({"bot": bot, "dead_letters": dead})),
+        Ok(dead) => json(
+            StatusCode::OK,
+            &serde_json::json!({"bot": bot, "dead_letters": dead}),
+        ),
         Err(e) => ApiError::unavailable(e.to_string()).into_response(),
     }
 }
@@ -56,7 +67,10 @@ pub async fn replay(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> H
     match ingest.queue.replay(bot, id).await {
         Ok(replayed) => {
             tracing::info!(bot, id, replayed, "dead letters replayed");
-            json(StatusCode::ACCEPTED, &serde_json::json!({"replayed": replayed}))
+            json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({"replayed": replayed}),
+            )
         }
         Err(e) => ApiError::unavailable(e.to_string()).into_response(),
     }

@@ -16,7 +16,13 @@ pub async fn post(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
     match accept(ingest, request).await {
         Ok(response) => response,
         Err(error) => {
-            ingest.metrics.ingest_rejected.get_or_create(&ReasonLabels { reason: error.code.to_string() }).inc();
+            ingest
+                .metrics
+                .ingest_rejected
+                .get_or_create(&ReasonLabels {
+                    reason: error.code.to_string(),
+                })
+                .inc();
             error.into_response()
         }
     }
@@ -25,32 +31,65 @@ pub async fn post(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
 async fn accept(ingest: &Ingest, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let routes = ingest.routes.load_full();
     let token = bearer_token(request.headers())
-        .ok_or_else(|| ApiError::unauthorized("missing bearer token: send Authorization: Bearer <ingest token>"))?
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing bearer token: send Authorization: Bearer <ingest token>",
+            )
+        })?
         .to_string();
     if !routes.is_ingest_token(&token) {
-        return Err(ApiError::unauthorized("the bearer token is not a valid ingest token"));
+        return Err(ApiError::unauthorized(
+            "the bearer token is not a valid ingest token",
+        ));
     }
     if !is_json(request.headers()) {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the events as Content-Type: application/json"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the events as Content-Type: application/json",
+        ));
     }
     let body = read_body(request, routes.config.server.max_body_bytes).await?;
-    let events = parse_batch(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", format!("invalid event: {e}")))?;
+    let events = parse_batch(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+            format!("invalid event: {e}"),
+        )
+    })?;
     check_bots(&routes, &token, &events)?;
     let outcome = queue_events(ingest, routes, events).await?;
-    Ok(json(StatusCode::ACCEPTED, &serde_json::json!({"accepted": outcome.0, "duplicates": outcome.1})))
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({"accepted": outcome.0, "duplicates": outcome.1}),
+    ))
 }
 
 /// Every event's bot must exist (`422`) and be open to this token (`403`).
 fn check_bots(routes: &Snapshot, token: &str, events: &[StatusEvent]) -> Result<(), ApiError> {
     let batched = events.len() > 1;
     for (index, event) in events.iter().enumerate() {
-        let place = if batched { format!("[{index}].bot_id") } else { "bot_id".to_string() };
+        let place = if batched {
+            format!("[{index}].bot_id")
+        } else {
+            "bot_id".to_string()
+        };
         if routes.bot(&event.bot_id).is_none() {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_bot", format!("{place}: no bot {:?} is configured", event.bot_id)));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_bot",
+                format!("{place}: no bot {:?} is configured", event.bot_id),
+            ));
         }
         if routes.ingest_access(token, &event.bot_id) != Access::Allowed {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{place}: this token may not post events for bot {:?}", event.bot_id)));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{place}: this token may not post events for bot {:?}",
+                    event.bot_id
+                ),
+            ));
         }
     }
     Ok(())
@@ -63,12 +102,23 @@ fn check_bots(routes: &Snapshot, token: &str, events: &[StatusEvent]) -> Result<
 /// # Errors
 ///
 /// `503` when the queue cannot be reached: nothing was queued.
-pub async fn queue_events(ingest: &Ingest, routes: std::sync::Arc<Snapshot>, events: Vec<StatusEvent>) -> Result<(usize, usize), ApiError> {
+pub async fn queue_events(
+    ingest: &Ingest,
+    routes: std::sync::Arc<Snapshot>,
+    events: Vec<StatusEvent>,
+) -> Result<(usize, usize), ApiError> {
     let render_routes = std::sync::Arc::clone(&routes);
     let started = std::time::Instant::now();
-    let (new_events, report) = tokio::task::spawn_blocking(move || fan_out(&render_routes, &events))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("rendering failed: {e}")))?;
+    let (new_events, report) =
+        tokio::task::spawn_blocking(move || fan_out(&render_routes, &events))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("rendering failed: {e}"),
+                )
+            })?;
     record_render(ingest, &report, started.elapsed());
     let outcome = ingest
         .queue
@@ -84,21 +134,31 @@ fn record_render(ingest: &Ingest, report: &FanOutReport, took: std::time::Durati
     let rendered = report.rendered.len() + report.dropped.len() + report.failed.len();
     let per_event = took.as_secs_f64() / rendered.max(1) as f64;
     for (bot, webhook) in report.rendered.iter().chain(&report.dropped) {
-        m.plugin_render_seconds.get_or_create(&metrics::webhook(bot, webhook)).observe(per_event);
+        m.plugin_render_seconds
+            .get_or_create(&metrics::webhook(bot, webhook))
+            .observe(per_event);
     }
     for (bot, webhook) in &report.dropped {
-        m.plugin_dropped.get_or_create(&metrics::webhook(bot, webhook)).inc();
+        m.plugin_dropped
+            .get_or_create(&metrics::webhook(bot, webhook))
+            .inc();
     }
     for (bot, webhook, error) in &report.failed {
-        m.plugin_errors.get_or_create(&metrics::webhook_reason(bot, webhook, error.code())).inc();
-        m.deliveries_dead_lettered.get_or_create(&metrics::webhook_reason(bot, webhook, "plugin_failed")).inc();
+        m.plugin_errors
+            .get_or_create(&metrics::webhook_reason(bot, webhook, error.code()))
+            .inc();
+        m.deliveries_dead_lettered
+            .get_or_create(&metrics::webhook_reason(bot, webhook, "plugin_failed"))
+            .inc();
     }
 }
 
 fn count_events(ingest: &Ingest, events: &[NewEvent], duplicate: &[bool]) {
     let m = &ingest.metrics;
     for (event, &duplicate) in events.iter().zip(duplicate) {
-        let labels = BotLabels { bot: event.bot.clone() };
+        let labels = BotLabels {
+            bot: event.bot.clone(),
+        };
         if duplicate {
             m.events_duplicate.get_or_create(&labels).inc();
         } else {

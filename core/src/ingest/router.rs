@@ -20,14 +20,29 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse 
         (["healthz"], &Method::GET) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (["readyz"], &Method::GET) => ready(ingest).await,
         (["metrics"], &Method::GET) => metrics(ingest).await,
-        (["v1", "bots", bot, "dead-letters"], &Method::GET) => admin::list(ingest, request, bot).await,
-        (["v1", "bots", bot, "dead-letters", "replay"], &Method::POST) => admin::replay(ingest, request, bot).await,
-        (["v1", "events"] | ["v1", "meta", "webhook"] | ["healthz"] | ["readyz"] | ["metrics"], _)
-        | (["v1", "bots", _, "dead-letters"], _)
-        | (["v1", "bots", _, "dead-letters", "replay"], _) => {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not supported on {path}")).into_response()
+        (["v1", "bots", bot, "dead-letters"], &Method::GET) => {
+            admin::list(ingest, request, bot).await
         }
-        _ => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {method} {path}")).into_response(),
+        (["v1", "bots", bot, "dead-letters", "replay"], &Method::POST) => {
+            admin::replay(ingest, request, bot).await
+        }
+        (
+            ["v1", "events"] | ["v1", "meta", "webhook"] | ["healthz"] | ["readyz"] | ["metrics"],
+            _,
+        )
+        | (["v1", "bots", _, "dead-letters"], _)
+        | (["v1", "bots", _, "dead-letters", "replay"], _) => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not supported on {path}"),
+        )
+        .into_response(),
+        _ => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route {method} {path}"),
+        )
+        .into_response(),
     }
 }
 
@@ -42,9 +57,20 @@ async fn ready(ingest: &Ingest) -> HttpResponse {
 
 /// Prometheus text, with the queue depth read at scrape time.
 async fn metrics(ingest: &Ingest) -> HttpResponse {
-    if let Ok(Ok(depth)) = tokio::time::timeout(Duration::from_secs(2), ingest.queue.depth()).await {
-        ingest.metrics.queue_pending.set(i64::try_from(depth.pending).unwrap_or(i64::MAX));
-        ingest.metrics.queue_due.set(i64::try_from(depth.due).unwrap_or(i64::MAX));
+    if let Ok(Ok(depth)) = tokio::time::timeout(Duration::from_secs(2), ingest.queue.depth()).await
+    {
+        ingest
+            .metrics
+            .queue_pending
+            .set(i64::try_from(depth.pending).unwrap_or(i64::MAX));
+        ingest
+            .metrics
+            .queue_due
+            .set(i64::try_from(depth.due).unwrap_or(i64::MAX));
     }
-    text(StatusCode::OK, ingest.metrics.encode(), "text/plain; version=0.0.4; charset=utf-8")
+    text(
+        StatusCode::OK,
+        ingest.metrics.encode(),
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
 }

@@ -16,7 +16,12 @@ use super::{Ingest, router};
 /// Serves HTTP on `listener` until `shutdown` turns true; then stops
 /// accepting, lets requests in progress finish for up to `grace`, and
 /// returns.
-pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    ingest: Arc<Ingest>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     loop {
@@ -49,7 +54,10 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: wat
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("requests still running at the end of the grace period were cut off");
     }
 }

@@ -21,9 +21,15 @@ pub enum Allocation {
 /// The pool reserves virtual address space for every slot up front; where that
 /// fails (a low `ulimit -v`, a 32-bit host) the engine falls back to on-demand
 /// allocation, which is slower to instantiate but otherwise the same.
-pub(crate) fn build(limits: &PluginLimits, pooling: bool) -> wasmtime::Result<(Engine, Allocation)> {
+pub(crate) fn build(
+    limits: &PluginLimits,
+    pooling: bool,
+) -> wasmtime::Result<(Engine, Allocation)> {
     if !pooling {
-        return Ok((Engine::new(&config(limits, Allocation::OnDemand))?, Allocation::OnDemand));
+        return Ok((
+            Engine::new(&config(limits, Allocation::OnDemand))?,
+            Allocation::OnDemand,
+        ));
     }
     match Engine::new(&config(limits, Allocation::Pooling)) {
         Ok(engine) => Ok((engine, Allocation::Pooling)),

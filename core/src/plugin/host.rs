@@ -81,8 +81,8 @@ impl PluginHost {
     /// [`HostError`] when wasmtime cannot be set up at all on this machine.
     /// A cache folder that cannot be created only disables the cache.
     pub fn new(options: HostOptions) -> Result<Self, HostError> {
-        let (engine, allocation) =
-            engine::build(&options.limits, options.pooling).map_err(|e| HostError(e.to_string()))?;
+        let (engine, allocation) = engine::build(&options.limits, options.pooling)
+            .map_err(|e| HostError(e.to_string()))?;
         engine::start_epoch_ticker(&engine).map_err(|e| HostError(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);
@@ -185,10 +185,12 @@ impl PluginHost {
         let plugin = Plugin::new(name.to_string(), digest, pre, Arc::clone(&self.inner));
         // One trial instantiation (tens of microseconds): a plugin that cannot
         // start under the limits is refused now, not on every render later.
-        plugin.check_starts().map_err(|error| LoadError::CannotStart {
-            plugin: name.to_string(),
-            reason: error.to_string(),
-        })?;
+        plugin
+            .check_starts()
+            .map_err(|error| LoadError::CannotStart {
+                plugin: name.to_string(),
+                reason: error.to_string(),
+            })?;
         Ok(plugin)
     }
 
@@ -230,7 +232,10 @@ impl PluginSource {
     /// [`LoadError::UnknownBuiltin`] or [`LoadError::Read`].
     pub fn read(plugin: &str, base_dir: &Path) -> Result<Self, LoadError> {
         if let Some(wasm) = builtin_wasm(plugin) {
-            return Ok(PluginSource { name: plugin.to_string(), wasm: Cow::Borrowed(wasm) });
+            return Ok(PluginSource {
+                name: plugin.to_string(),
+                wasm: Cow::Borrowed(wasm),
+            });
         }
         if plugin.contains('/') || plugin.ends_with(".wasm") {
             return Self::read_file(&base_dir.join(plugin));
@@ -244,8 +249,14 @@ impl PluginSource {
     ///
     /// [`LoadError::Read`] if the file cannot be read.
     pub fn read_file(path: &Path) -> Result<Self, LoadError> {
-        let wasm = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
-        Ok(PluginSource { name: path.display().to_string(), wasm: Cow::Owned(wasm) })
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(PluginSource {
+            name: path.display().to_string(),
+            wasm: Cow::Owned(wasm),
+        })
     }
 
     /// The SHA-256 of the bytes, hex, as [`Plugin::sha256`] reports it.

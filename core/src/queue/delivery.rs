@@ -45,10 +45,11 @@ impl Delivery {
 
     /// Rebuilds a delivery from its stored metadata and body.
     pub(crate) fn from_parts(id: &str, meta: &[u8], body: Vec<u8>) -> Result<Self, QueueError> {
-        let mut delivery: Delivery = serde_json::from_slice(meta).map_err(|e| QueueError::Corrupt {
-            id: id.to_string(),
-            reason: e.to_string(),
-        })?;
+        let mut delivery: Delivery =
+            serde_json::from_slice(meta).map_err(|e| QueueError::Corrupt {
+                id: id.to_string(),
+                reason: e.to_string(),
+            })?;
         delivery.body = body;
         Ok(delivery)
     }

@@ -21,10 +21,13 @@ pub mod embedded;
 mod error;
 pub mod redis;
 
-pub use delivery::{Attempt, AttemptOutcome, Claimed, DeadLetter, Delivery, Lease, NewDelivery, NewEvent, new_delivery_id, now_ms};
-pub use error::QueueError;
 pub use self::embedded::EmbeddedQueue;
 pub use self::redis::RedisQueue;
+pub use delivery::{
+    Attempt, AttemptOutcome, Claimed, DeadLetter, Delivery, Lease, NewDelivery, NewEvent,
+    new_delivery_id, now_ms,
+};
+pub use error::QueueError;
 
 use std::time::Duration;
 
@@ -71,7 +74,11 @@ pub trait Queue: Send + Sync + 'static {
     /// `dedup_window` and queues its deliveries (due now, or dead at birth
     /// when rendering failed). Events already marked are duplicates. Either
     /// everything is written or nothing is.
-    async fn enqueue(&self, events: &[NewEvent], dedup_window: Duration) -> Result<Enqueued, QueueError>;
+    async fn enqueue(
+        &self,
+        events: &[NewEvent],
+        dedup_window: Duration,
+    ) -> Result<Enqueued, QueueError>;
 
     /// Takes up to `max` due deliveries, leasing each for `lease`.
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError>;
@@ -84,11 +91,21 @@ pub trait Queue: Send + Sync + 'static {
     /// one (there is none when a send was skipped: endpoint busy or its
     /// breaker open, or a shutdown returning work). `false` if the lease is
     /// stale.
-    async fn retry(&self, lease: &Lease, attempt: Option<&Attempt>, due_ms: u64) -> Result<bool, QueueError>;
+    async fn retry(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        due_ms: u64,
+    ) -> Result<bool, QueueError>;
 
     /// Moves the job to its bot's dead letters with `reason`, recording
     /// `attempt` if there was one. `false` if the lease is stale.
-    async fn dead_letter(&self, lease: &Lease, attempt: Option<&Attempt>, reason: &str) -> Result<bool, QueueError>;
+    async fn dead_letter(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        reason: &str,
+    ) -> Result<bool, QueueError>;
 
     /// The newest `limit` dead letters of `bot`, newest first.
     async fn dead_letters(&self, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;

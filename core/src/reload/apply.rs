@@ -60,8 +60,15 @@ impl Reloader {
                 "error"
             }
         };
-        self.metrics.config_reloads.get_or_create(&ReasonLabels { reason: result.to_string() }).inc();
-        self.metrics.config_reload_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .config_reloads
+            .get_or_create(&ReasonLabels {
+                reason: result.to_string(),
+            })
+            .inc();
+        self.metrics
+            .config_reload_seconds
+            .observe(started.elapsed().as_secs_f64());
         outcome
     }
 
@@ -74,9 +81,13 @@ impl Reloader {
         let current = self.routes.load_full();
         let needs_restart = keep_running_values(&current.config, &mut config);
         for setting in &needs_restart {
-            tracing::warn!(setting, "changing this setting needs a restart; the running value is kept");
+            tracing::warn!(
+                setting,
+                "changing this setting needs a restart; the running value is kept"
+            );
         }
-        let private_changed = current.config.delivery.allow_private_networks != config.delivery.allow_private_networks;
+        let private_changed = current.config.delivery.allow_private_networks
+            != config.delivery.allow_private_networks;
         let allow_private = config.delivery.allow_private_networks;
         let mut changes = Changes::between(&current.config, &config);
         let snapshot = match Snapshot::build(config, &self.host, Some(&current)) {

@@ -39,7 +39,11 @@ impl Changes {
             match old.bot(&bot.id) {
                 None => {
                     changes.bots_added.push(bot.id.clone());
-                    changes.webhooks_added.extend(bot.webhooks.iter().map(|w| format!("{}/{}", bot.id, w.name)));
+                    changes.webhooks_added.extend(
+                        bot.webhooks
+                            .iter()
+                            .map(|w| format!("{}/{}", bot.id, w.name)),
+                    );
                 }
                 Some(before) if before != bot => {
                     changes.bots_changed.push(bot.id.clone());
@@ -51,11 +55,15 @@ impl Changes {
         for id in old_ids.difference(&new_ids) {
             changes.bots_removed.push((*id).to_string());
             if let Some(bot) = old.bot(id) {
-                changes.webhooks_removed.extend(bot.webhooks.iter().map(|w| format!("{id}/{}", w.name)));
+                changes
+                    .webhooks_removed
+                    .extend(bot.webhooks.iter().map(|w| format!("{id}/{}", w.name)));
             }
         }
-        changes.server_settings_changed =
-            old.server != new.server || old.delivery != new.delivery || old.meta != new.meta || old.queue.dedup_window != new.queue.dedup_window;
+        changes.server_settings_changed = old.server != new.server
+            || old.delivery != new.delivery
+            || old.meta != new.meta
+            || old.queue.dedup_window != new.queue.dedup_window;
         changes
     }
 
@@ -76,7 +84,9 @@ fn webhook_changes(before: &BotConfig, after: &BotConfig, changes: &mut Changes)
     }
     for webhook in &before.webhooks {
         if !after.webhooks.iter().any(|w| w.name == webhook.name) {
-            changes.webhooks_removed.push(format!("{}/{}", after.id, webhook.name));
+            changes
+                .webhooks_removed
+                .push(format!("{}/{}", after.id, webhook.name));
         }
     }
 }
@@ -104,7 +114,10 @@ impl fmt::Display for Changes {
             parts.push("server/delivery/meta settings changed".into());
         }
         if !self.needs_restart.is_empty() {
-            parts.push(format!("needs a restart (ignored): {}", self.needs_restart.join(", ")));
+            parts.push(format!(
+                "needs a restart (ignored): {}",
+                self.needs_restart.join(", ")
+            ));
         }
         f.write_str(&parts.join("; "))
     }
@@ -116,6 +129,10 @@ fn abbreviate(list: &[String]) -> String {
     if list.len() <= SHOWN {
         list.join(", ")
     } else {
-        format!("{} and {} more", list[..SHOWN].join(", "), list.len() - SHOWN)
+        format!(
+            "{} and {} more",
+            list[..SHOWN].join(", "),
+            list.len() - SHOWN
+        )
     }
 }

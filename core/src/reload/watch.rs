@@ -41,14 +41,21 @@ impl Watch {
         .inspect_err(|error| tracing::error!(%error, "cannot watch files; reload with SIGHUP"))
         .ok();
         let files = watched_files(&reloader);
-        let mut watch = Watch { reloader, watcher, changed, files, watched: BTreeSet::new() };
+        let mut watch = Watch {
+            reloader,
+            watcher,
+            changed,
+            files,
+            watched: BTreeSet::new(),
+        };
         watch.rewatch();
         watch
     }
 
     /// Reloads on change or SIGHUP until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let trigger = tokio::select! {
                 Some(path) = self.changed.recv() => self.files.contains(&normalize(&path)).then_some("file change"),
@@ -73,9 +80,20 @@ impl Watch {
     /// replaces the inode a file watch would follow), and stops watching
     /// folders no longer needed.
     fn rewatch(&mut self) {
-        let Some(watcher) = self.watcher.as_mut() else { return };
-        let folders: BTreeSet<PathBuf> = self.files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
-        for gone in self.watched.difference(&folders).cloned().collect::<Vec<_>>() {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let folders: BTreeSet<PathBuf> = self
+            .files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        for gone in self
+            .watched
+            .difference(&folders)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             let _ = watcher.unwatch(&gone);
             self.watched.remove(&gone);
         }
@@ -85,7 +103,9 @@ impl Watch {
                     Ok(()) => {
                         self.watched.insert(folder);
                     }
-                    Err(error) => tracing::warn!(folder = %folder.display(), %error, "cannot watch folder; changes there need SIGHUP"),
+                    Err(error) => {
+                        tracing::warn!(folder = %folder.display(), %error, "cannot watch folder; changes there need SIGHUP")
+                    }
                 }
             }
         }
@@ -114,9 +134,14 @@ fn normalize(path: &Path) -> PathBuf {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     };
-    match (absolute.parent().and_then(|p| p.canonicalize().ok()), absolute.file_name()) {
+    match (
+        absolute.parent().and_then(|p| p.canonicalize().ok()),
+        absolute.file_name(),
+    ) {
         (Some(folder), Some(name)) => folder.join(name),
         _ => absolute,
     }

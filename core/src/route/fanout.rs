@@ -31,19 +31,28 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
     let mut report = FanOutReport::default();
     let mut out: Vec<NewEvent> = events
         .iter()
-        .map(|e| NewEvent { bot: e.bot_id.clone(), event_id: e.id.clone(), deliveries: Vec::new() })
+        .map(|e| NewEvent {
+            bot: e.bot_id.clone(),
+            event_id: e.id.clone(),
+            deliveries: Vec::new(),
+        })
         .collect();
 
     // Fill channel_name from config, without copying events that have one.
     let events: Vec<Cow<'_, StatusEvent>> = events
         .iter()
-        .map(|event| match snapshot.bot(&event.bot_id).and_then(|b| b.config.channel_name.as_ref()) {
-            Some(name) if event.channel_name.is_none() => {
-                let mut filled = event.clone();
-                filled.channel_name = Some(name.clone());
-                Cow::Owned(filled)
+        .map(|event| {
+            match snapshot
+                .bot(&event.bot_id)
+                .and_then(|b| b.config.channel_name.as_ref())
+            {
+                Some(name) if event.channel_name.is_none() => {
+                    let mut filled = event.clone();
+                    filled.channel_name = Some(name.clone());
+                    Cow::Owned(filled)
+                }
+                _ => Cow::Borrowed(event),
             }
-            _ => Cow::Borrowed(event),
         })
         .collect();
 
@@ -51,15 +60,22 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
     bots.sort_unstable();
     bots.dedup();
     for bot_id in bots {
-        let Some(bot) = snapshot.bot(bot_id) else { continue };
+        let Some(bot) = snapshot.bot(bot_id) else {
+            continue;
+        };
         for webhook in &bot.webhooks {
             let selected: Vec<usize> = (0..events.len())
-                .filter(|&i| events[i].bot_id == bot_id && webhook.config.events.matches(events[i].status))
+                .filter(|&i| {
+                    events[i].bot_id == bot_id && webhook.config.events.matches(events[i].status)
+                })
                 .collect();
             if selected.is_empty() {
                 continue;
             }
-            let batch: Vec<StatusEvent> = selected.iter().map(|&i| events[i].as_ref().clone()).collect();
+            let batch: Vec<StatusEvent> = selected
+                .iter()
+                .map(|&i| events[i].as_ref().clone())
+                .collect();
             let results = webhook.plugin.render_batch(&batch, &webhook.settings);
             for (&i, result) in selected.iter().zip(results) {
                 let event = &events[i];
@@ -77,14 +93,21 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
                 };
                 match result {
                     Ok(Some(rendered)) => {
-                        out[i].deliveries.push(NewDelivery::Pending(base(rendered.content_type, rendered.headers, rendered.body)));
+                        out[i].deliveries.push(NewDelivery::Pending(base(
+                            rendered.content_type,
+                            rendered.headers,
+                            rendered.body,
+                        )));
                         report.rendered.push(key);
                     }
                     Ok(None) => report.dropped.push(key),
                     Err(error) => {
                         tracing::warn!(bot = bot_id, webhook = %webhook.config.name, event = %event.id, %error, "plugin failed; the delivery is a dead letter");
                         let reason = format!("plugin failed: {error}");
-                        out[i].deliveries.push(NewDelivery::Dead(base(String::new(), Vec::new(), Vec::new()), reason));
+                        out[i].deliveries.push(NewDelivery::Dead(
+                            base(String::new(), Vec::new(), Vec::new()),
+                            reason,
+                        ));
                         report.failed.push((key.0, key.1, error));
                     }
                 }

@@ -79,12 +79,19 @@ impl Snapshot {
     /// # Errors
     ///
     /// The first [`SnapshotError`]: a plugin that cannot be loaded.
-    pub fn build(config: Config, host: &PluginHost, previous: Option<&Snapshot>) -> Result<Self, SnapshotError> {
+    pub fn build(
+        config: Config,
+        host: &PluginHost,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, SnapshotError> {
         let mut loaded: HashMap<String, Plugin> = HashMap::new();
         let mut reusable: HashMap<(&str, String), &Plugin> = HashMap::new();
         if let Some(previous) = previous {
             for webhook in previous.bots.values().flat_map(|b| &b.webhooks) {
-                reusable.insert((webhook.config.plugin.as_str(), webhook.plugin.sha256()), &webhook.plugin);
+                reusable.insert(
+                    (webhook.config.plugin.as_str(), webhook.plugin.sha256()),
+                    &webhook.plugin,
+                );
             }
         }
         let mut bots = HashMap::new();
@@ -96,13 +103,14 @@ impl Snapshot {
                 let plugin = match loaded.get(&webhook.plugin) {
                     Some(plugin) => plugin.clone(),
                     None => {
-                        let (plugin, fresh) = load(host, &webhook.plugin, &config, &reusable).map_err(|source| SnapshotError {
-                            bot_index,
-                            webhook_index,
-                            bot: bot.id.clone(),
-                            webhook: webhook.name.clone(),
-                            source,
-                        })?;
+                        let (plugin, fresh) = load(host, &webhook.plugin, &config, &reusable)
+                            .map_err(|source| SnapshotError {
+                                bot_index,
+                                webhook_index,
+                                bot: bot.id.clone(),
+                                webhook: webhook.name.clone(),
+                                source,
+                            })?;
                         if fresh {
                             compiled.push(webhook.plugin.clone());
                         }
@@ -111,7 +119,11 @@ impl Snapshot {
                     }
                 };
                 webhooks.push(Webhook {
-                    settings: webhook.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+                    settings: webhook
+                        .settings
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
                     endpoint: crate::deliver::endpoint::endpoint_key(&webhook.url),
                     config: webhook.clone(),
                     plugin,
@@ -120,9 +132,20 @@ impl Snapshot {
             for phone in &bot.phone_number_ids {
                 by_phone.insert(phone.clone(), bot.id.clone());
             }
-            bots.insert(bot.id.clone(), Bot { config: bot.clone(), webhooks });
+            bots.insert(
+                bot.id.clone(),
+                Bot {
+                    config: bot.clone(),
+                    webhooks,
+                },
+            );
         }
-        Ok(Snapshot { config: Arc::new(config), bots, by_phone, compiled })
+        Ok(Snapshot {
+            config: Arc::new(config),
+            bots,
+            by_phone,
+            compiled,
+        })
     }
 
     /// The bot with `id`.
@@ -132,12 +155,18 @@ impl Snapshot {
 
     /// The bot that owns Meta phone number id `phone_number_id`.
     pub fn bot_for_phone(&self, phone_number_id: &str) -> Option<&Bot> {
-        self.by_phone.get(phone_number_id).and_then(|id| self.bots.get(id))
+        self.by_phone
+            .get(phone_number_id)
+            .and_then(|id| self.bots.get(id))
     }
 
     /// The webhook `name` of bot `bot`.
     pub fn webhook(&self, bot: &str, name: &str) -> Option<&Webhook> {
-        self.bots.get(bot)?.webhooks.iter().find(|w| w.config.name == name)
+        self.bots
+            .get(bot)?
+            .webhooks
+            .iter()
+            .find(|w| w.config.name == name)
     }
 
     /// Every bot.
@@ -152,10 +181,18 @@ impl Snapshot {
         if server.iter().any(|t| same_secret(t, token)) {
             return Access::Allowed;
         }
-        if self.bots.get(bot).is_some_and(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token))) {
+        if self
+            .bots
+            .get(bot)
+            .is_some_and(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token)))
+        {
             return Access::Allowed;
         }
-        if self.bots.values().any(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token))) {
+        if self
+            .bots
+            .values()
+            .any(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token)))
+        {
             Access::OtherBot
         } else {
             Access::Invalid
@@ -164,20 +201,36 @@ impl Snapshot {
 
     /// Whether `token` is valid for posting events to at least one bot.
     pub fn is_ingest_token(&self, token: &str) -> bool {
-        self.config.server.ingest_tokens.iter().any(|t| same_secret(t, token))
-            || self.bots.values().any(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token)))
+        self.config
+            .server
+            .ingest_tokens
+            .iter()
+            .any(|t| same_secret(t, token))
+            || self
+                .bots
+                .values()
+                .any(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token)))
     }
 
     /// Whether `token` is an admin token.
     pub fn is_admin_token(&self, token: &str) -> bool {
-        self.config.server.admin_tokens.iter().any(|t| same_secret(t, token))
+        self.config
+            .server
+            .admin_tokens
+            .iter()
+            .any(|t| same_secret(t, token))
     }
 }
 
 /// Loads `plugin`, reusing the previous snapshot's instance when the bytes
 /// are the same: an unchanged plugin is not compiled again on reload.
 /// Returns the plugin and whether it was loaded afresh.
-fn load(host: &PluginHost, plugin: &str, config: &Config, reusable: &HashMap<(&str, String), &Plugin>) -> Result<(Plugin, bool), LoadError> {
+fn load(
+    host: &PluginHost,
+    plugin: &str,
+    config: &Config,
+    reusable: &HashMap<(&str, String), &Plugin>,
+) -> Result<(Plugin, bool), LoadError> {
     let source = PluginSource::read(plugin, config.base_dir())?;
     if let Some(previous) = reusable.get(&(plugin, source.sha256())) {
         return Ok(((*previous).clone(), false));

@@ -38,7 +38,12 @@ pub fn host_with(limits: PluginLimits) -> PluginHost {
 /// or off.
 pub fn host_with_options(limits: PluginLimits, pooling: bool) -> PluginHost {
     let cache = tempfile::tempdir().expect("temp dir").keep();
-    PluginHost::new(HostOptions { limits, cache_dir: Some(cache), pooling }).expect("plugin host")
+    PluginHost::new(HostOptions {
+        limits,
+        cache_dir: Some(cache),
+        pooling,
+    })
+    .expect("plugin host")
 }
 
 /// A valid event of the given status.

@@ -25,11 +25,13 @@ const MAX_GROUP: usize = 512;
 /// An operation for the committer: applies its writes, answers later.
 type Op = Box<dyn FnOnce(&mut Tables<'_>) -> Result<Applied, ()> + Send>;
 
-/// An applied operation: whether it wrote, and how to answer its caller once
-/// the group's commit is known.
+/// How to answer a caller once its group's commit is known.
+type Answer = Box<dyn FnOnce(Result<(), QueueError>) + Send>;
+
+/// An applied operation: whether it wrote, and how to answer its caller.
 struct Applied {
     commit: Commit,
-    answer: Box<dyn FnOnce(Result<(), QueueError>) + Send>,
+    answer: Answer,
 }
 
 /// The handle to the committer thread. Dropping it stops the thread and
@@ -55,7 +57,10 @@ impl Committer {
         let thread = std::thread::Builder::new()
             .name("statushook-commit".into())
             .spawn(move || run(&db, &queue))?;
-        Ok(Committer { ops: Some(ops), thread: Some(thread) })
+        Ok(Committer {
+            ops: Some(ops),
+            thread: Some(thread),
+        })
     }
 
     /// Applies `op` in the next group commit and returns its result once that
@@ -77,8 +82,13 @@ impl Committer {
                 Err(())
             }
         });
-        let stopped = || QueueError::Unavailable("the embedded queue's committer has stopped".into());
-        self.ops.as_ref().ok_or_else(stopped)?.send(op).map_err(|_| stopped())?;
+        let stopped =
+            || QueueError::Unavailable("the embedded queue's committer has stopped".into());
+        self.ops
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(op)
+            .map_err(|_| stopped())?;
         answer.await.unwrap_or_else(|_| {
             Err(QueueError::Unavailable(
                 "another operation in the same commit failed; nothing was written, retry".into(),
@@ -116,10 +126,11 @@ fn run(db: &Database, queue: &mpsc::Receiver<Op>) {
 fn commit_group(
     db: &Database,
     group: Vec<Op>,
-    answers: &mut Vec<Box<dyn FnOnce(Result<(), QueueError>) + Send>>,
+    answers: &mut Vec<Answer>,
 ) -> Result<(), Option<Fault>> {
     let mut txn = db.begin_write().map_err(|e| Some(Fault::from(e)))?;
-    txn.set_durability(Durability::Immediate).map_err(|e| Some(Fault::from(e)))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| Some(Fault::from(e)))?;
     let mut wrote = false;
     {
         let mut tables = Tables::open(&txn).map_err(Some)?;

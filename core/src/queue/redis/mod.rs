@@ -64,10 +64,15 @@ impl RedisQueue {
     ///
     /// [`QueueError::Open`] if `url` is not a Redis URL.
     pub fn new(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let client = Client::open(url).map_err(|e| QueueError::Open(format!("bad Redis URL {url:?}: {e}")))?;
+        let client = Client::open(url)
+            .map_err(|e| QueueError::Open(format!("bad Redis URL {url:?}: {e}")))?;
         let prefix = format!("{{{prefix}}}");
         let wake = Arc::new(Notify::new());
-        let subscriber = tokio::spawn(wake::forward_wakeups(client.clone(), format!("{prefix}:wake"), Arc::clone(&wake)));
+        let subscriber = tokio::spawn(wake::forward_wakeups(
+            client.clone(),
+            format!("{prefix}:wake"),
+            Arc::clone(&wake),
+        ));
         Ok(RedisQueue {
             client,
             conn: OnceCell::new(),
@@ -119,43 +124,70 @@ fn unavailable(e: redis::RedisError) -> QueueError {
 /// Warns when Redis may evict or lose jobs: the queue promises no loss only
 /// as long as Redis keeps its data.
 async fn warn_if_not_durable(mut conn: ConnectionManager) {
-    let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await;
-    let aof: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG").arg("GET").arg("appendonly").query_async(&mut conn).await;
+    let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut conn)
+        .await;
+    let aof: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(&mut conn)
+        .await;
     match (policy, aof) {
         (Ok(policy), Ok(aof)) => {
             if let Some(policy) = policy.get(1).filter(|p| p.as_str() != "noeviction") {
                 tracing::warn!(maxmemory_policy = %policy, "Redis may evict queued deliveries under memory pressure; set maxmemory-policy noeviction");
             }
             if aof.get(1).is_some_and(|a| a.as_str() != "yes") {
-                tracing::warn!("Redis has appendonly off: queued deliveries can be lost if Redis restarts; set appendonly yes");
+                tracing::warn!(
+                    "Redis has appendonly off: queued deliveries can be lost if Redis restarts; set appendonly yes"
+                );
             }
         }
-        _ => tracing::warn!("could not read Redis durability settings (CONFIG GET refused); make sure maxmemory-policy is noeviction and appendonly is yes"),
+        _ => tracing::warn!(
+            "could not read Redis durability settings (CONFIG GET refused); make sure maxmemory-policy is noeviction and appendonly is yes"
+        ),
     }
 }
 
 fn attempt_json(attempt: Option<&Attempt>) -> Vec<u8> {
-    attempt.map(|a| serde_json::to_vec(a).unwrap_or_default()).unwrap_or_default()
+    attempt
+        .map(|a| serde_json::to_vec(a).unwrap_or_default())
+        .unwrap_or_default()
 }
 
 #[async_trait::async_trait]
 impl Queue for RedisQueue {
-    async fn enqueue(&self, events: &[NewEvent], dedup_window: Duration) -> Result<Enqueued, QueueError> {
+    async fn enqueue(
+        &self,
+        events: &[NewEvent],
+        dedup_window: Duration,
+    ) -> Result<Enqueued, QueueError> {
         let mut conn = self.conn().await?;
         let mut call = self.scripts.enqueue.prepare_invoke();
         call.arg(&self.prefix)
             .arg(now_ms())
-            .arg(u64::try_from(dedup_window.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(
+                u64::try_from(dedup_window.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
             .arg(events.len());
         for event in events {
-            call.arg(&event.bot).arg(&event.event_id).arg(event.deliveries.len());
+            call.arg(&event.bot)
+                .arg(&event.event_id)
+                .arg(event.deliveries.len());
             for new in &event.deliveries {
                 let delivery = new.delivery();
                 let dead = match new {
                     NewDelivery::Pending(_) => "",
                     NewDelivery::Dead(_, reason) => reason.as_str(),
                 };
-                call.arg(&delivery.id).arg(delivery.meta_json()).arg(&delivery.body).arg(dead);
+                call.arg(&delivery.id)
+                    .arg(delivery.meta_json())
+                    .arg(&delivery.body)
+                    .arg(dead);
             }
         }
         let flags: Vec<u8> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
@@ -206,7 +238,12 @@ impl Queue for RedisQueue {
         Ok(done == 1)
     }
 
-    async fn retry(&self, lease: &Lease, attempt: Option<&Attempt>, due_ms: u64) -> Result<bool, QueueError> {
+    async fn retry(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        due_ms: u64,
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn().await?;
         let done: i64 = self
             .scripts
@@ -222,7 +259,12 @@ impl Queue for RedisQueue {
         Ok(done == 1)
     }
 
-    async fn dead_letter(&self, lease: &Lease, attempt: Option<&Attempt>, reason: &str) -> Result<bool, QueueError> {
+    async fn dead_letter(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        reason: &str,
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn().await?;
         let done: i64 = self
             .scripts
@@ -253,7 +295,10 @@ impl Queue for RedisQueue {
             .map_err(unavailable)?;
         rows.into_iter()
             .map(|(id, meta, body_bytes, reason, dead_ms, attempts)| {
-                let corrupt = |reason: String| QueueError::Corrupt { id: id.clone(), reason };
+                let corrupt = |reason: String| QueueError::Corrupt {
+                    id: id.clone(),
+                    reason,
+                };
                 let attempts = attempts
                     .iter()
                     .map(|a| serde_json::from_slice(a).map_err(|e| corrupt(e.to_string())))
@@ -262,7 +307,9 @@ impl Queue for RedisQueue {
                     delivery: Delivery::from_parts(&id, &meta, Vec::new())?,
                     body_bytes,
                     reason,
-                    dead_ms: dead_ms.parse().map_err(|e: std::num::ParseIntError| corrupt(e.to_string()))?,
+                    dead_ms: dead_ms
+                        .parse()
+                        .map_err(|e: std::num::ParseIntError| corrupt(e.to_string()))?,
                     attempts,
                 })
             })
@@ -315,7 +362,10 @@ impl Queue for RedisQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(unavailable)?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }

@@ -22,7 +22,9 @@ pub(super) async fn forward_wakeups(client: Client, channel: String, wake: Arc<N
                     }
                 }
             }
-            Err(error) => tracing::debug!(%error, "Redis wake-up subscription unavailable; retrying"),
+            Err(error) => {
+                tracing::debug!(%error, "Redis wake-up subscription unavailable; retrying")
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

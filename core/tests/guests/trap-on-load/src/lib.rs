@@ -15,7 +15,9 @@ impl Plugin for TrapOnLoad {
     fn format(event: StatusEvent, _settings: Settings) -> Result<Option<Outgoing>, String> {
         // Touch the ballast so it is not optimised away.
         let first = unsafe { std::ptr::addr_of!(BALLAST).cast::<u8>().read_volatile() };
-        Ok((first == 1).then(|| statushook_plugin::json_body(&statushook_plugin::serde_json::json!({"id": event.id}))))
+        Ok((first == 1).then(|| {
+            statushook_plugin::json_body(&statushook_plugin::serde_json::json!({"id": event.id}))
+        }))
     }
 }
 
