@@ -10,14 +10,15 @@
 
 mod support;
 
+use support::start_dispatcher as start;
+
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use statushook::app::{self, Running};
-use statushook::config;
+use statushook::app::Running;
 use statushook::event::{StatusEvent, parse_batch, parse_event};
 use statushook::ingest::meta::signature::sign;
 use statushook::ingest::meta::{BotLookup, BotRef, Envelope, Mapped, map};
@@ -107,14 +108,6 @@ phone_number_ids = ["2000111222", "2000111333"]
         url = redis.url(),
         port = support::redis::free_port(),
     )
-}
-
-async fn start(text: &str, dir: &Path) -> Running {
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).expect("write config");
-    let config =
-        config::parse(text, &path, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));
-    app::start(config).await.expect("dispatcher starts")
 }
 
 fn url(running: &Running) -> String {

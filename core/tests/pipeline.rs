@@ -3,11 +3,11 @@
 
 mod support;
 
-use std::path::Path;
+use support::start_dispatcher as start;
+
 use std::time::Duration;
 
-use statushook::app::{self, Running};
-use statushook::config;
+use statushook::app::Running;
 use support::receiver::{Receiver, Reply};
 use support::redis::RedisServer;
 
@@ -56,14 +56,6 @@ fn webhook(name: &str, url: &str, plugin: &str, events: &str, extra: &str) -> St
     format!(
         "  [[bots.webhooks]]\n  name = \"{name}\"\n  url = \"{url}\"\n  events = {events}\n  plugin = \"{plugin}\"\n  {extra}\n"
     )
-}
-
-async fn start(text: &str, dir: &Path) -> Running {
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).expect("write config");
-    let config =
-        config::parse(text, &path, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));
-    app::start(config).await.expect("dispatcher starts")
 }
 
 fn client() -> reqwest::Client {

@@ -92,3 +92,15 @@ pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// Writes `text` as `config.toml` in `dir` and starts a dispatcher on it
+/// in-process (listen on port 0; see `Running::addr`).
+pub async fn start_dispatcher(text: &str, dir: &std::path::Path) -> statushook::app::Running {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).expect("write config");
+    let config = statushook::config::parse(text, &path, &|_| None)
+        .unwrap_or_else(|e| panic!("test config: {e}"));
+    statushook::app::start(config)
+        .await
+        .expect("dispatcher starts")
+}
