@@ -109,11 +109,16 @@ impl Plugin {
     /// instance that fails (trap, timeout, memory) is discarded and the next
     /// event gets a fresh one, so one bad event cannot poison the others.
     /// Returns one result per event, in order.
-    pub fn render_batch(&self, events: &[StatusEvent], settings: &Settings) -> Vec<Rendered> {
+    pub fn render_batch<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a StatusEvent>,
+        settings: &Settings,
+    ) -> Vec<Rendered> {
         let host = &self.inner.host;
         let _slot = host.slots.acquire();
         let mut instance: Option<(Store<CallState>, bindings::Plugin)> = None;
-        let mut results = Vec::with_capacity(events.len());
+        let events = events.into_iter();
+        let mut results = Vec::with_capacity(events.size_hint().0);
         for event in events {
             let (store, plugin) = match &mut instance {
                 Some(live) => live,

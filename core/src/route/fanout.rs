@@ -72,11 +72,8 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
             if selected.is_empty() {
                 continue;
             }
-            let batch: Vec<StatusEvent> = selected
-                .iter()
-                .map(|&i| events[i].as_ref().clone())
-                .collect();
-            let results = webhook.plugin.render_batch(&batch, &webhook.settings);
+            let batch = selected.iter().map(|&i| events[i].as_ref());
+            let results = webhook.plugin.render_batch(batch, &webhook.settings);
             for (&i, result) in selected.iter().zip(results) {
                 let event = &events[i];
                 let key = (bot_id.to_string(), webhook.config.name.clone());

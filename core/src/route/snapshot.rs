@@ -1,6 +1,6 @@
 //! [`Snapshot`]: the routing table of one config.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{BotConfig, Config, WebhookConfig};
@@ -13,6 +13,10 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     bots: HashMap<String, Bot>,
     by_phone: HashMap<String, String>,
+    /// Ingest tokens by their SHA-256: one lookup per request whatever the
+    /// number of bots, and nothing compared but digests (no timing leak).
+    ingest_tokens: HashMap<[u8; 32], TokenScope>,
+    admin_tokens: HashSet<[u8; 32]>,
     /// Plugins this build compiled rather than reused from the previous
     /// snapshot (for the reload log).
     pub compiled: Vec<String>,
@@ -56,6 +60,15 @@ pub struct SnapshotError {
     /// Why its plugin could not be loaded.
     #[source]
     pub source: LoadError,
+}
+
+/// Which bots an ingest token may post for.
+#[derive(Debug)]
+enum TokenScope {
+    /// A `[server]` token: every bot.
+    AnyBot,
+    /// Bot tokens: these bots only.
+    Bots(HashSet<String>),
 }
 
 /// What an ingest token may do for a bot.
@@ -140,10 +153,33 @@ impl Snapshot {
                 },
             );
         }
+        let mut ingest_tokens = HashMap::new();
+        for bot in &config.bots {
+            for token in &bot.ingest_tokens {
+                let scope = ingest_tokens
+                    .entry(digest(token))
+                    .or_insert_with(|| TokenScope::Bots(HashSet::new()));
+                if let TokenScope::Bots(bots) = scope {
+                    bots.insert(bot.id.clone());
+                }
+            }
+        }
+        // A server token is valid for every bot, whatever a bot also lists.
+        for token in &config.server.ingest_tokens {
+            ingest_tokens.insert(digest(token), TokenScope::AnyBot);
+        }
+        let admin_tokens = config
+            .server
+            .admin_tokens
+            .iter()
+            .map(|t| digest(t))
+            .collect();
         Ok(Snapshot {
             config: Arc::new(config),
             bots,
             by_phone,
+            ingest_tokens,
+            admin_tokens,
             compiled,
         })
     }
@@ -177,48 +213,22 @@ impl Snapshot {
     /// Whether `token` may post events for `bot`: a server-wide ingest token
     /// may post for any bot, a bot's own token only for that bot.
     pub fn ingest_access(&self, token: &str, bot: &str) -> Access {
-        let server = &self.config.server.ingest_tokens;
-        if server.iter().any(|t| same_secret(t, token)) {
-            return Access::Allowed;
-        }
-        if self
-            .bots
-            .get(bot)
-            .is_some_and(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token)))
-        {
-            return Access::Allowed;
-        }
-        if self
-            .bots
-            .values()
-            .any(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token)))
-        {
-            Access::OtherBot
-        } else {
-            Access::Invalid
+        match self.ingest_tokens.get(&digest(token)) {
+            None => Access::Invalid,
+            Some(TokenScope::AnyBot) => Access::Allowed,
+            Some(TokenScope::Bots(bots)) if bots.contains(bot) => Access::Allowed,
+            Some(TokenScope::Bots(_)) => Access::OtherBot,
         }
     }
 
     /// Whether `token` is valid for posting events to at least one bot.
     pub fn is_ingest_token(&self, token: &str) -> bool {
-        self.config
-            .server
-            .ingest_tokens
-            .iter()
-            .any(|t| same_secret(t, token))
-            || self
-                .bots
-                .values()
-                .any(|b| b.config.ingest_tokens.iter().any(|t| same_secret(t, token)))
+        self.ingest_tokens.contains_key(&digest(token))
     }
 
     /// Whether `token` is an admin token.
     pub fn is_admin_token(&self, token: &str) -> bool {
-        self.config
-            .server
-            .admin_tokens
-            .iter()
-            .any(|t| same_secret(t, token))
+        self.admin_tokens.contains(&digest(token))
     }
 }
 
@@ -238,8 +248,8 @@ fn load(
     Ok((host.load_bytes(&source.name, &source.wasm)?, true))
 }
 
-/// Compares secrets in time independent of where they differ.
-fn same_secret(expected: &str, given: &str) -> bool {
-    let (a, b) = (expected.as_bytes(), given.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The SHA-256 of a token: what token lookups compare.
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
