@@ -593,3 +593,102 @@ async fn metrics_count_what_happened() {
     assert!(text.contains("statushook_attempt_seconds_bucket"), "{text}");
     running.shutdown().await;
 }
+
+/// The sum of every sample of metric `name` whose labels contain `filter`.
+fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_is_set_aside_while_other_bots_flow() {
+    let redis = RedisServer::start();
+    let hanging = Receiver::with(|_, _| Reply::delayed(200, Duration::from_secs(30))).await;
+    let healthy = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+ingest_tokens = ["{INGEST_TOKEN}"]
+
+[queue]
+backend = "redis"
+url = "{url}"
+prefix = "t{port}"
+
+[delivery]
+timeout = "500ms"
+retry_schedule = ["1m"]
+max_in_flight_per_endpoint = 4
+allow_private_networks = true
+
+[[bots]]
+id = "acme"
+  [[bots.webhooks]]
+  name = "crm"
+  url = "{hanging}/crm"
+  events = ["all"]
+  plugin = "jelou"
+
+[[bots]]
+id = "other"
+  [[bots.webhooks]]
+  name = "crm"
+  url = "{healthy}/crm"
+  events = ["all"]
+  plugin = "jelou"
+"#,
+        url = redis.url(),
+        port = support::redis::free_port(),
+        hanging = hanging.url(),
+        healthy = healthy.url(),
+    );
+    let running = start(&text, dir.path()).await;
+    let stuck: Vec<_> = (0..200).map(|i| event(&format!("a{i}"), "read")).collect();
+    let (status, _) = post_events(&running, INGEST_TOKEN, &serde_json::json!(stuck)).await;
+    assert_eq!(status, 202);
+    // The other bot's events arrive in rounds while acme's endpoint hangs,
+    // times out and has its breaker opened.
+    for round in 0..10 {
+        let batch: Vec<_> = (0..10)
+            .map(|i| {
+                let mut e = event(&format!("b{round}-{i}"), "read");
+                e["bot_id"] = "other".into();
+                e
+            })
+            .collect();
+        let (status, _) = post_events(&running, INGEST_TOKEN, &serde_json::json!(batch)).await;
+        assert_eq!(status, 202);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    healthy.wait_for(100, WAIT).await;
+
+    let text = client()
+        .get(format!("http://{}/metrics", running.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let postponed = metric_sum(
+        &text,
+        "statushook_deliveries_postponed_total",
+        r#"bot="acme""#,
+    );
+    // Without lane holds every one of the 200 jobs was claimed and put
+    // back every few hundred ms; with them, the lane is set aside whole and
+    // only the jobs already claimed go back.
+    assert!(
+        postponed < 100.0,
+        "{postponed} of acme's deliveries were put back: its lane was not held\n{text}"
+    );
+    assert!(
+        text.contains(r#"reason="breaker_open""#),
+        "the breaker opened: {text}"
+    );
+    running.shutdown().await;
+}

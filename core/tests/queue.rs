@@ -88,7 +88,7 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue) {
         .await
         .expect("enqueue");
     assert_eq!((outcome.accepted, outcome.duplicates), (1, 0));
-    let mut claimed = q.claim(10, LEASE).await.expect("claim");
+    let mut claimed = q.claim(10, 10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 2);
     claimed.sort_by(|a, b| a.delivery.webhook.cmp(&b.delivery.webhook));
     let mut expected: Vec<_> = e.deliveries.iter().map(|d| d.delivery().clone()).collect();
@@ -97,7 +97,7 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue) {
     assert_eq!(claimed[1].delivery, expected[1]);
     assert!(claimed.iter().all(|c| c.attempts == 0));
     assert!(
-        q.claim(10, LEASE).await.expect("claim").is_empty(),
+        q.claim(10, 10, LEASE).await.expect("claim").is_empty(),
         "leased jobs are not handed out twice"
     );
     for c in &claimed {
@@ -116,7 +116,7 @@ async fn claims_follow_due_time(q: &dyn Queue) {
     )
     .await
     .expect("enqueue");
-    let claimed = q.claim(10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 2);
     // Push "first" into the future, "second" just past: only "second" is due.
     let first = claimed
@@ -137,7 +137,7 @@ async fn claims_follow_due_time(q: &dyn Queue) {
             .await
             .expect("retry")
     );
-    let again = q.claim(10, LEASE).await.expect("claim");
+    let again = q.claim(10, 10, LEASE).await.expect("claim");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.event_id, "second");
     assert_eq!(again[0].attempts, 1, "the failed attempt is counted");
@@ -157,12 +157,12 @@ async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(q: &dyn Qu
         .await
         .expect("enqueue");
     let stale = q
-        .claim(1, Duration::from_millis(100))
+        .claim(1, 10, Duration::from_millis(100))
         .await
         .expect("claim")
         .remove(0);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let fresh = q.claim(1, LEASE).await.expect("claim").remove(0);
+    let fresh = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
     assert_eq!(fresh.delivery.id, stale.delivery.id);
     assert_ne!(fresh.lease.token, stale.lease.token);
     assert!(
@@ -188,9 +188,9 @@ async fn a_retry_without_attempt_postpones_without_counting(q: &dyn Queue) {
     q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
         .await
         .expect("enqueue");
-    let c = q.claim(1, LEASE).await.expect("claim").remove(0);
+    let c = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
     assert!(q.retry(&c.lease, None, now_ms()).await.expect("postpone"));
-    let c = q.claim(1, LEASE).await.expect("claim").remove(0);
+    let c = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
     assert_eq!(c.attempts, 0);
 }
 
@@ -201,7 +201,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Q
     )
     .await
     .expect("enqueue");
-    let claimed = q.claim(10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
     let a = claimed
         .iter()
         .find(|c| c.delivery.bot == "bot-a")
@@ -211,7 +211,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Q
             .await
             .expect("retry")
     );
-    let a = q.claim(10, LEASE).await.expect("claim").remove(0);
+    let a = q.claim(10, 10, LEASE).await.expect("claim").remove(0);
     let timeout = Attempt {
         at_ms: now_ms(),
         duration_ms: 10_000,
@@ -223,7 +223,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Q
             .expect("dead")
     );
     assert!(
-        q.claim(10, LEASE).await.expect("claim").is_empty(),
+        q.claim(10, 10, LEASE).await.expect("claim").is_empty(),
         "a dead letter is not claimed"
     );
 
@@ -248,7 +248,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Q
     );
     assert_eq!(q.replay("bot-a", None).await.expect("replay"), 1);
     assert!(q.dead_letters("bot-a", 100).await.expect("list").is_empty());
-    let again = q.claim(10, LEASE).await.expect("claim").remove(0);
+    let again = q.claim(10, 10, LEASE).await.expect("claim").remove(0);
     assert_eq!(again.delivery, a.delivery, "same id, same body");
     assert_eq!(again.attempts, 0, "a replay gets a full schedule");
     assert!(
@@ -313,7 +313,7 @@ async fn deliveries_born_dead_are_listed_not_sent(q: &dyn Queue) {
         "plugin failed: trap".into(),
     ));
     q.enqueue(&[e], WINDOW).await.expect("enqueue");
-    let claimed = q.claim(10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].delivery.webhook, "ok");
     let dead = q.dead_letters("bot-a", 10).await.expect("list");
@@ -342,6 +342,83 @@ async fn an_event_with_no_deliveries_still_dedupes(q: &dyn Queue) {
             .duplicates,
         1
     );
+}
+
+async fn a_deep_lane_does_not_keep_other_lanes_waiting(q: &dyn Queue) {
+    // 20 events for bot-a's webhook, then one for bot-b's: bot-b's job is
+    // the newest, yet the first claim serves it, taking at most 2 per lane.
+    let busy: Vec<NewEvent> = (0..20)
+        .map(|i| event("bot-a", &format!("a{i}"), &["crm"]))
+        .collect();
+    q.enqueue(&busy, WINDOW).await.expect("enqueue");
+    q.enqueue(&[event("bot-b", "b0", &["crm"])], WINDOW)
+        .await
+        .expect("enqueue");
+    let claimed = q.claim(10, 2, LEASE).await.expect("claim");
+    let of = |bot: &str| claimed.iter().filter(|c| c.delivery.bot == bot).count();
+    assert_eq!((of("bot-a"), of("bot-b")), (2, 1), "{claimed:?}");
+    // Within a lane, jobs go in due order (one batch: ties by id, and ids
+    // are time-ordered).
+    let mut rest = 0;
+    loop {
+        let batch = q.claim(10, 2, LEASE).await.expect("claim");
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 2, "one lane left: at most 2 per claim");
+        rest += batch.len();
+    }
+    assert_eq!(rest, 18);
+}
+
+async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue) {
+    q.enqueue(
+        &[
+            event("bot-a", "a1", &["crm"]),
+            event("bot-b", "b1", &["crm"]),
+        ],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+    let hold_ms = 800;
+    let until = now_ms() + hold_ms;
+    q.hold("bot-a", "crm", until).await.expect("hold");
+    // A shorter hold does not shorten it.
+    q.hold("bot-a", "crm", now_ms() + 1).await.expect("hold");
+    // Jobs enqueued during the hold wait too.
+    q.enqueue(&[event("bot-a", "a2", &["crm"])], WINDOW)
+        .await
+        .expect("enqueue");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(claimed[0].delivery.bot, "bot-b");
+    let depth = q.depth().await.expect("depth");
+    assert_eq!(
+        (depth.pending, depth.due),
+        (3, 0),
+        "held jobs are pending, not due"
+    );
+    assert!(q.ack(&claimed[0].lease).await.expect("ack"));
+    let next = q.next_due_ms().await.expect("next due").expect("some");
+    assert!(
+        next >= until,
+        "a worker sleeps until the hold ends: {next} < {until}"
+    );
+
+    // A claimed job put back while its lane is held stays out too: what a
+    // worker does when the webhook's endpoint is down.
+    tokio::time::sleep(Duration::from_millis(hold_ms + 50)).await;
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    assert_eq!(claimed.len(), 2, "both of bot-a's jobs after the hold");
+    q.hold("bot-a", "crm", now_ms() + 60_000)
+        .await
+        .expect("hold");
+    for c in &claimed {
+        assert!(q.retry(&c.lease, None, now_ms()).await.expect("retry"));
+    }
+    assert!(q.claim(10, 10, LEASE).await.expect("claim").is_empty());
+    assert_eq!(q.depth().await.expect("depth").pending, 2);
 }
 
 async fn wait_for_work_wakes_on_enqueue(q: Arc<dyn Queue>) {
@@ -393,6 +470,8 @@ conformance!(redis_backend:
     duplicates_are_counted_and_queue_nothing,
     deliveries_born_dead_are_listed_not_sent,
     an_event_with_no_deliveries_still_dedupes,
+    a_deep_lane_does_not_keep_other_lanes_waiting,
+    a_held_lane_is_skipped_until_its_hold_ends,
 );
 
 conformance!(embedded_backend:
@@ -404,6 +483,8 @@ conformance!(embedded_backend:
     duplicates_are_counted_and_queue_nothing,
     deliveries_born_dead_are_listed_not_sent,
     an_event_with_no_deliveries_still_dedupes,
+    a_deep_lane_does_not_keep_other_lanes_waiting,
+    a_held_lane_is_skipped_until_its_hold_ends,
 );
 
 // ---- Redis-specific: the store itself failing --------------------------------
@@ -423,7 +504,7 @@ async fn redis_jobs_survive_a_redis_crash_and_workers_resume() {
     .await
     .expect("enqueue");
     let claimed = q
-        .claim(10, Duration::from_millis(500))
+        .claim(10, 10, Duration::from_millis(500))
         .await
         .expect("claim");
     let scheduled = claimed
@@ -450,7 +531,7 @@ async fn redis_jobs_survive_a_redis_crash_and_workers_resume() {
     );
 
     server.kill();
-    let down = q.claim(10, LEASE).await;
+    let down = q.claim(10, 10, LEASE).await;
     assert!(matches!(&down, Err(e) if e.is_unavailable()), "{down:?}");
     server.restart();
 
@@ -458,7 +539,7 @@ async fn redis_jobs_survive_a_redis_crash_and_workers_resume() {
     let mut seen = std::collections::BTreeSet::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while seen.len() < 3 && std::time::Instant::now() < deadline {
-        if let Ok(batch) = q.claim(10, LEASE).await {
+        if let Ok(batch) = q.claim(10, 10, LEASE).await {
             for c in batch {
                 seen.insert(c.delivery.event_id.clone());
                 q.ack(&c.lease).await.expect("ack");
@@ -494,7 +575,7 @@ async fn redis_flush_leaves_an_empty_working_queue() {
         .await
         .expect("script flush");
     assert!(
-        q.claim(10, LEASE)
+        q.claim(10, 10, LEASE)
             .await
             .expect("claim after flush")
             .is_empty()
@@ -502,7 +583,7 @@ async fn redis_flush_leaves_an_empty_working_queue() {
     q.enqueue(&[event("bot-a", "e2", &["w"])], WINDOW)
         .await
         .expect("enqueue after flush");
-    assert_eq!(q.claim(10, LEASE).await.expect("claim").len(), 1);
+    assert_eq!(q.claim(10, 10, LEASE).await.expect("claim").len(), 1);
 }
 
 // ---- embedded-specific: the process dying, the file lock -------------------
@@ -512,6 +593,46 @@ async fn redis_flush_leaves_an_empty_working_queue() {
 const CRASH_CHILD_ENV: &str = "STATUSHOOK_QUEUE_CRASH_CHILD";
 /// What the child prints once its jobs are in place.
 const CRASH_CHILD_READY: &str = "STATUSHOOK-CRASH-CHILD-READY";
+
+#[tokio::test]
+async fn redis_jobs_queued_before_lanes_are_moved_into_them() {
+    // The layout before lanes: one due set, job hashes without `lane`.
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let old = delivery("bot-a", "old", "crm");
+    let meta = serde_json::to_vec(&old).expect("meta");
+    let key = format!("{{old}}:job:{}", old.id);
+    redis::pipe()
+        .hset_multiple(
+            &key,
+            &[
+                ("meta", meta.as_slice()),
+                ("body", old.body.as_slice()),
+                ("bot", b"bot-a".as_slice()),
+            ],
+        )
+        .zadd("{old}:due", &old.id, now_ms() - 1_000)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("write the old layout");
+
+    let q = RedisQueue::new(&server.url(), "old").expect("queue");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].delivery, old);
+    assert!(q.ack(&claimed[0].lease).await.expect("ack"));
+    let left: bool = redis::cmd("EXISTS")
+        .arg("{old}:due")
+        .query_async(&mut conn)
+        .await
+        .expect("exists");
+    assert!(!left, "the old due set is gone");
+    assert_eq!(q.depth().await.expect("depth").pending, 0);
+}
 
 fn expected_body(event_id: &str, webhook: &str) -> Vec<u8> {
     format!("{{\"event\":\"{event_id}\",\"webhook\":\"{webhook}\"}}").into_bytes()
@@ -547,7 +668,10 @@ async fn embedded_crash_child() {
     )
     .await
     .expect("enqueue");
-    let claimed = q.claim(10, Duration::from_secs(1)).await.expect("claim");
+    let claimed = q
+        .claim(10, 10, Duration::from_secs(1))
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 3);
     let scheduled = claimed
         .iter()
@@ -623,7 +747,7 @@ async fn embedded_jobs_survive_a_process_kill() {
     let mut seen = std::collections::BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen.len() < 3 && Instant::now() < deadline {
-        for c in q.claim(10, LEASE).await.expect("claim") {
+        for c in q.claim(10, 10, LEASE).await.expect("claim") {
             assert_eq!(
                 c.delivery.body,
                 expected_body(&c.delivery.event_id, "w"),
@@ -683,14 +807,14 @@ async fn embedded_tokens_keep_rising_across_a_restart() {
         .await
         .expect("enqueue");
     let before = q
-        .claim(1, Duration::from_millis(1))
+        .claim(1, 10, Duration::from_millis(1))
         .await
         .expect("claim")
         .remove(0);
     drop(q);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let q = EmbeddedQueue::open(dir.path()).expect("reopen");
-    let after = q.claim(1, LEASE).await.expect("claim").remove(0);
+    let after = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
     assert!(
         after.lease.token > before.lease.token,
         "an old lease can never match a new one"

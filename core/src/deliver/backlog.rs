@@ -6,14 +6,16 @@
 //! writes than the deliveries themselves. Instead it waits here, bounded,
 //! and the next send to that endpoint that finishes hands its slot to it.
 //!
-//! Jobs beyond the backlog do go back to the queue, but paced: each is due
-//! when the endpoint should have room for it (its recent latency divided by
-//! its cap, one after another), not all after the same fixed wait, so each
-//! overflow job is put back about once instead of bouncing until its turn.
+//! A job beyond the backlog goes back to the queue, and its webhook's lane
+//! is held for about as long as the backlog takes to half drain (from the
+//! endpoint's recent latency and its cap), doubling while overflows repeat
+//! with no send finishing (an endpoint that stopped answering, before its
+//! breaker opens), so other jobs of that lane are not claimed only to be put
+//! back.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::queue::Claimed;
 
@@ -31,12 +33,12 @@ pub(crate) struct Backlog {
     per_endpoint: usize,
 }
 
-/// An endpoint's recent latency and the due time of its last overflow job.
+/// An endpoint's recent latency, and overflows since a send to it last
+/// finished.
 #[derive(Clone, Copy)]
 struct Pace {
     latency_ms: f64,
-    /// Fractional: slots are often well under a millisecond apart.
-    next_due_ms: f64,
+    overflows: u32,
 }
 
 impl Backlog {
@@ -88,36 +90,33 @@ impl Backlog {
         let mut pacing = self.pacing.lock().unwrap_or_else(|p| p.into_inner());
         let pace = pacing.entry(endpoint.to_string()).or_insert(Pace {
             latency_ms: took_ms,
-            next_due_ms: 0.0,
+            overflows: 0,
         });
         pace.latency_ms = 0.8 * pace.latency_ms + 0.2 * took_ms;
+        pace.overflows = 0;
     }
 
-    /// When an overflow job for `endpoint` (at its cap of `cap` in flight)
-    /// should be due again: a slot's worth of time after the previous one,
-    /// and not sooner than `min_wait_ms` from `now_ms`.
-    pub(crate) fn overflow_due(
-        &self,
-        endpoint: &str,
-        cap: usize,
-        now_ms: u64,
-        min_wait_ms: u64,
-    ) -> u64 {
+    /// How long to hold the lane of a job that overflowed the backlog of
+    /// `endpoint` (at its cap of `cap` in flight): the time half the backlog
+    /// takes to drain at the endpoint's recent latency, at least 1 ms,
+    /// doubled for each overflow since a send there last finished, at most
+    /// `longest` (a send's timeout: by then a slot is free or failed).
+    pub(crate) fn overflow_hold(&self, endpoint: &str, cap: usize, longest: Duration) -> Duration {
         let mut pacing = self.pacing.lock().unwrap_or_else(|p| p.into_inner());
         if pacing.len() > 10_000 {
-            // Forget endpoints whose pacing is in the past: bounded memory.
-            pacing.retain(|_, pace| pace.next_due_ms > now_ms as f64);
+            // Bounded memory: forget endpoints that are not overflowing.
+            pacing.retain(|_, pace| pace.overflows > 0);
         }
-        // Before any send has been timed, assume a fast endpoint: a
-        // mistaken bounce costs one queue write, a mistaken delay costs latency.
+        // Before any send has been timed, assume a fast endpoint: the
+        // doubling finds a slow one in a few steps.
         let pace = pacing.entry(endpoint.to_string()).or_insert(Pace {
             latency_ms: 1.0,
-            next_due_ms: 0.0,
+            overflows: 0,
         });
-        let spacing = pace.latency_ms / cap.max(1) as f64;
-        let due = pace.next_due_ms.max((now_ms + min_wait_ms) as f64);
-        pace.next_due_ms = due + spacing;
-        due.ceil() as u64
+        let drain_ms = pace.latency_ms * self.per_endpoint as f64 / (2 * cap.max(1)) as f64;
+        let hold_ms = drain_ms.max(1.0) * f64::from(1u32 << pace.overflows.min(16));
+        pace.overflows = pace.overflows.saturating_add(1);
+        Duration::from_secs_f64(hold_ms / 1000.0).min(longest)
     }
 
     /// Every waiting job (at shutdown, to return them to the queue).

@@ -2,7 +2,6 @@
 //! dead-letter it, in one atomic queue step per outcome.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -22,12 +21,6 @@ use crate::route::Snapshot;
 const CLAIM_BATCH: usize = 64;
 /// The longest a worker with nothing due sleeps before looking again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// After an overflow, how long the claim loop waits for a send to finish
-/// before claiming again.
-const OVERFLOW_PAUSE: Duration = Duration::from_millis(20);
-/// The least a delivery put back because its endpoint is at its in-flight
-/// cap (and its backlog is full) waits before it is due again.
-const BUSY_RETRY: Duration = Duration::from_millis(20);
 
 /// Everything a delivery attempt needs, shared by all of them.
 pub struct Deliverer {
@@ -44,9 +37,6 @@ pub struct Deliverer {
     pub metrics: Arc<Metrics>,
     /// Jobs waiting here for an endpoint at its in-flight cap.
     backlog: Backlog,
-    /// When a job last overflowed a full backlog (unix ms): claiming more
-    /// right then would mostly put more jobs back.
-    last_overflow_ms: AtomicU64,
 }
 
 /// How one job's turn in a task ended.
@@ -83,7 +73,6 @@ impl Deliverer {
             endpoints,
             metrics,
             backlog: Backlog::new(per_endpoint),
-            last_overflow_ms: AtomicU64::new(0),
         }
     }
 
@@ -101,17 +90,6 @@ impl Deliverer {
             // Claim only what can start now, so the in-flight cap holds, and
             // not while the backlog is as large as that cap.
             let free = permits.available_permits();
-            let saturated = now_ms().saturating_sub(self.last_overflow_ms.load(Ordering::Relaxed))
-                < millis(OVERFLOW_PAUSE);
-            if saturated && !tasks.is_empty() {
-                // An endpoint's backlog is full: claim again once a send
-                // finishes (freeing a slot), not at once.
-                tokio::select! {
-                    _ = tasks.join_next() => {}
-                    _ = tokio::time::sleep(OVERFLOW_PAUSE) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
             if free == 0 || self.backlog.len() >= max_in_flight {
                 tokio::select! {
                     _ = tasks.join_next() => {}
@@ -119,8 +97,18 @@ impl Deliverer {
                 }
                 continue;
             }
-            let lease = lease_for(&self.routes.load());
-            match self.queue.claim(free.min(CLAIM_BATCH), lease).await {
+            let (lease, per_lane) = {
+                let routes = self.routes.load();
+                (
+                    lease_for(&routes),
+                    routes.config.delivery.max_in_flight_per_endpoint.max(1),
+                )
+            };
+            match self
+                .queue
+                .claim(free.min(CLAIM_BATCH), per_lane, lease)
+                .await
+            {
                 Ok(jobs) if jobs.is_empty() => self.idle(&mut shutdown).await,
                 Ok(jobs) => {
                     for job in jobs {
@@ -233,30 +221,20 @@ impl Deliverer {
                 return match self.backlog.park(&endpoint, Parked { job, claimed_at }) {
                     Ok(()) => Ended::Parked(endpoint),
                     Err(parked) => {
-                        let now = now_ms();
-                        self.last_overflow_ms.store(now, Ordering::Relaxed);
-                        let due = self.backlog.overflow_due(
+                        let hold = self.backlog.overflow_hold(
                             &endpoint,
                             settings.max_in_flight_per_endpoint,
-                            now,
-                            millis(BUSY_RETRY),
+                            settings.timeout,
                         );
-                        self.postpone(
-                            &parked.job,
-                            Duration::from_millis(due - now),
-                            "endpoint_busy",
-                        )
-                        .await;
+                        self.set_aside(&parked.job, hold, "endpoint_busy").await;
                         Ended::Other
                     }
                 };
             }
             Err(Busy::Open { until }) => {
-                // Wait out the open period, or a probe's whole timeout, and
-                // spread the herd so the jobs do not all come due at once.
+                // Wait out the open period, or a probe's whole timeout.
                 let wait = until.saturating_duration_since(now).max(settings.timeout);
-                let wait = wait + wait.mul_f64(fastrand::f64() * 0.5);
-                self.postpone(&job, wait, "breaker_open").await;
+                self.set_aside(&job, wait, "breaker_open").await;
                 return Ended::Other;
             }
         };
@@ -365,6 +343,22 @@ impl Deliverer {
             }
         }
         Ended::Sent(webhook.endpoint.clone())
+    }
+
+    /// Puts a due job back without an attempt and holds its whole lane for
+    /// `wait`: one queue write keeps the webhook's other jobs from being
+    /// claimed (and put back in turn) while its endpoint cannot take them.
+    async fn set_aside(&self, job: &Claimed, wait: Duration, why: &str) {
+        let d = &job.delivery;
+        let until = now_ms() + millis(wait);
+        let back_at = match self.queue.hold(&d.bot, &d.webhook, until).await {
+            Ok(()) => Duration::ZERO,
+            Err(error) => {
+                tracing::warn!(%error, "cannot hold the webhook's lane; postponing this delivery alone");
+                wait
+            }
+        };
+        self.postpone(job, back_at, why).await;
     }
 
     /// Puts a due job back without an attempt, due after `wait`.

@@ -37,6 +37,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The queue lane this delivery waits in: see [`lane`].
+    pub fn lane(&self) -> String {
+        lane(&self.bot, &self.webhook)
+    }
+
     /// The metadata as JSON (everything but the body).
     pub(crate) fn meta_json(&self) -> Vec<u8> {
         // Serialising plain strings and numbers cannot fail.
@@ -53,6 +58,17 @@ impl Delivery {
         delivery.body = body;
         Ok(delivery)
     }
+}
+
+/// The queue lane of `webhook` of `bot`: `<bot>/<webhook>`.
+///
+/// Each webhook's deliveries wait in a lane of their own, and claims take
+/// from the lanes whose oldest job is oldest, a few jobs per lane: one
+/// webhook with a deep backlog, or one whose endpoint is down and whose lane
+/// is [held](super::Queue::hold), does not delay the others. Unambiguous:
+/// webhook names cannot contain `/`.
+pub fn lane(bot: &str, webhook: &str) -> String {
+    format!("{bot}/{webhook}")
 }
 
 /// A fresh delivery id: `msg_` and a time-ordered UUIDv7, as Standard

@@ -13,6 +13,14 @@
 //! - a dispatcher that dies simply stops renewing: its jobs become due again
 //!   when the lease ends. No reaper, nothing to re-create after a restart.
 //!
+//! Jobs wait in one [lane] per webhook. A claim serves the lanes whose
+//! oldest due job is oldest, taking at most a few jobs from each, so a
+//! webhook with a deep backlog shares the workers instead of taking them in
+//! turn. A lane can be [held](Queue::hold): while its endpoint's circuit
+//! breaker is open (or the endpoint is saturated), one queue write sets the
+//! whole lane aside, instead of every one of its jobs being claimed and put
+//! back, which is what made a dead endpoint slow down everyone else.
+//!
 //! Enqueueing writes all deliveries of a batch and its dedup marks in one
 //! atomic step, before `202` is answered.
 
@@ -24,7 +32,7 @@ pub mod redis;
 pub use self::embedded::EmbeddedQueue;
 pub use self::redis::RedisQueue;
 pub use delivery::{
-    Attempt, AttemptOutcome, Claimed, DeadLetter, Delivery, Lease, NewDelivery, NewEvent,
+    Attempt, AttemptOutcome, Claimed, DeadLetter, Delivery, Lease, NewDelivery, NewEvent, lane,
     new_delivery_id, now_ms,
 };
 pub use error::QueueError;
@@ -80,8 +88,21 @@ pub trait Queue: Send + Sync + 'static {
         dedup_window: Duration,
     ) -> Result<Enqueued, QueueError>;
 
-    /// Takes up to `max` due deliveries, leasing each for `lease`.
-    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError>;
+    /// Takes up to `max` due deliveries, at most `per_lane` from each lane,
+    /// leasing each for `lease`. Lanes are served oldest due job first;
+    /// within a lane, jobs go in due order. Held lanes are skipped.
+    async fn claim(
+        &self,
+        max: usize,
+        per_lane: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, QueueError>;
+
+    /// Sets the lane of `webhook` of `bot` aside until `until_ms`: none of
+    /// its jobs is claimed before then, whenever they are due (jobs enqueued
+    /// meanwhile included). A hold never shortens an existing one. Every
+    /// dispatcher sharing the queue sees it.
+    async fn hold(&self, bot: &str, webhook: &str, until_ms: u64) -> Result<(), QueueError>;
 
     /// Removes a delivered job. `false` if the lease is no longer this
     /// worker's (it ran out and another worker took the job).
@@ -118,8 +139,8 @@ pub trait Queue: Send + Sync + 'static {
     /// How much work is waiting.
     async fn depth(&self) -> Result<Depth, QueueError>;
 
-    /// When the earliest pending job is due, if any: how long a worker with
-    /// nothing to do may sleep.
+    /// When the earliest pending job is due (or its lane's hold ends, if
+    /// later), if any: how long a worker with nothing to do may sleep.
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError>;
 
     /// Waits until new work may be available (something was enqueued or

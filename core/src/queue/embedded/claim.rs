@@ -1,4 +1,5 @@
-//! Claim: lease due jobs, earliest first, each with a new fencing token.
+//! Claim: lease due jobs, lanes in the order of their oldest due job, a few
+//! per lane, each with a new fencing token.
 
 use redb::ReadableTable;
 
@@ -7,51 +8,66 @@ use super::job::Stage;
 use super::tables::{Commit, TOKEN_SEQ, Tables};
 use crate::queue::{Claimed, Delivery, Lease};
 
-/// Takes up to `max` jobs due by `now` in due-time order (ties by id),
-/// pushes each one's due time to `now + lease_ms` and gives it a new token.
+/// Takes up to `max` jobs due by `now`, at most `per_lane` from each lane
+/// not held, lanes by score and jobs by due time (ties by id); pushes each
+/// one's due time to `now + lease_ms` and gives it a new token.
 pub(super) fn claim(
     t: &mut Tables<'_>,
     now: u64,
     lease_ms: u64,
     max: usize,
+    per_lane: usize,
 ) -> Result<(Vec<Claimed>, Commit), Fault> {
-    let mut due = Vec::new();
-    for entry in t
-        .due
-        .range((0u64, "")..(now.saturating_add(1), ""))?
-        .take(max)
-    {
-        let (key, _) = entry?;
-        let (due_ms, id) = key.value();
-        due.push((due_ms, id.to_string()));
+    let end = now.saturating_add(1);
+    let mut lanes = Vec::new();
+    for entry in t.lane_order.range((0u64, "")..(end, ""))?.take(max) {
+        lanes.push(entry?.0.value().1.to_string());
     }
-    if due.is_empty() {
+    if lanes.is_empty() {
         return Ok((Vec::new(), Commit::No));
     }
     let mut token = t.counters.get(TOKEN_SEQ)?.map_or(0, |v| v.value());
     let until = now.saturating_add(lease_ms);
-    let mut claimed = Vec::with_capacity(due.len());
-    for (due_ms, id) in due {
-        t.due.remove((due_ms, id.as_str()))?;
-        // A due entry without its job is dropped, as the Redis backend does.
-        let Some(mut job) = t.job(&id)? else { continue };
-        let delivery = {
-            let Some(payload) = t.payloads.get(id.as_str())? else {
-                return Err(corrupt(&id, "job without its payload"));
+    let mut claimed = Vec::new();
+    for lane in &lanes {
+        let room = max.saturating_sub(claimed.len()).min(per_lane);
+        if room == 0 {
+            break;
+        }
+        let lane = lane.as_str();
+        let mut due = Vec::new();
+        for entry in t
+            .lane_due
+            .range((lane, 0u64, "")..(lane, end, ""))?
+            .take(room)
+        {
+            let (key, _) = entry?;
+            let (_, due_ms, id) = key.value();
+            due.push((due_ms, id.to_string()));
+        }
+        for (due_ms, id) in due {
+            t.lane_due.remove((lane, due_ms, id.as_str()))?;
+            // A due entry without its job is dropped, as the Redis backend does.
+            let Some(mut job) = t.job(&id)? else { continue };
+            let delivery = {
+                let Some(payload) = t.payloads.get(id.as_str())? else {
+                    return Err(corrupt(&id, "job without its payload"));
+                };
+                let (meta, body) = payload.value();
+                Delivery::from_parts(&id, meta, body.to_vec())?
             };
-            let (meta, body) = payload.value();
-            Delivery::from_parts(&id, meta, body.to_vec())?
-        };
-        token += 1;
-        job.token = token;
-        job.stage = Stage::Pending { due_ms: until };
-        t.due.insert((until, id.as_str()), ())?;
-        t.put_job(&id, &job)?;
-        claimed.push(Claimed {
-            delivery,
-            lease: Lease { id, token },
-            attempts: job.attempts_in_cycle(),
-        });
+            token += 1;
+            job.token = token;
+            job.stage = Stage::Pending { due_ms: until };
+            t.lane_due.insert((lane, until, id.as_str()), ())?;
+            t.put_job(&id, &job)?;
+            claimed.push(Claimed {
+                delivery,
+                lease: Lease { id, token },
+                attempts: job.attempts_in_cycle(),
+            });
+        }
+        t.rescore(lane, now)?;
     }
     t.counters.insert(TOKEN_SEQ, token)?;
     Ok((claimed, Commit::Yes))

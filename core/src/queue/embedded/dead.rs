@@ -78,12 +78,17 @@ pub(super) fn replay(
         }
     }
     let mut replayed = 0;
+    let mut lanes = std::collections::BTreeSet::new();
     for id in &ids {
         let Some(mut job) = t.job(id)? else { continue };
         t.unindex(id, &job)?;
         job.base = job.attempts;
         t.schedule(id, &mut job, now)?;
+        lanes.insert(job.lane());
         replayed += 1;
+    }
+    for lane in &lanes {
+        t.rescore(lane, now)?;
     }
     let commit = if replayed > 0 {
         Commit::Yes

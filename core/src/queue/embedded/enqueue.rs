@@ -22,6 +22,7 @@ pub(super) fn enqueue(
     let purged = purge_expired_marks(t, now, PURGE_BASE + 2 * events.len())?;
     let expiry = now.saturating_add(window_ms);
     let mut out = Enqueued::default();
+    let mut lanes = std::collections::BTreeSet::new();
     for event in events {
         let fresh = mark(t, &event.bot, &event.event_id, now, expiry)?;
         out.record(!fresh);
@@ -29,8 +30,13 @@ pub(super) fn enqueue(
             continue;
         }
         for new in &event.deliveries {
-            insert(t, &event.bot, new, now)?;
+            if let Some(lane) = insert(t, &event.bot, new, now)? {
+                lanes.insert(lane);
+            }
         }
+    }
+    for lane in &lanes {
+        t.rescore(lane, now)?;
     }
     let commit = if out.accepted > 0 || purged > 0 {
         Commit::Yes
@@ -62,16 +68,25 @@ fn mark(
 }
 
 /// Writes one delivery: its payload, its state and its index entry.
-fn insert(t: &mut Tables<'_>, bot: &str, new: &NewDelivery, now: u64) -> Result<(), Fault> {
+/// Returns its lane if it is pending there (the caller rescores it).
+fn insert(
+    t: &mut Tables<'_>,
+    bot: &str,
+    new: &NewDelivery,
+    now: u64,
+) -> Result<Option<String>, Fault> {
     let delivery = new.delivery();
     let id = delivery.id.as_str();
     t.payloads.insert(
         id,
         (delivery.meta_json().as_slice(), delivery.body.as_slice()),
     )?;
+    let mut lane = None;
     let stage = match new {
         NewDelivery::Pending(_) => {
-            t.due.insert((now, id), ())?;
+            let name = delivery.lane();
+            t.lane_due.insert((name.as_str(), now, id), ())?;
+            lane = Some(name);
             Stage::Pending { due_ms: now }
         }
         NewDelivery::Dead(_, reason) => {
@@ -82,7 +97,8 @@ fn insert(t: &mut Tables<'_>, bot: &str, new: &NewDelivery, now: u64) -> Result<
             }
         }
     };
-    t.put_job(id, &Job::new(bot, stage))
+    t.put_job(id, &Job::new(bot, &delivery.webhook, stage))?;
+    Ok(lane)
 }
 
 /// Removes up to `max` dedup marks that expired by `now`, oldest first, so

@@ -3,21 +3,28 @@
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::fault::Fault;
-use super::tables::{DUE, JOBS};
+use super::tables::{JOBS, LANE_DUE, LANE_ORDER};
 use crate::queue::Depth;
 
-/// Pending jobs (due, scheduled or leased) and how many are due at `now`.
+/// Pending jobs (due, scheduled or leased) and how many are due at `now`
+/// in lanes not held.
 ///
 /// Counting the due ones walks them: cheap while workers keep up, linear in
 /// the backlog when they do not.
 pub(super) fn depth(db: &Database, now: u64) -> Result<Depth, Fault> {
     let txn = db.begin_read()?;
-    let due = txn.open_table(DUE)?;
-    let pending = due.len()?;
+    let lane_due = txn.open_table(LANE_DUE)?;
+    let lane_order = txn.open_table(LANE_ORDER)?;
+    let pending = lane_due.len()?;
+    let end = now.saturating_add(1);
     let mut due_now = 0;
-    for entry in due.range((0u64, "")..(now.saturating_add(1), ""))? {
-        entry?;
-        due_now += 1;
+    for lane in lane_order.range((0u64, "")..(end, ""))? {
+        let (key, _) = lane?;
+        let lane = key.value().1;
+        for entry in lane_due.range((lane, 0u64, "")..(lane, end, ""))? {
+            entry?;
+            due_now += 1;
+        }
     }
     Ok(Depth {
         pending,
@@ -25,11 +32,11 @@ pub(super) fn depth(db: &Database, now: u64) -> Result<Depth, Fault> {
     })
 }
 
-/// When the earliest pending job is due, if any.
+/// When the earliest lane can next be claimed from, if any.
 pub(super) fn next_due_ms(db: &Database) -> Result<Option<u64>, Fault> {
     let txn = db.begin_read()?;
-    let due = txn.open_table(DUE)?;
-    Ok(due.first()?.map(|(key, _)| key.value().0))
+    let lanes = txn.open_table(LANE_ORDER)?;
+    Ok(lanes.first()?.map(|(key, _)| key.value().0))
 }
 
 /// Checks that the store answers: a read transaction sees the tables.

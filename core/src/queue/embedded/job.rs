@@ -3,8 +3,10 @@
 
 use super::fault::{Fault, corrupt};
 
-/// The record format; bumped if the layout ever changes.
-const VERSION: u8 = 1;
+/// The record format; bumped if the layout ever changes. Version 1 had no
+/// webhook (the queue had no lanes); opening such a file fills it in.
+const VERSION: u8 = 2;
+const VERSION_WITHOUT_WEBHOOK: u8 = 1;
 const PENDING: u8 = 0;
 const DEAD: u8 = 1;
 
@@ -12,7 +14,7 @@ const DEAD: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Stage {
     /// Queued, due (or leased until) `due_ms`: it has the entry
-    /// `(due_ms, id)` in the due index.
+    /// `(lane, due_ms, id)` in its lane.
     Pending {
         /// When the job is next due, unix ms.
         due_ms: u64,
@@ -31,6 +33,8 @@ pub(super) enum Stage {
 pub(super) struct Job {
     /// The bot it belongs to (the dead-letter index is per bot).
     pub(super) bot: String,
+    /// The webhook it is for: with the bot, its lane.
+    pub(super) webhook: String,
     /// The fencing token of the current lease; 0 when not leased.
     pub(super) token: u64,
     /// How many attempts are recorded: the sequence number of the next one.
@@ -43,14 +47,20 @@ pub(super) struct Job {
 
 impl Job {
     /// A job just enqueued: never leased, no attempts.
-    pub(super) fn new(bot: &str, stage: Stage) -> Self {
+    pub(super) fn new(bot: &str, webhook: &str, stage: Stage) -> Self {
         Job {
             bot: bot.to_string(),
+            webhook: webhook.to_string(),
             token: 0,
             attempts: 0,
             base: 0,
             stage,
         }
+    }
+
+    /// The lane its pending entry lives in.
+    pub(super) fn lane(&self) -> String {
+        crate::queue::lane(&self.bot, &self.webhook)
     }
 
     /// Whether `token` is the fencing token of this job's current lease.
@@ -64,13 +74,16 @@ impl Job {
     }
 
     /// The stored bytes: version, stage, token, attempts, base, due or dead
-    /// time, then the bot and (dead only) the reason, each length-prefixed.
+    /// time, then the bot, the webhook and (dead only) the reason, each
+    /// length-prefixed.
     pub(super) fn encode(&self) -> Vec<u8> {
         let (tag, at_ms, reason) = match &self.stage {
             Stage::Pending { due_ms } => (PENDING, *due_ms, None),
             Stage::Dead { dead_ms, reason } => (DEAD, *dead_ms, Some(reason.as_str())),
         };
-        let mut out = Vec::with_capacity(40 + self.bot.len() + reason.map_or(0, str::len));
+        let mut out = Vec::with_capacity(
+            44 + self.bot.len() + self.webhook.len() + reason.map_or(0, str::len),
+        );
         out.push(VERSION);
         out.push(tag);
         out.extend_from_slice(&self.token.to_le_bytes());
@@ -78,6 +91,7 @@ impl Job {
         out.extend_from_slice(&self.base.to_le_bytes());
         out.extend_from_slice(&at_ms.to_le_bytes());
         put_str(&mut out, &self.bot);
+        put_str(&mut out, &self.webhook);
         if let Some(reason) = reason {
             put_str(&mut out, reason);
         }
@@ -85,10 +99,11 @@ impl Job {
     }
 
     /// Reads a record written by [`Job::encode`]; `id` names it in errors.
+    /// A version 1 record reads with an empty webhook.
     pub(super) fn decode(id: &str, bytes: &[u8]) -> Result<Self, Fault> {
         let mut r = Reader { bytes, id };
         let version = r.u8()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_WITHOUT_WEBHOOK {
             return Err(corrupt(
                 id,
                 format!("job record version {version}, expected {VERSION}"),
@@ -100,6 +115,11 @@ impl Job {
         let base = r.u32()?;
         let at_ms = r.u64()?;
         let bot = r.string()?;
+        let webhook = if version == VERSION_WITHOUT_WEBHOOK {
+            String::new()
+        } else {
+            r.string()?
+        };
         let stage = match tag {
             PENDING => Stage::Pending { due_ms: at_ms },
             DEAD => Stage::Dead {
@@ -113,6 +133,7 @@ impl Job {
         }
         Ok(Job {
             bot,
+            webhook,
             token,
             attempts,
             base,

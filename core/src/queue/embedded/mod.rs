@@ -137,18 +137,33 @@ impl Queue for EmbeddedQueue {
         Ok(enqueued)
     }
 
-    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError> {
-        if max == 0 {
+    async fn claim(
+        &self,
+        max: usize,
+        per_lane: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        if max == 0 || per_lane == 0 {
             return Ok(Vec::new());
         }
         let lease_ms = millis(lease);
-        self.write(move |t| claim::claim(t, now_ms(), lease_ms, max))
+        self.write(move |t| claim::claim(t, now_ms(), lease_ms, max, per_lane))
             .await
+    }
+
+    async fn hold(&self, bot: &str, webhook: &str, until_ms: u64) -> Result<(), QueueError> {
+        let lane = super::lane(bot, webhook);
+        self.write(move |t| {
+            t.hold(&lane, until_ms, now_ms())?;
+            Ok(((), Commit::Yes))
+        })
+        .await
     }
 
     async fn ack(&self, lease: &Lease) -> Result<bool, QueueError> {
         let Lease { id, token } = lease.clone();
-        self.write(move |t| settle::ack(t, &id, token)).await
+        self.write(move |t| settle::ack(t, &id, token, now_ms()))
+            .await
     }
 
     async fn retry(
@@ -159,7 +174,7 @@ impl Queue for EmbeddedQueue {
     ) -> Result<bool, QueueError> {
         let Lease { id, token } = lease.clone();
         let attempt = attempt_json(attempt);
-        self.write(move |t| settle::retry(t, &id, token, attempt.as_deref(), due_ms))
+        self.write(move |t| settle::retry(t, &id, token, attempt.as_deref(), due_ms, now_ms()))
             .await
     }
 

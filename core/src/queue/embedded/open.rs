@@ -3,10 +3,14 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::{Builder, Database, DatabaseError, ReadableTable, RepairSession};
+use redb::{Builder, Database, DatabaseError, ReadableDatabase, ReadableTable, RepairSession};
 
-use super::tables::{self, Commit, SCHEMA, SCHEMA_VERSION};
-use crate::queue::QueueError;
+use super::fault::{Fault, corrupt};
+use super::job::Stage;
+use super::tables::{
+    self, COUNTERS, Commit, OLD_DUE, SCHEMA, SCHEMA_VERSION, SCHEMA_WITHOUT_LANES, Tables,
+};
+use crate::queue::{Delivery, QueueError, now_ms};
 
 /// The database file inside the queue folder.
 pub(super) const FILE_NAME: &str = "queue.redb";
@@ -51,8 +55,27 @@ pub(super) fn open(folder: &Path) -> Result<Database, QueueError> {
     Ok(db)
 }
 
-/// Creates the tables, and refuses a file laid out by another version.
+/// Creates the tables, migrates a file laid out before lanes, and refuses
+/// one laid out by another version.
 fn init(db: &Database) -> Result<(), QueueError> {
+    let layout = {
+        let txn = db.begin_read().map_err(Fault::from)?;
+        match txn.open_table(COUNTERS) {
+            Ok(counters) => counters
+                .get(SCHEMA)
+                .map_err(Fault::from)?
+                .map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(Fault::from(e).into()),
+        }
+    };
+    if layout == Some(SCHEMA_WITHOUT_LANES) {
+        let moved = migrate_to_lanes(db)?;
+        tracing::info!(
+            jobs = moved,
+            "moved the embedded queue's pending jobs into per-webhook lanes"
+        );
+    }
     tables::write(db, |t| {
         let layout = t.counters.get(SCHEMA)?.map(|v| v.value());
         match layout {
@@ -69,4 +92,48 @@ fn init(db: &Database) -> Result<(), QueueError> {
         }
     })
     .map_err(QueueError::from)
+}
+
+/// Layout 1 → 2: gives every job its webhook (from its stored delivery) and
+/// moves pending jobs from the single due index into their lanes, in one
+/// transaction. Returns how many pending jobs moved.
+fn migrate_to_lanes(db: &Database) -> Result<usize, QueueError> {
+    let txn = db.begin_write().map_err(Fault::from)?;
+    let moved = {
+        let mut t = Tables::open(&txn)?;
+        let mut ids = Vec::new();
+        for entry in t.jobs.iter().map_err(Fault::from)? {
+            let (id, _) = entry.map_err(Fault::from)?;
+            ids.push(id.value().to_string());
+        }
+        let now = now_ms();
+        let mut lanes = std::collections::BTreeSet::new();
+        let mut moved = 0;
+        for id in &ids {
+            let Some(mut job) = t.job(id)? else { continue };
+            let webhook = {
+                let Some(payload) = t.payloads.get(id.as_str()).map_err(Fault::from)? else {
+                    return Err(corrupt(id, "job without its payload").into());
+                };
+                Delivery::from_parts(id, payload.value().0, Vec::new())?.webhook
+            };
+            job.webhook = webhook;
+            if let Stage::Pending { due_ms } = job.stage {
+                t.schedule_keeping_lease(id, &job, due_ms)?;
+                lanes.insert(job.lane());
+                moved += 1;
+            }
+            t.put_job(id, &job)?;
+        }
+        for lane in &lanes {
+            t.rescore(lane, now)?;
+        }
+        t.counters
+            .insert(SCHEMA, SCHEMA_VERSION)
+            .map_err(Fault::from)?;
+        moved
+    };
+    txn.delete_table(OLD_DUE).map_err(Fault::from)?;
+    txn.commit().map_err(Fault::from)?;
+    Ok(moved)
 }

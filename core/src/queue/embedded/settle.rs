@@ -7,11 +7,17 @@ use super::tables::{Commit, Tables};
 
 /// Removes a delivered job with its payload and attempts. `false` for a
 /// stale lease.
-pub(super) fn ack(t: &mut Tables<'_>, id: &str, token: u64) -> Result<(bool, Commit), Fault> {
+pub(super) fn ack(
+    t: &mut Tables<'_>,
+    id: &str,
+    token: u64,
+    now: u64,
+) -> Result<(bool, Commit), Fault> {
     let Some(job) = t.leased(id, token)? else {
         return Ok((false, Commit::No));
     };
     t.unindex(id, &job)?;
+    t.rescore(&job.lane(), now)?;
     t.jobs.remove(id)?;
     t.payloads.remove(id)?;
     for seq in 0..job.attempts {
@@ -28,6 +34,7 @@ pub(super) fn retry(
     token: u64,
     attempt: Option<&[u8]>,
     due_ms: u64,
+    now: u64,
 ) -> Result<(bool, Commit), Fault> {
     let Some(mut job) = t.leased(id, token)? else {
         return Ok((false, Commit::No));
@@ -37,6 +44,7 @@ pub(super) fn retry(
     }
     t.unindex(id, &job)?;
     t.schedule(id, &mut job, due_ms)?;
+    t.rescore(&job.lane(), now)?;
     Ok((true, Commit::Yes))
 }
 
@@ -64,5 +72,6 @@ pub(super) fn dead_letter(
     };
     t.dead.insert((job.bot.as_str(), now, id), ())?;
     t.put_job(id, &job)?;
+    t.rescore(&job.lane(), now)?;
     Ok((true, Commit::Yes))
 }

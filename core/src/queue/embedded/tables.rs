@@ -2,9 +2,11 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `jobs` | id | [`Job`]: bot, lease token, attempt counts, due time or death |
+//! | `jobs` | id | [`Job`]: bot, webhook, lease token, attempt counts, due time or death |
 //! | `payloads` | id | (delivery metadata JSON, body): written once |
-//! | `due` | (due ms, id) | — : every pending job, leased or not |
+//! | `lane_due` | (lane, due ms, id) | — : every pending job, leased or not, in its lane |
+//! | `lanes` | lane | (score, hold until ms): score = when the lane can next be claimed from (its earliest job, or its hold if later); `u64::MAX` for a lane with no jobs but a live hold |
+//! | `lane_order` | (score, lane) | — : the lanes with jobs, by score |
 //! | `attempts` | (id, seq) | attempt JSON, seq from 0 |
 //! | `dead` | (bot, dead ms, id) | — : the bot's dead letters |
 //! | `dedup` | (bot, event id) | expiry ms of the mark |
@@ -18,7 +20,12 @@ use super::job::{Job, Stage};
 
 pub(super) const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 pub(super) const PAYLOADS: TableDefinition<&str, (&[u8], &[u8])> = TableDefinition::new("payloads");
-pub(super) const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
+pub(super) const LANE_DUE: TableDefinition<(&str, u64, &str), ()> =
+    TableDefinition::new("lane_due");
+pub(super) const LANES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("lanes");
+pub(super) const LANE_ORDER: TableDefinition<(u64, &str), ()> = TableDefinition::new("lane_order");
+/// The single due index of layout version 1, before lanes (migrated away).
+pub(super) const OLD_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
 pub(super) const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts");
 pub(super) const DEAD: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("dead");
 pub(super) const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
@@ -31,7 +38,12 @@ pub(super) const TOKEN_SEQ: &str = "token";
 /// `counters` key: the layout version of the tables.
 pub(super) const SCHEMA: &str = "schema";
 /// The layout this version writes and reads.
-pub(super) const SCHEMA_VERSION: u64 = 1;
+pub(super) const SCHEMA_VERSION: u64 = 2;
+/// The layout before lanes, which opening migrates.
+pub(super) const SCHEMA_WITHOUT_LANES: u64 = 1;
+
+/// The `lanes` score of a lane with no pending job (kept for its hold).
+const NO_JOBS: u64 = u64::MAX;
 
 /// The end (exclusive) of the key range of `bot`'s dead letters; the start
 /// is `(bot, 0, "")`. No job dies at `u64::MAX` ms.
@@ -51,7 +63,9 @@ pub(super) enum Commit {
 pub(super) struct Tables<'txn> {
     pub(super) jobs: Table<'txn, &'static str, &'static [u8]>,
     pub(super) payloads: Table<'txn, &'static str, (&'static [u8], &'static [u8])>,
-    pub(super) due: Table<'txn, (u64, &'static str), ()>,
+    pub(super) lane_due: Table<'txn, (&'static str, u64, &'static str), ()>,
+    pub(super) lanes: Table<'txn, &'static str, (u64, u64)>,
+    pub(super) lane_order: Table<'txn, (u64, &'static str), ()>,
     pub(super) attempts: Table<'txn, (&'static str, u32), &'static [u8]>,
     pub(super) dead: Table<'txn, (&'static str, u64, &'static str), ()>,
     pub(super) dedup: Table<'txn, (&'static str, &'static str), u64>,
@@ -65,7 +79,9 @@ impl<'txn> Tables<'txn> {
         Ok(Tables {
             jobs: txn.open_table(JOBS)?,
             payloads: txn.open_table(PAYLOADS)?,
-            due: txn.open_table(DUE)?,
+            lane_due: txn.open_table(LANE_DUE)?,
+            lanes: txn.open_table(LANES)?,
+            lane_order: txn.open_table(LANE_ORDER)?,
             attempts: txn.open_table(ATTEMPTS)?,
             dead: txn.open_table(DEAD)?,
             dedup: txn.open_table(DEDUP)?,
@@ -110,10 +126,11 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Removes the index entry of `job` (due or dead), whichever it has.
+    /// The caller [rescores](Tables::rescore) its lane afterwards.
     pub(super) fn unindex(&mut self, id: &str, job: &Job) -> Result<(), Fault> {
         match &job.stage {
             Stage::Pending { due_ms } => {
-                self.due.remove((*due_ms, id))?;
+                self.lane_due.remove((job.lane().as_str(), *due_ms, id))?;
             }
             Stage::Dead { dead_ms, .. } => {
                 self.dead.remove((job.bot.as_str(), *dead_ms, id))?;
@@ -123,12 +140,75 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Makes `job` pending, due at `due_ms`, not leased; writes it and its
-    /// due entry. The caller has removed its previous index entry.
+    /// lane entry. The caller has removed its previous index entry, and
+    /// [rescores](Tables::rescore) its lane afterwards.
     pub(super) fn schedule(&mut self, id: &str, job: &mut Job, due_ms: u64) -> Result<(), Fault> {
         job.token = 0;
         job.stage = Stage::Pending { due_ms };
-        self.due.insert((due_ms, id), ())?;
+        self.lane_due
+            .insert((job.lane().as_str(), due_ms, id), ())?;
         self.put_job(id, job)
+    }
+
+    /// Adds the lane entry of a pending `job` due at `due_ms`, as it is
+    /// (a leased job keeps its lease): for migrating a file.
+    pub(super) fn schedule_keeping_lease(
+        &mut self,
+        id: &str,
+        job: &Job,
+        due_ms: u64,
+    ) -> Result<(), Fault> {
+        self.lane_due
+            .insert((job.lane().as_str(), due_ms, id), ())?;
+        Ok(())
+    }
+
+    /// The earliest due time in `lane`, if it has a pending job.
+    pub(super) fn lane_head(&self, lane: &str) -> Result<Option<u64>, Fault> {
+        match self
+            .lane_due
+            .range((lane, 0u64, "")..(lane, u64::MAX, ""))?
+            .next()
+        {
+            Some(entry) => Ok(Some(entry?.0.value().1)),
+            None => Ok(None),
+        }
+    }
+
+    /// Re-scores `lane` after its jobs or its hold changed: it can next be
+    /// claimed from at its earliest job's due time, or when a live hold
+    /// (one ending after `now`) ends, if later.
+    pub(super) fn rescore(&mut self, lane: &str, now: u64) -> Result<(), Fault> {
+        let (old_score, hold) = self.lanes.get(lane)?.map_or((NO_JOBS, 0), |v| v.value());
+        let hold = if hold > now { hold } else { 0 };
+        if old_score != NO_JOBS {
+            self.lane_order.remove((old_score, lane))?;
+        }
+        match self.lane_head(lane)? {
+            Some(head) => {
+                let score = head.max(hold);
+                self.lanes.insert(lane, (score, hold))?;
+                self.lane_order.insert((score, lane), ())?;
+            }
+            // A live hold outlasts the lane's jobs: ones enqueued during it
+            // wait too.
+            None if hold > 0 => {
+                self.lanes.insert(lane, (NO_JOBS, hold))?;
+            }
+            None => {
+                self.lanes.remove(lane)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds `lane` until `until_ms` (never shortening a longer hold).
+    pub(super) fn hold(&mut self, lane: &str, until_ms: u64, now: u64) -> Result<(), Fault> {
+        let (score, hold) = self.lanes.get(lane)?.map_or((NO_JOBS, 0), |v| v.value());
+        if until_ms > hold {
+            self.lanes.insert(lane, (score, until_ms))?;
+        }
+        self.rescore(lane, now)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::queue::{NewEvent, QueueError};
 fn job_records_round_trip() {
     let mut pending = Job::new(
         "bot-a",
+        "crm",
         Stage::Pending {
             due_ms: 1_700_000_000_123,
         },
@@ -21,6 +22,7 @@ fn job_records_round_trip() {
     pending.base = 1;
     let dead = Job::new(
         "bót",
+        "wébhook",
         Stage::Dead {
             dead_ms: 7,
             reason: "plugin failed: trap ✗".into(),
@@ -33,7 +35,7 @@ fn job_records_round_trip() {
 
 #[test]
 fn a_damaged_job_record_is_corrupt_not_a_panic() {
-    let bytes = Job::new("bot-a", Stage::Pending { due_ms: 1 }).encode();
+    let bytes = Job::new("bot-a", "crm", Stage::Pending { due_ms: 1 }).encode();
     for cut in 0..bytes.len() {
         let err = Job::decode("msg_x", &bytes[..cut]).expect_err("cut short");
         assert!(
@@ -125,4 +127,68 @@ fn an_expired_mark_is_absent_even_before_it_is_purged() {
         (1, 0),
         "expired at its expiry"
     );
+}
+
+#[test]
+fn a_file_laid_out_before_lanes_is_migrated_on_open() {
+    use super::tables::{COUNTERS, JOBS, OLD_DUE, PAYLOADS, SCHEMA, SCHEMA_WITHOUT_LANES};
+    use crate::event::Status;
+    use crate::queue::{Delivery, EmbeddedQueue, Queue};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let delivery = Delivery {
+        id: "msg_old".into(),
+        bot: "bot-a".into(),
+        webhook: "crm".into(),
+        event_id: "e1".into(),
+        status: Status::Read,
+        created_ms: 1,
+        content_type: "application/json".into(),
+        headers: vec![],
+        body: b"{}".to_vec(),
+    };
+    {
+        // Layout 1, as the version before lanes wrote it: a version-1 job
+        // record (no webhook) and the single due index.
+        let db = redb::Database::create(dir.path().join(super::open::FILE_NAME)).expect("create");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut record = vec![1u8, 0];
+            record.extend_from_slice(&0u64.to_le_bytes()); // token
+            record.extend_from_slice(&0u32.to_le_bytes()); // attempts
+            record.extend_from_slice(&0u32.to_le_bytes()); // base
+            record.extend_from_slice(&5u64.to_le_bytes()); // due ms
+            record.extend_from_slice(&5u32.to_le_bytes());
+            record.extend_from_slice(b"bot-a");
+            let mut jobs = txn.open_table(JOBS).expect("jobs");
+            jobs.insert("msg_old", record.as_slice()).expect("job");
+            let mut payloads = txn.open_table(PAYLOADS).expect("payloads");
+            let meta = serde_json::to_vec(&delivery).expect("meta");
+            payloads
+                .insert("msg_old", (meta.as_slice(), b"{}".as_slice()))
+                .expect("payload");
+            let mut due = txn.open_table(OLD_DUE).expect("due");
+            due.insert((5u64, "msg_old"), ()).expect("due");
+            let mut counters = txn.open_table(COUNTERS).expect("counters");
+            counters
+                .insert(SCHEMA, SCHEMA_WITHOUT_LANES)
+                .expect("schema");
+        }
+        txn.commit().expect("commit");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let q = EmbeddedQueue::open(dir.path()).expect("open migrates");
+        let claimed = q
+            .claim(10, 10, std::time::Duration::from_secs(30))
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].delivery, delivery);
+        assert!(q.ack(&claimed[0].lease).await.expect("ack"));
+        assert_eq!(q.depth().await.expect("depth").pending, 0);
+    });
 }

@@ -5,8 +5,10 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{p}:due` | sorted set | job ids scored by the unix ms they are next due |
-//! | `{p}:job:<id>` | hash | `meta` (JSON), `body`, `bot`, `token` while leased, `base`, `reason`/`dead_ms` when dead |
+//! | `{p}:lane:<bot>/<webhook>` | sorted set | the lane's pending job ids scored by the unix ms they are next due (leased: when the lease ends) |
+//! | `{p}:lanes` | sorted set | non-empty lanes scored by when they can next be claimed from: their earliest job, or their hold if later |
+//! | `{p}:hold:<lane>` | string with expiry | the unix ms a [held](Queue::hold) lane is set aside until |
+//! | `{p}:job:<id>` | hash | `meta` (JSON), `body`, `bot`, `lane`, `token` while leased, `base`, `reason`/`dead_ms` when dead |
 //! | `{p}:att:<id>` | list | attempts, JSON, oldest first |
 //! | `{p}:dead:<bot>` | sorted set | the bot's dead letters by time of death |
 //! | `{p}:dedup:<bot>:<event>` | string with TTL | the dedup mark of an accepted event |
@@ -14,7 +16,8 @@
 //! | `{p}:wake` | pub/sub channel | "work was enqueued" |
 //!
 //! Every state change is one Lua script (`lua/`), so a crash between two
-//! steps cannot duplicate or lose a job. Scripts are re-loaded automatically
+//! steps cannot duplicate or lose a job. The lane bookkeeping every script
+//! shares lives once, in `lua/lanes.lua`, prepended to them. Scripts are re-loaded automatically
 //! after a Redis restart or `SCRIPT FLUSH` (EVALSHA falls back to EVAL), and
 //! nothing else needs re-creating: a flushed Redis is an empty queue, not a
 //! stalled one.
@@ -51,6 +54,14 @@ struct Scripts {
     dead: Script,
     dead_letters: Script,
     replay: Script,
+    hold: Script,
+    depth: Script,
+    migrate: Script,
+}
+
+/// A script that moves jobs: the shared lane functions, then its own body.
+fn with_lanes(body: &str) -> Script {
+    Script::new(&[include_str!("lua/lanes.lua"), body].concat())
 }
 
 impl RedisQueue {
@@ -78,13 +89,16 @@ impl RedisQueue {
             conn: OnceCell::new(),
             prefix,
             scripts: Scripts {
-                enqueue: Script::new(include_str!("lua/enqueue.lua")),
-                claim: Script::new(include_str!("lua/claim.lua")),
-                ack: Script::new(include_str!("lua/ack.lua")),
-                retry: Script::new(include_str!("lua/retry.lua")),
-                dead: Script::new(include_str!("lua/dead.lua")),
+                enqueue: with_lanes(include_str!("lua/enqueue.lua")),
+                claim: with_lanes(include_str!("lua/claim.lua")),
+                ack: with_lanes(include_str!("lua/ack.lua")),
+                retry: with_lanes(include_str!("lua/retry.lua")),
+                dead: with_lanes(include_str!("lua/dead.lua")),
                 dead_letters: Script::new(include_str!("lua/dead_letters.lua")),
-                replay: Script::new(include_str!("lua/replay.lua")),
+                replay: with_lanes(include_str!("lua/replay.lua")),
+                hold: with_lanes(include_str!("lua/hold.lua")),
+                depth: Script::new(include_str!("lua/depth.lua")),
+                migrate: with_lanes(include_str!("lua/migrate.lua")),
             },
             wake,
             subscriber,
@@ -104,10 +118,32 @@ impl RedisQueue {
                     .await
                     .map_err(unavailable)?;
                 warn_if_not_durable(conn.clone()).await;
+                self.migrate(conn.clone()).await?;
                 Ok::<_, QueueError>(conn)
             })
             .await?;
         Ok(conn.clone())
+    }
+}
+
+impl RedisQueue {
+    /// Moves jobs queued by a version without lanes into their lanes.
+    async fn migrate(&self, mut conn: ConnectionManager) -> Result<(), QueueError> {
+        let moved: u64 = self
+            .scripts
+            .migrate
+            .arg(&self.prefix)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if moved > 0 {
+            tracing::info!(
+                jobs = moved,
+                "moved jobs queued by an older statushook into per-webhook lanes"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -185,6 +221,7 @@ impl Queue for RedisQueue {
                     NewDelivery::Dead(_, reason) => reason.as_str(),
                 };
                 call.arg(&delivery.id)
+                    .arg(delivery.lane())
                     .arg(delivery.meta_json())
                     .arg(&delivery.body)
                     .arg(dead);
@@ -201,7 +238,15 @@ impl Queue for RedisQueue {
         Ok(outcome)
     }
 
-    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>, QueueError> {
+    async fn claim(
+        &self,
+        max: usize,
+        per_lane: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        if max == 0 || per_lane == 0 {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn().await?;
         let rows: Vec<(String, u64, Vec<u8>, Vec<u8>, i64)> = self
             .scripts
@@ -210,6 +255,7 @@ impl Queue for RedisQueue {
             .arg(now_ms())
             .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
             .arg(max)
+            .arg(per_lane)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -232,6 +278,7 @@ impl Queue for RedisQueue {
             .arg(&self.prefix)
             .arg(&lease.id)
             .arg(lease.token)
+            .arg(now_ms())
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -253,10 +300,26 @@ impl Queue for RedisQueue {
             .arg(lease.token)
             .arg(due_ms)
             .arg(attempt_json(attempt))
+            .arg(now_ms())
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(done == 1)
+    }
+
+    async fn hold(&self, bot: &str, webhook: &str, until_ms: u64) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = self
+            .scripts
+            .hold
+            .arg(&self.prefix)
+            .arg(super::lane(bot, webhook))
+            .arg(until_ms)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn dead_letter(
@@ -336,11 +399,12 @@ impl Queue for RedisQueue {
 
     async fn depth(&self) -> Result<Depth, QueueError> {
         let mut conn = self.conn().await?;
-        let key = format!("{}:due", self.prefix);
-        let (pending, due): (u64, u64) = redis::pipe()
-            .zcard(&key)
-            .zcount(&key, "-inf", now_ms())
-            .query_async(&mut conn)
+        let (pending, due): (u64, u64) = self
+            .scripts
+            .depth
+            .arg(&self.prefix)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(Depth { pending, due })
@@ -349,7 +413,7 @@ impl Queue for RedisQueue {
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
         let mut conn = self.conn().await?;
         let first: Vec<(String, f64)> = conn
-            .zrange_withscores(format!("{}:due", self.prefix), 0, 0)
+            .zrange_withscores(format!("{}:lanes", self.prefix), 0, 0)
             .await
             .map_err(unavailable)?;
         // Scores are whole milliseconds, exact in an f64 up to 2^53.

@@ -9,8 +9,10 @@ if ARGV[6] ~= '' then
   redis.call('RPUSH', p .. ':att:' .. id, ARGV[6])
 end
 local bot = redis.call('HGET', jk, 'bot')
-redis.call('ZREM', p .. ':due', id)
+local lane = lane_of(p, id)
+redis.call('ZREM', p .. ':lane:' .. lane, id)
 redis.call('HSET', jk, 'reason', ARGV[5], 'dead_ms', ARGV[4])
 redis.call('HDEL', jk, 'token')
 redis.call('ZADD', p .. ':dead:' .. bot, tonumber(ARGV[4]), id)
+rescore(p, lane, tonumber(ARGV[4]))
 return 1

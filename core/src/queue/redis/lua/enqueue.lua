@@ -1,6 +1,7 @@
 -- Enqueue a batch atomically: dedup marks and deliveries, all or nothing.
 -- ARGV: prefix, now_ms, dedup_ttl_ms, n_events, then per event:
---   bot, event_id, n_deliveries, then per delivery: id, meta, body, dead_reason ('' = pending)
+--   bot, event_id, n_deliveries, then per delivery: id, lane, meta, body,
+--   dead_reason ('' = pending)
 -- Returns one flag per event, in order: 1 accepted, 0 duplicate.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -9,6 +10,7 @@ local n_events = tonumber(ARGV[4])
 local i = 5
 local accepted = 0
 local flags = {}
+local touched = {}
 for _ = 1, n_events do
   local bot, eid, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -16,21 +18,26 @@ for _ = 1, n_events do
     accepted = accepted + 1
     table.insert(flags, 1)
     for _ = 1, nd do
-      local id, meta, body, dead = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+      local id, meta, body, dead = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+      local lane = ARGV[i + 1]
       local jk = p .. ':job:' .. id
-      redis.call('HSET', jk, 'meta', meta, 'body', body, 'bot', bot)
+      redis.call('HSET', jk, 'meta', meta, 'body', body, 'bot', bot, 'lane', lane)
       if dead == '' then
-        redis.call('ZADD', p .. ':due', now, id)
+        redis.call('ZADD', p .. ':lane:' .. lane, now, id)
+        touched[lane] = true
       else
         redis.call('HSET', jk, 'reason', dead, 'dead_ms', now)
         redis.call('ZADD', p .. ':dead:' .. bot, now, id)
       end
-      i = i + 4
+      i = i + 5
     end
   else
     table.insert(flags, 0)
-    i = i + 4 * nd
+    i = i + 5 * nd
   end
+end
+for lane in pairs(touched) do
+  rescore(p, lane, now)
 end
 if accepted > 0 then
   redis.call('PUBLISH', p .. ':wake', '1')

@@ -11,12 +11,18 @@ elseif redis.call('ZSCORE', dead, ARGV[4]) then
 else
   ids = {}
 end
+local touched = {}
 for _, id in ipairs(ids) do
   local jk = p .. ':job:' .. id
+  local lane = lane_of(p, id)
   redis.call('ZREM', dead, id)
   redis.call('HSET', jk, 'base', redis.call('LLEN', p .. ':att:' .. id))
   redis.call('HDEL', jk, 'reason', 'dead_ms')
-  redis.call('ZADD', p .. ':due', now, id)
+  redis.call('ZADD', p .. ':lane:' .. lane, now, id)
+  touched[lane] = true
+end
+for lane in pairs(touched) do
+  rescore(p, lane, now)
 end
 if #ids > 0 then
   redis.call('PUBLISH', p .. ':wake', '1')

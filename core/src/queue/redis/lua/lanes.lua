@@ -1,0 +1,40 @@
+-- Lanes: prepended to every script that moves jobs (one copy of this logic).
+-- A lane L (one per webhook, `<bot>/<webhook>`) is the sorted set
+-- {p}:lane:L of its pending job ids scored by due ms (leased jobs by the end
+-- of their lease). {p}:lanes scores each non-empty lane by when it can next
+-- be claimed from: its earliest job's due time, or the end of its hold
+-- ({p}:hold:L, unix ms), whichever is later.
+
+-- The lane of job `id`, or nil if the job is gone. A job written before
+-- lanes existed has no `lane` field; its metadata names bot and webhook.
+local function lane_of(p, id)
+  local jk = p .. ':job:' .. id
+  local lane = redis.call('HGET', jk, 'lane')
+  if lane then
+    return lane
+  end
+  local meta = redis.call('HGET', jk, 'meta')
+  if not meta then
+    return nil
+  end
+  local m = cjson.decode(meta)
+  lane = m.bot .. '/' .. m.webhook
+  redis.call('HSET', jk, 'lane', lane)
+  return lane
+end
+
+-- Re-scores `lane` in {p}:lanes after its jobs or its hold changed.
+local function rescore(p, lane, now)
+  local first = redis.call('ZRANGE', p .. ':lane:' .. lane, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    -- A live hold stays (in its own key): jobs enqueued during it wait too.
+    redis.call('ZREM', p .. ':lanes', lane)
+    return
+  end
+  local score = tonumber(first[2])
+  local hold = tonumber(redis.call('GET', p .. ':hold:' .. lane) or '0')
+  if hold > now and hold > score then
+    score = hold
+  end
+  redis.call('ZADD', p .. ':lanes', score, lane)
+end
