@@ -1139,6 +1139,25 @@ async fn scenario_4(ctx: &mut Ctx) -> String {
         );
         let ((), with_a) = tokio::join!(load_a, measure_b);
         let a_requests = receiver_a.requests() - a_requests_before;
+        if let Ok(response) = stack
+            .target
+            .client
+            .get(format!(
+                "http://127.0.0.1:{}/metrics",
+                stack.dispatcher.port
+            ))
+            .send()
+            .await
+        {
+            let text = response.text().await.unwrap_or_default();
+            for line in text.lines().filter(|l| {
+                l.starts_with("statushook_deliveries_postponed")
+                    || l.starts_with("statushook_deliveries_failed")
+                    || (l.starts_with("statushook_attempt_seconds_bucket") && l.contains("bot-b"))
+            }) {
+                eprintln!("    {line}");
+            }
+        }
         let a_postponed = metric(
             &stack.target.client,
             stack.dispatcher.port,

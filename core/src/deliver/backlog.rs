@@ -33,12 +33,16 @@ pub(crate) struct Backlog {
     per_endpoint: usize,
 }
 
-/// An endpoint's recent latency, and overflows since a send to it last
-/// finished.
+/// An endpoint's recent latency, and its overflow holds since a send to it
+/// last finished.
 #[derive(Clone, Copy)]
 struct Pace {
     latency_ms: f64,
+    /// Holds since a send last finished: each doubles the next.
     overflows: u32,
+    /// When the last hold ends: jobs overflowing before then were claimed
+    /// with the one that set it, and share it instead of doubling it.
+    held_until: Option<Instant>,
 }
 
 impl Backlog {
@@ -91,6 +95,7 @@ impl Backlog {
         let pace = pacing.entry(endpoint.to_string()).or_insert(Pace {
             latency_ms: took_ms,
             overflows: 0,
+            held_until: None,
         });
         pace.latency_ms = 0.8 * pace.latency_ms + 0.2 * took_ms;
         pace.overflows = 0;
@@ -99,9 +104,11 @@ impl Backlog {
     /// How long to hold the lane of a job that overflowed the backlog of
     /// `endpoint` (at its cap of `cap` in flight): the time half the backlog
     /// takes to drain at the endpoint's recent latency, at least 1 ms,
-    /// doubled for each overflow since a send there last finished, at most
-    /// `longest` (a send's timeout: by then a slot is free or failed).
+    /// doubled for each hold since a send there last finished, at most
+    /// `longest`.
+    /// While a hold lasts, more overflows get what is left of it.
     pub(crate) fn overflow_hold(&self, endpoint: &str, cap: usize, longest: Duration) -> Duration {
+        let now = Instant::now();
         let mut pacing = self.pacing.lock().unwrap_or_else(|p| p.into_inner());
         if pacing.len() > 10_000 {
             // Bounded memory: forget endpoints that are not overflowing.
@@ -112,15 +119,63 @@ impl Backlog {
         let pace = pacing.entry(endpoint.to_string()).or_insert(Pace {
             latency_ms: 1.0,
             overflows: 0,
+            held_until: None,
         });
+        if let Some(until) = pace.held_until.filter(|until| *until > now) {
+            return until - now;
+        }
         let drain_ms = pace.latency_ms * self.per_endpoint as f64 / (2 * cap.max(1)) as f64;
         let hold_ms = drain_ms.max(1.0) * f64::from(1u32 << pace.overflows.min(16));
         pace.overflows = pace.overflows.saturating_add(1);
-        Duration::from_secs_f64(hold_ms / 1000.0).min(longest)
+        let hold = Duration::from_secs_f64(hold_ms / 1000.0).min(longest);
+        pace.held_until = Some(now + hold);
+        hold
     }
 
     /// Every waiting job (at shutdown, to return them to the queue).
     pub(crate) fn drain(&self) -> Vec<Parked> {
         self.lock().drain().flat_map(|(_, queue)| queue).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_holds_double_per_hold_not_per_job_and_reset_on_a_send() {
+        let backlog = Backlog::new(64);
+        let longest = Duration::from_secs(2);
+        // Unknown latency (1 ms assumed), cap 16, backlog 64: half the
+        // backlog drains in 2 ms.
+        let first = backlog.overflow_hold("e", 16, longest);
+        assert_eq!(first, Duration::from_millis(2));
+        // Jobs overflowing during that hold share it.
+        for _ in 0..15 {
+            assert!(backlog.overflow_hold("e", 16, longest) <= first);
+        }
+        std::thread::sleep(first);
+        assert_eq!(
+            backlog.overflow_hold("e", 16, longest),
+            Duration::from_millis(4)
+        );
+        // A finished send resets the doubling and sets the latency.
+        backlog.record_latency("e", 1.0);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(
+            backlog.overflow_hold("e", 16, longest),
+            Duration::from_millis(2)
+        );
+        // Never longer than `longest`.
+        for _ in 0..40 {
+            backlog
+                .pacing
+                .lock()
+                .expect("lock")
+                .get_mut("e")
+                .expect("pace")
+                .held_until = None;
+            assert!(backlog.overflow_hold("e", 16, longest) <= longest);
+        }
     }
 }

@@ -21,6 +21,11 @@ use crate::route::Snapshot;
 const CLAIM_BATCH: usize = 64;
 /// The longest a worker with nothing due sleeps before looking again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// The longest a lane is held because its endpoint is at its cap with a
+/// full backlog. Short: a hold outlasting a brief stall of the endpoint
+/// would delay the whole lane, and an endpoint that stopped answering soon
+/// has its breaker opened, which holds the lane for the open period.
+const MAX_BUSY_HOLD: Duration = Duration::from_millis(100);
 
 /// Everything a delivery attempt needs, shared by all of them.
 pub struct Deliverer {
@@ -224,7 +229,7 @@ impl Deliverer {
                         let hold = self.backlog.overflow_hold(
                             &endpoint,
                             settings.max_in_flight_per_endpoint,
-                            settings.timeout,
+                            settings.timeout.min(MAX_BUSY_HOLD),
                         );
                         self.set_aside(&parked.job, hold, "endpoint_busy").await;
                         Ended::Other
