@@ -679,12 +679,14 @@ id = "other"
         "statushook_deliveries_postponed_total",
         r#"bot="acme""#,
     );
-    // Without lane holds every one of the 200 jobs was claimed and put
-    // back every few hundred ms; with them, the lane is set aside whole and
-    // only the jobs already claimed go back.
+    // Without lane holds, each of the 196 jobs not in flight went back at
+    // least twice: once paced behind the full endpoint, once more when
+    // claimed with the breaker open. With them, only jobs claimed before
+    // their lane was held go back: fewer than one per event, on a loaded
+    // machine too (24 to 104 seen; CI's parallel tests give the most).
     assert!(
-        postponed < 100.0,
-        "{postponed} of acme's deliveries were put back: its lane was not held\n{text}"
+        postponed < 200.0,
+        "{postponed} put-backs for acme's 200 deliveries: its lane was not held\n{text}"
     );
     assert!(
         text.contains(r#"reason="breaker_open""#),
