@@ -394,15 +394,20 @@ impl Ctx {
 
 /// Sums a counter of the dispatcher's `/metrics`, over the lines whose
 /// labels contain `filter`.
-async fn metric(client: &reqwest::Client, port: u16, name: &str, filter: &str) -> f64 {
-    let Ok(response) = client
+/// The dispatcher's `/metrics` text, or `None` if it did not answer.
+async fn metrics_text(client: &reqwest::Client, port: u16) -> Option<String> {
+    let response = client
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await
-    else {
+        .ok()?;
+    response.text().await.ok()
+}
+
+async fn metric(client: &reqwest::Client, port: u16, name: &str, filter: &str) -> f64 {
+    let Some(text) = metrics_text(client, port).await else {
         return f64::NAN;
     };
-    let text = response.text().await.unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with(name) && l.contains(filter))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))

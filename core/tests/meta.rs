@@ -169,17 +169,6 @@ async fn depth(running: &Running) -> u64 {
     running.queue.depth().await.expect("depth").pending
 }
 
-async fn metrics(running: &Running) -> String {
-    support::http_client()
-        .get(format!("http://{}/metrics", running.addr))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str, mentions: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -326,7 +315,7 @@ async fn a_signed_body_for_two_bots_becomes_exactly_the_right_deliveries() {
             .all(|r| r.header("content-type") == "application/json")
     );
 
-    let text = metrics(&running).await;
+    let text = support::metrics(&running).await;
     for line in [
         r#"statushook_events_ingested_total{bot="acme"} 6"#,
         r#"statushook_events_ingested_total{bot="globex"} 5"#,
@@ -453,7 +442,7 @@ async fn bad_signatures_and_bodies_are_refused_and_queue_nothing() {
         (status, answer),
         (200, json!({"accepted": 0, "duplicates": 0, "skipped": 1}))
     );
-    let text = metrics(&running).await;
+    let text = support::metrics(&running).await;
     for line in [
         r#"statushook_ingest_rejected_total{reason="meta_unauthorized"} 10"#,
         r#"statushook_ingest_rejected_total{reason="meta_not_a_whatsapp_webhook"} 5"#,

@@ -571,14 +571,7 @@ async fn metrics_count_what_happened() {
     .await;
     receiver.wait_for(1, WAIT).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = client()
-        .get(format!("http://{}/metrics", running.addr))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = support::metrics(&running).await;
     for line in [
         r#"statushook_events_ingested_total{bot="acme"} 2"#,
         r#"statushook_deliveries_delivered_total{bot="acme",webhook="crm"} 1"#,
@@ -666,14 +659,7 @@ id = "other"
     }
     healthy.wait_for(100, WAIT).await;
 
-    let text = client()
-        .get(format!("http://{}/metrics", running.addr))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = support::metrics(&running).await;
     let postponed = metric_sum(
         &text,
         "statushook_deliveries_postponed_total",

@@ -104,3 +104,16 @@ pub async fn start_dispatcher(text: &str, dir: &std::path::Path) -> statushook::
         .await
         .expect("dispatcher starts")
 }
+
+/// The dispatcher's `/metrics` text.
+#[allow(dead_code)] // not every test binary reads metrics
+pub async fn metrics(running: &statushook::app::Running) -> String {
+    http_client()
+        .get(format!("http://{}/metrics", running.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}

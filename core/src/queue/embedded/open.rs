@@ -119,8 +119,12 @@ fn migrate_to_lanes(db: &Database) -> Result<usize, QueueError> {
             };
             job.webhook = webhook;
             if let Stage::Pending { due_ms } = job.stage {
-                t.schedule_keeping_lease(id, &job, due_ms)?;
-                lanes.insert(job.lane());
+                // As it is: a leased job keeps its lease.
+                let lane = job.lane();
+                t.lane_due
+                    .insert((lane.as_str(), due_ms, id.as_str()), ())
+                    .map_err(Fault::from)?;
+                lanes.insert(lane);
                 moved += 1;
             }
             t.put_job(id, &job)?;

@@ -150,19 +150,6 @@ impl<'txn> Tables<'txn> {
         self.put_job(id, job)
     }
 
-    /// Adds the lane entry of a pending `job` due at `due_ms`, as it is
-    /// (a leased job keeps its lease): for migrating a file.
-    pub(super) fn schedule_keeping_lease(
-        &mut self,
-        id: &str,
-        job: &Job,
-        due_ms: u64,
-    ) -> Result<(), Fault> {
-        self.lane_due
-            .insert((job.lane().as_str(), due_ms, id), ())?;
-        Ok(())
-    }
-
     /// The earliest due time in `lane`, if it has a pending job.
     pub(super) fn lane_head(&self, lane: &str) -> Result<Option<u64>, Fault> {
         match self
