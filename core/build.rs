@@ -2,12 +2,13 @@
 //!
 //! The built-in formats (`jelou`, `engage`, `connectly`, `wpp`) are ordinary
 //! guest crates under `plugins/`. This script runs a nested
-//! `cargo build --target wasm32-wasip2` over them, the example plugin and the
-//! hostile test guests, in a target directory of its own (so the nested build
-//! never waits on the outer build's lock), then writes `builtin_plugins.rs`
-//! with an `include_bytes!` per built-in. `cargo run` therefore needs no extra
-//! step. The other components stay on disk for the tests and the README tour;
-//! their folder is exported as `STATUSHOOK_GUEST_DIR`.
+//! `cargo build --target wasm32-wasip2` over those four only, in a target
+//! directory of its own (so the nested build never waits on the outer build's
+//! lock), then writes `builtin_plugins.rs` with an `include_bytes!` per
+//! built-in. `cargo run` therefore needs no extra step, and builds nothing the
+//! binary does not embed: the example plugin and the hostile test guests are
+//! built by the tests that use them (`tests/support/guests.rs`), into the same
+//! folder, which is exported as `STATUSHOOK_GUEST_DIR`.
 //!
 //! This is the approach of wasmtime's `crates/test-programs/artifacts/build.rs`.
 
@@ -19,14 +20,6 @@ const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "guest";
 /// The built-in formats, embedded in the binary.
 const BUILTINS: &[&str] = &["jelou", "engage", "connectly", "wpp"];
-/// Components built for tests and examples only; not embedded.
-const EXTRA_GUESTS: &[&str] = &[
-    "crm-plugin",
-    "hostile",
-    "no-export",
-    "other-wit",
-    "trap-on-load",
-];
 
 fn main() {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
@@ -65,7 +58,7 @@ fn main() {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
-    for guest in BUILTINS.iter().chain(EXTRA_GUESTS) {
+    for guest in BUILTINS {
         cmd.args(["--package", guest]);
     }
     let status = cmd
@@ -137,7 +130,7 @@ fn rerun_if_guest_sources_change(workspace: &Path, guest_dir: &Path) {
         "cargo:rerun-if-changed={}",
         workspace.join("Cargo.lock").display()
     );
-    for guest in BUILTINS.iter().chain(EXTRA_GUESTS) {
+    for guest in BUILTINS {
         let dep_info = guest_dir.join(format!("{}.d", guest.replace('-', "_")));
         let Ok(text) = fs::read_to_string(&dep_info) else {
             continue;

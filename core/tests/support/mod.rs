@@ -2,25 +2,18 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod guests;
 pub mod receiver;
 pub mod redis;
+
+#[allow(unused_imports)] // each test binary uses a different part
+pub use guests::guest;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use statushook::event::{StatusEvent, parse_event};
 use statushook::plugin::{HostOptions, PluginHost, PluginLimits};
-
-/// Where the build script put the test and example components.
-pub fn guest(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("STATUSHOOK_GUEST_DIR")).join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "test guest {} is missing: core/build.rs builds it; run `cargo build -p statushook` and check that `rustup target add wasm32-wasip2` was done",
-        path.display()
-    );
-    path
-}
 
 /// A host with default limits and a private compiled-plugin cache, shared by
 /// the tests of one binary (as one process shares one host in production).
