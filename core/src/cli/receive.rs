@@ -28,6 +28,10 @@ pub struct Args {
     /// The status code to answer with (try 500 to watch retries, 410 to stop them).
     #[arg(long, default_value_t = 200)]
     status: u16,
+    /// Print each request as it came: every header in order and the body's
+    /// exact bytes, not pretty-printed.
+    #[arg(long)]
+    raw: bool,
 }
 
 /// Serves until Ctrl-C, printing every request.
@@ -73,6 +77,7 @@ pub fn run(args: Args) -> ExitCode {
             };
             let Ok((stream, _)) = accepted else { continue };
             let secret = secret.clone();
+            let raw = args.raw;
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let secret = secret.clone();
                 async move {
@@ -82,7 +87,7 @@ pub fn run(args: Args) -> ExitCode {
                         .await
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
-                    print_request(&parts, &body, secret.as_deref());
+                    print_request(&parts, &body, secret.as_deref(), raw);
                     let mut response = Response::new(Full::new(Bytes::new()));
                     *response.status_mut() = status;
                     Ok::<_, Infallible>(response)
@@ -97,7 +102,10 @@ pub fn run(args: Args) -> ExitCode {
     })
 }
 
-fn print_request(parts: &http::request::Parts, body: &[u8], secret: Option<&[u8]>) {
+/// Prints one request: a line with the time (UTC), method, path,
+/// `webhook-id` and the signature check, then the headers and the body
+/// (pretty-printed JSON, or the exact bytes with `raw`).
+fn print_request(parts: &http::request::Parts, body: &[u8], secret: Option<&[u8]>, raw: bool) {
     let header = |name: &str| {
         parts
             .headers
@@ -105,9 +113,10 @@ fn print_request(parts: &http::request::Parts, body: &[u8], secret: Option<&[u8]
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     };
-    let signature = match secret {
-        None => "not checked (no --secret)".to_string(),
-        Some(secret) => {
+    let signature = match (secret, parts.headers.get("webhook-signature")) {
+        (None, _) => "not checked (no --secret)".to_string(),
+        (Some(_), None) => "missing".to_string(),
+        (Some(secret), Some(_)) => {
             let timestamp = header("webhook-timestamp").parse().unwrap_or(0);
             let expected = sign::standard_webhooks(secret, header("webhook-id"), timestamp, body);
             let given = header("webhook-signature");
@@ -118,18 +127,29 @@ fn print_request(parts: &http::request::Parts, body: &[u8], secret: Option<&[u8]
             }
         }
     };
-    let pretty = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{} {}  webhook-id={}  signature: {signature}",
+        "[{} UTC] {} {}  webhook-id={}  signature: {signature}",
+        time_of_day(std::time::SystemTime::now()),
         parts.method,
         parts.uri.path(),
         header("webhook-id")
     );
+    if raw {
+        let _ = writeln!(out, "{} {} {:?}", parts.method, parts.uri, parts.version);
+        for (name, value) in &parts.headers {
+            let _ = out.write_all(name.as_str().as_bytes());
+            let _ = out.write_all(b": ");
+            let _ = out.write_all(value.as_bytes());
+            let _ = out.write_all(b"\n");
+        }
+        let _ = out.write_all(b"\n");
+        let _ = out.write_all(body);
+        let _ = out.write_all(b"\n\n");
+        let _ = out.flush();
+        return;
+    }
     for (name, value) in &parts.headers {
         let name = name.as_str();
         if !matches!(
@@ -139,6 +159,39 @@ fn print_request(parts: &http::request::Parts, body: &[u8], secret: Option<&[u8]
             let _ = writeln!(out, "  {name}: {}", value.to_str().unwrap_or("<binary>"));
         }
     }
+    let pretty = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
     let _ = writeln!(out, "{pretty}\n");
     let _ = out.flush();
+}
+
+/// `HH:MM:SS.mmm` of `now` in UTC: enough to watch retries arrive.
+fn time_of_day(now: std::time::SystemTime) -> String {
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_epoch.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::time_of_day;
+
+    #[test]
+    fn time_of_day_is_utc_with_millis() {
+        assert_eq!(time_of_day(UNIX_EPOCH), "00:00:00.000");
+        let t = UNIX_EPOCH + Duration::from_millis(1_777_326_002_045);
+        assert_eq!(time_of_day(t), "21:40:02.045");
+    }
 }

@@ -8,6 +8,27 @@ use crate::config;
 
 use super::EXIT_FAILURE;
 
+/// `statushook run --help` ends with this: what a person running it as a
+/// service needs beyond the flags.
+pub(super) const AFTER_HELP: &str = "\
+The config file says where it listens ([server] listen, default 127.0.0.1:8080)
+and where deliveries wait ([queue]: an embedded store in `data/queue` beside
+the config, or Redis). `statushook check` validates a config without running it.
+
+Signals:
+  SIGHUP           reload config.toml and plugins (edits are also picked up by themselves)
+  SIGTERM, SIGINT  stop accepting, let in-flight sends finish (up to the delivery
+                   timeout + 5 s), return the rest to the queue, exit 0
+
+Environment:
+  STATUSHOOK_LOG         log filter, default `info` (e.g. `statushook=debug`)
+  STATUSHOOK_LOG_FORMAT  `text` (default) or `json`, one JSON object per line
+  NO_COLOR               any value: no colour even on a terminal
+  ${NAME} in config.toml is read from the environment at load and reload.
+
+Exit codes: 0 stopped cleanly, 1 could not start (bad config, port taken,
+queue unavailable: the reason is printed), 2 bad arguments.";
+
 /// Arguments of `statushook run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
