@@ -1,21 +1,27 @@
 //! Reload cost at scale: 1,000 bots × 4 webhooks and 20 distinct custom
 //! plugins, through the same `Reloader` the watcher calls.
 //!
-//! `cargo bench --bench reload` prints a markdown table: the initial load
+//! `cargo bench --bench reload` prints markdown tables: the initial load
 //! (every plugin compiled, cold cache), a reload that changes nothing, one
 //! that changes config only, one that swaps one plugin build, and the
-//! process RSS before and after.
+//! process RSS before and after; then the same 1,000 bots as 1,000 included
+//! files of one bot each, where one tenant's edit should cost about one
+//! file, not 1,000.
 
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use statushook::config;
+use statushook::config::{self, Fragments, Reread};
 use statushook::metrics::Metrics;
 use statushook::plugin::{HostOptions, PluginHost};
-use statushook::reload::{Outcome, Reloader};
+use statushook::reload::{self, Outcome, Reloader};
 use statushook::route::Snapshot;
+
+#[path = "../tests/support/guests.rs"]
+mod guests;
 
 const BOTS: usize = 1000;
 const CUSTOM_PLUGINS: usize = 20;
@@ -23,9 +29,8 @@ const RUNS: usize = 5;
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let crm = PathBuf::from(env!("STATUSHOOK_GUEST_DIR")).join("crm_plugin.wasm");
-    let crm = std::fs::read(&crm)
-        .unwrap_or_else(|e| panic!("{}: {e} (built by core's build script)", crm.display()));
+    let crm = guests::guest("crm_plugin");
+    let crm = std::fs::read(&crm).unwrap_or_else(|e| panic!("{}: {e}", crm.display()));
     std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
     for n in 0..CUSTOM_PLUGINS {
         write_plugin(dir.path(), n, &crm, 0);
@@ -41,31 +46,31 @@ fn main() {
     .expect("host");
     let started = Instant::now();
     let config = config::load(&path).expect("valid config");
-    let snapshot = Snapshot::build(config, &host, None).expect("snapshot");
+    let snapshot = Snapshot::build(config, &host, None, &HashSet::new()).expect("snapshot");
     let initial_ms = started.elapsed().as_secs_f64() * 1000.0;
     let compiled = snapshot.compiled.len();
     let rss_loaded = rss_kib();
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let reloader = Reloader {
-        path: path.clone(),
-        routes: Arc::new(ArcSwap::from_pointee(snapshot)),
-        host,
-        metrics: Arc::new(Metrics::new()),
-        client: Arc::new(ArcSwap::from_pointee(
-            statushook::deliver::client::build(false).expect("client"),
-        )),
-    };
+    let reloader = Reloader::new(
+        path.clone(),
+        Arc::new(ArcSwap::from_pointee(snapshot)),
+        host.clone(),
+        Arc::new(Metrics::new()),
+        client(),
+        Fragments::new(),
+    );
     let mut rows = vec![(
         "initial load (config parsed, 23 plugins compiled, cold cache)".to_string(),
         initial_ms,
         compiled,
     )];
-    rows.push(timed("reload, nothing changed", RUNS, &reloader, |_| {}));
+    let reload_all = || reloader.reload();
+    rows.push(timed("reload, nothing changed", RUNS, reload_all, |_| {}));
     rows.push(timed(
         "reload, config changed (a channel name), plugins reused",
         RUNS,
-        &reloader,
+        reload_all,
         |run| {
             std::fs::write(&path, config_text(&format!("Acme {run}"))).expect("config");
         },
@@ -73,7 +78,7 @@ fn main() {
     rows.push(timed(
         "reload, one plugin file swapped for a new build",
         RUNS,
-        &reloader,
+        reload_all,
         |run| {
             write_plugin(dir.path(), 0, &crm, run + 1);
         },
@@ -98,13 +103,90 @@ fn main() {
         "| process start | {rss_start} |\n| after the initial load | {rss_loaded} |\n| after {} reloads | {rss_end} |\n| after 30 more reloads | {rss_plateau} |",
         3 * RUNS
     );
+
+    fragments(dir.path(), &host);
 }
 
-/// Median time of `runs` reloads, each after `change(run)`.
+/// The same bots as 1,000 included files of one bot each.
+fn fragments(dir: &Path, host: &PluginHost) {
+    let folder = dir.join("bots.d");
+    std::fs::create_dir_all(&folder).expect("bots.d");
+    for bot in 0..BOTS {
+        std::fs::write(
+            folder.join(format!("bot-{bot:04}.toml")),
+            bot_text(bot, "Acme"),
+        )
+        .expect("fragment");
+    }
+    let path = dir.join("tenants.toml");
+    // `include` is a top-level key: before the first [section].
+    let main = "include = [\"bots.d/*.toml\"]\n[server]\nlisten = \"127.0.0.1:0\"\ningest_tokens = [\"t\"]\n[queue]\nbackend = \"embedded\"\npath = \"queue\"\n";
+    std::fs::write(&path, main).expect("main config");
+
+    let started = Instant::now();
+    let config = config::load(&path).expect("valid main config");
+    let mut fragments = Fragments::new();
+    let composed =
+        reload::compose(config, &mut fragments, Reread::All, host, None).expect("composed");
+    let initial_ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(composed.snapshot.bots().count(), BOTS);
+    let reloader = Reloader::new(
+        path,
+        Arc::new(ArcSwap::from_pointee(composed.snapshot)),
+        host.clone(),
+        Arc::new(Metrics::new()),
+        client(),
+        fragments,
+    );
+    let edited = folder
+        .join("bot-0500.toml")
+        .canonicalize()
+        .expect("fragment path");
+    let one: BTreeSet<_> = [edited.clone()].into();
+    let none = BTreeSet::new();
+    let rows = [
+        ("initial load (1,000 files read)".to_string(), initial_ms, 0),
+        timed(
+            "one file edited, the watcher's reload (reads that file)",
+            RUNS,
+            || reloader.reload_changed(&one),
+            |run| {
+                std::fs::write(&edited, bot_text(500, &format!("Edit {run}"))).expect("edit");
+            },
+        ),
+        timed(
+            "nothing changed, the watcher's reload (stats 1,000 files)",
+            RUNS,
+            || reloader.reload_changed(&none),
+            |_| {},
+        ),
+        timed(
+            "one file edited, SIGHUP (reads all 1,000 files)",
+            RUNS,
+            || reloader.reload(),
+            |run| {
+                std::fs::write(&edited, bot_text(500, &format!("Hup {run}"))).expect("edit");
+            },
+        ),
+    ];
+    println!("\n## Reload with {BOTS} included files of one bot each (same bots and plugins)\n");
+    println!("| what | median of {RUNS} |\n|---|---|");
+    for (what, ms, _) in &rows {
+        println!("| {what} | {ms:.1} ms |");
+    }
+}
+
+fn client() -> Arc<ArcSwap<reqwest::Client>> {
+    Arc::new(ArcSwap::from_pointee(
+        statushook::deliver::client::build(false).expect("client"),
+    ))
+}
+
+/// Median time of `runs` calls of `reload`, each after `change(run)`.
 fn timed(
     what: &str,
     runs: usize,
-    reloader: &Reloader,
+    reload: impl Fn() -> Outcome,
     change: impl Fn(usize),
 ) -> (String, f64, usize) {
     let mut times = Vec::new();
@@ -112,7 +194,7 @@ fn timed(
     for run in 0..runs {
         change(run);
         let started = Instant::now();
-        match reloader.reload() {
+        match reload() {
             Outcome::Applied(changes) => compiled = changes.plugins_compiled.len(),
             other => panic!("{what}: reload did not apply: {other:?}"),
         }
@@ -144,21 +226,29 @@ fn config_text(channel: &str) -> String {
     let mut text = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\ningest_tokens = [\"t\"]\n[queue]\nbackend = \"embedded\"\npath = \"queue\"\n[delivery]\nallow_private_networks = false\n",
     );
-    // Three built-ins and one of the 20 custom plugins per bot.
-    let builtins = ["jelou", "engage", "connectly"];
     for bot in 0..BOTS {
-        text.push_str(&format!("[[bots]]\nid = \"bot-{bot}\"\nchannel_name = \"{channel} {bot}\"\nphone_number_ids = [\"{}\"]\n", 1_000_000 + bot));
-        let custom = format!("plugins/custom{}.wasm", bot % CUSTOM_PLUGINS);
-        for (hook, plugin) in builtins
-            .iter()
-            .copied()
-            .chain([custom.as_str()])
-            .enumerate()
-        {
-            text.push_str(&format!(
-                "  [[bots.webhooks]]\n  name = \"hook-{hook}\"\n  url = \"https://partner-{hook}.example.com/bots/{bot}\"\n  events = [\"all\"]\n  plugin = \"{plugin}\"\n  sign = {{ type = \"hmac\", secret = \"s-{bot}\", header = \"x-sig\", encoding = \"hex\" }}\n"
-            ));
-        }
+        text.push_str(&bot_text(bot, channel));
+    }
+    text
+}
+
+/// One bot: three built-ins and one of the 20 custom plugins.
+fn bot_text(bot: usize, channel: &str) -> String {
+    let builtins = ["jelou", "engage", "connectly"];
+    let mut text = format!(
+        "[[bots]]\nid = \"bot-{bot}\"\nchannel_name = \"{channel} {bot}\"\nphone_number_ids = [\"{}\"]\n",
+        1_000_000 + bot
+    );
+    let custom = format!("plugins/custom{}.wasm", bot % CUSTOM_PLUGINS);
+    for (hook, plugin) in builtins
+        .iter()
+        .copied()
+        .chain([custom.as_str()])
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "  [[bots.webhooks]]\n  name = \"hook-{hook}\"\n  url = \"https://partner-{hook}.example.com/bots/{bot}\"\n  events = [\"all\"]\n  plugin = \"{plugin}\"\n  sign = {{ type = \"hmac\", secret = \"s-{bot}\", header = \"x-sig\", encoding = \"hex\" }}\n"
+        ));
     }
     text
 }

@@ -14,14 +14,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, QueueBackend, QueueConfig};
+use crate::config::{FileChange, Fragments, Reread};
 use crate::deliver::Deliverer;
 use crate::deliver::endpoint::{BreakerPolicy, Endpoints};
 use crate::ingest::{Ingest, server};
 use crate::metrics::Metrics;
 use crate::plugin::{HostError, HostOptions, PluginHost};
 use crate::queue::{EmbeddedQueue, Queue, QueueError, RedisQueue};
-use crate::reload::{self, Reloader};
-use crate::route::{Snapshot, SnapshotError};
+use crate::reload::{self, ComposeError, Composed, Reloader};
+use crate::route::Snapshot;
 
 /// Why the dispatcher could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +30,10 @@ pub enum StartError {
     /// The WebAssembly runtime could not be set up.
     #[error(transparent)]
     Host(#[from] HostError),
-    /// A plugin named in config could not be loaded.
-    #[error("cannot load a plugin: {0}")]
-    Plugin(#[from] SnapshotError),
+    /// The routing table could not be built: a plugin the config names
+    /// does not load, or the main file clashes with an included one.
+    #[error("cannot build the routing table: {0}")]
+    Routes(#[from] ComposeError),
     /// The queue could not be opened.
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -99,11 +101,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listen = config.server.listen;
     let delivery = config.delivery.clone();
     let build_host = host.clone();
-    let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(config, &build_host, None))
-        .await
-        .map_err(|e| StartError::Client(format!("plugin loading panicked: {e}")))??;
+    let (composed, fragments) = tokio::task::spawn_blocking(move || {
+        let mut fragments = Fragments::new();
+        // The first table: the main config and every file it includes.
+        reload::compose(config, &mut fragments, Reread::All, &build_host, None)
+            .map(|c| (c, fragments))
+    })
+    .await
+    .map_err(|e| StartError::Client(format!("plugin loading panicked: {e}")))??;
+    let Composed {
+        snapshot,
+        files,
+        problems,
+        ..
+    } = composed;
     let routes = Arc::new(ArcSwap::from_pointee(snapshot));
     let metrics = Arc::new(Metrics::new());
+    let main = routes.load().config.path.clone();
+    for problem in &problems {
+        tracing::warn!("{problem}");
+    }
     let client = Arc::new(ArcSwap::from_pointee(
         crate::deliver::client::build(delivery.allow_private_networks)
             .map_err(StartError::Client)?,
@@ -132,13 +149,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop.clone(),
         Duration::from_secs(10),
     ));
-    let reloader = Arc::new(Reloader {
-        path: routes.load().config.path.clone(),
-        routes: Arc::clone(&routes),
-        host: host.clone(),
-        metrics: Arc::clone(&metrics),
-        client: Arc::clone(&client),
-    });
+    let reloader = Arc::new(Reloader::new(
+        main,
+        Arc::clone(&routes),
+        host.clone(),
+        Arc::clone(&metrics),
+        Arc::clone(&client),
+        fragments,
+    ));
+    // At start only refusals are news; 1,000 "applied" lines would bury them.
+    let refused: Vec<_> = files
+        .into_iter()
+        .filter(|f| matches!(f.change, FileChange::Refused { .. }))
+        .collect();
+    reloader.report(&refused);
     // Watching starts before `start` returns, so no change made after it is missed.
     let reload = tokio::spawn(reload::watch::Watch::start(Arc::clone(&reloader)).run(stop.clone()));
     let deliverer = Arc::new(Deliverer::new(

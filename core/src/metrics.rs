@@ -46,6 +46,16 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Labels of a config reload: which file, and how it went.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// The main config as given, or an included file relative to its
+    /// folder.
+    pub file: String,
+    /// `ok`, `error` or `ignored`.
+    pub reason: String,
+}
+
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
@@ -78,8 +88,10 @@ pub struct Metrics {
     pub queue_pending: Gauge,
     /// Of those, how many are due now.
     pub queue_due: Gauge,
-    /// Config reloads, by result (`ok`, `error`, `ignored`).
-    pub config_reloads: Family<ReasonLabels, Counter>,
+    /// Config reloads, by file (the main config, or an included file whose
+    /// change was applied, refused, ignored or removed) and result (`ok`,
+    /// `error`, `ignored`).
+    pub config_reloads: Family<ReloadLabels, Counter>,
     /// Time of one reload (parse, validate, compile changed plugins, swap).
     pub config_reload_seconds: Histogram,
 }
@@ -190,7 +202,7 @@ impl Metrics {
         );
         r.register(
             "statushook_config_reloads",
-            "Config reloads, by result",
+            "Config reloads, by file and result",
             m.config_reloads.clone(),
         );
         r.register(

@@ -185,3 +185,141 @@ fn bad_arguments_are_a_usage_error() {
         .expect("run statushook");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A folder whose `config.toml` includes `bots.d/*.toml`, with `files` in
+/// `bots.d/`.
+fn tenants(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = folder("include = [\"bots.d/*.toml\"]\n\n[[bots]]\nid = \"host-bot\"\n");
+    std::fs::create_dir(dir.path().join("bots.d")).expect("bots.d");
+    for (name, text) in files {
+        std::fs::write(dir.path().join("bots.d").join(name), text).expect("fragment");
+    }
+    dir
+}
+
+fn tenant(bot: &str, plugin: &str) -> String {
+    format!(
+        "[[bots]]\nid = \"{bot}\"\n\n  [[bots.webhooks]]\n  name = \"crm\"\n  url = \"https://crm.example.com/{bot}\"\n  events = [\"all\"]\n  plugin = \"{plugin}\"\n"
+    )
+}
+
+fn check_file(dir: &Path, file: &Path, as_path: Option<&Path>) -> Output {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
+    command
+        .args(["check", "--config"])
+        .arg(dir.join("config.toml"))
+        .arg("--file")
+        .arg(file)
+        .env("STATUSHOOK_CACHE_DIR", cache.path());
+    if let Some(as_path) = as_path {
+        command.arg("--as").arg(as_path);
+    }
+    command.output().expect("run statushook")
+}
+
+#[test]
+fn every_included_file_is_checked_and_each_problem_names_its_file_and_line() {
+    let dir = tenants(&[
+        ("a-first.toml", &tenant("acme", "jelou")),
+        ("b-dup.toml", &tenant("acme", "engage")),
+        ("c-server.toml", "[server]\nlisten = \"0.0.0.0:1\"\n"),
+        ("d-plugin.toml", &tenant("delta", "plugins/notes.wasm")),
+        (
+            "e-typo.toml",
+            &tenant("echo", "wpp").replace("events", "evnts"),
+        ),
+    ]);
+    let out = check(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    let bots = dir.path().canonicalize().expect("dir").join("bots.d");
+    let expect = [
+        format!(
+            "{}:2: bots[0].id: duplicate bot id \"acme\": {}:2 already defines it",
+            bots.join("b-dup.toml").display(),
+            bots.join("a-first.toml").display()
+        ),
+        format!(
+            "{}:1: server: an included file holds [[bots]] only",
+            bots.join("c-server.toml").display()
+        ),
+        format!(
+            "{}:8: bots[0].webhooks[0].plugin: ",
+            bots.join("d-plugin.toml").display()
+        ),
+        format!(
+            "{}:7: bots[0].webhooks[0].evnts: unknown key",
+            bots.join("e-typo.toml").display()
+        ),
+    ];
+    for line in &expect {
+        assert!(
+            stderr.contains(line.as_str()),
+            "missing `{line}` in:\n{stderr}"
+        );
+    }
+
+    // Fixed, the same folder passes and says how many files it read.
+    for name in [
+        "b-dup.toml",
+        "c-server.toml",
+        "d-plugin.toml",
+        "e-typo.toml",
+    ] {
+        std::fs::remove_file(dir.path().join("bots.d").join(name)).expect("remove");
+    }
+    let out = check(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).ends_with(": ok (2 bots, 1 webhook, 1 plugin, 1 included file)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn check_file_checks_one_fragment_against_the_rest() {
+    let dir = tenants(&[("acme.toml", &tenant("acme", "jelou"))]);
+    let bots = dir.path().join("bots.d");
+
+    // A new tenant that takes an existing bot id: refused, naming both.
+    let candidate = bots.join(".globex.toml.new");
+    std::fs::write(&candidate, tenant("acme", "wpp")).expect("candidate");
+    let out = check_file(dir.path(), &candidate, Some(&bots.join("globex.toml")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(".globex.toml.new:2: bots[0].id: duplicate bot id \"acme\"")
+            && stderr.contains("acme.toml:2 already defines it"),
+        "{stderr}"
+    );
+
+    // The same text as acme.toml's next version replaces it: fine.
+    let out = check_file(dir.path(), &candidate, Some(&bots.join("acme.toml")));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(": ok (1 bot, 1 webhook)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Where no include pattern looks, it would never load: said so.
+    let out = check_file(dir.path(), &candidate, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not matched by any include pattern"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Its own problems and its plugins' are reported with its lines.
+    std::fs::write(&candidate, tenant("globex", "plugins/notes.wasm")).expect("candidate");
+    let out = check_file(dir.path(), &candidate, Some(&bots.join("globex.toml")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(".globex.toml.new:8: bots[0].webhooks[0].plugin: "),
+        "{}",
+        text(&out.stderr)
+    );
+}

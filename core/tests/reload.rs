@@ -252,12 +252,14 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     ));
     let running = setup.start(&good).await;
     let reloads = |result: &str| {
+        // One series per file; this config has one file.
         let text = running.metrics.encode();
-        let line = format!("statushook_config_reloads_total{{reason=\"{result}\"}} ");
+        let reason = format!("reason=\"{result}\"}} ");
         text.lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
+            .filter(|l| l.starts_with("statushook_config_reloads_total{"))
+            .filter_map(|l| l.split_once(&reason))
+            .filter_map(|(_, n)| n.parse::<u64>().ok())
+            .sum::<u64>()
     };
     let client = support::http_client();
     let post = |n: usize| {

@@ -1,10 +1,12 @@
-//! `statushook check`: validate the config and compile every plugin it
-//! names, as an operator does before deploying or after editing.
+//! `statushook check`: validate the config, every file it includes, and
+//! compile every plugin they name, as an operator does before deploying or
+//! after editing; or (`--file`) one fragment against the rest, as a
+//! provisioning tool does before it moves a tenant's file into place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::{self, Config, Problem};
+use crate::config::{self, BotConfig, Config, FileChange, Fragments, Problem, Reread};
 use crate::plugin::{HostOptions, PluginHost};
 
 use super::EXIT_FAILURE;
@@ -15,6 +17,16 @@ pub struct Args {
     /// The config file to check.
     #[arg(long, value_name = "PATH", default_value = "config.toml")]
     config: PathBuf,
+    /// Check only this fragment file, against the config and the other
+    /// included files as they are now: its own problems, clashes with
+    /// other files, and its plugins.
+    #[arg(long, value_name = "FRAGMENT")]
+    file: Option<PathBuf>,
+    /// With --file: where the fragment is to go (it must match an include
+    /// pattern); the file now there, if any, is the one it replaces.
+    /// Default: the fragment's own path.
+    #[arg(long = "as", value_name = "PATH", requires = "file")]
+    as_path: Option<PathBuf>,
 }
 
 /// Runs the command: exit 0 with a one-line summary on stdout, or 1 with
@@ -34,45 +46,204 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) if e.is_empty_file() => return report(e.problems),
         Err(e) => (None, e.problems),
     };
+    let mut plugins = Plugins::new(config.as_ref(), config::base_dir_of(path));
 
-    let plugins = config::plugin_refs(&text, &env);
-    if !plugins.is_empty() {
-        let host = match PluginHost::new(host_options(config.as_ref())) {
-            Ok(host) => host,
-            Err(e) => {
-                eprintln!("statushook: {e}");
-                return ExitCode::from(EXIT_FAILURE);
+    if let Some(fragment) = &args.file {
+        let target = args.as_path.as_deref().unwrap_or(fragment);
+        let mut fragment_problems =
+            check_one(config.as_ref(), fragment, target, &env, &mut plugins);
+        if config.is_some() {
+            // The main file's own problems are not the fragment's, and a
+            // valid main file has none.
+            problems.clear();
+        }
+        problems.append(&mut fragment_problems);
+        if !problems.is_empty() {
+            return report(problems);
+        }
+        println!(
+            "{}: ok ({}, {}) next to {} and the files it includes",
+            fragment.display(),
+            count(plugins.bots, "bot"),
+            count(plugins.webhooks, "webhook"),
+            path.display(),
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    plugins.check_text(&text, path, &env, &mut problems);
+    let mut files = 0;
+    if let Some(config) = &config {
+        let mut fragments = Fragments::new();
+        let scan = fragments.scan(&config.include, &config.path, Reread::All);
+        problems.extend(scan.problems);
+        let composition = fragments.compose(&config.path, &config.bots, &Default::default(), &[]);
+        files = fragments.len();
+        for outcome in composition.files {
+            if let FileChange::Refused {
+                problems: found, ..
+            } = outcome.change
+            {
+                problems.extend(found);
             }
-        };
-        let base_dir = config::base_dir_of(path);
-        for plugin in &plugins {
-            if let Err(e) = host.load(&plugin.plugin, base_dir) {
+            if let Ok(text) = config::read_source(&outcome.file) {
+                plugins.check_text(&text, &outcome.file, &env, &mut problems);
+            }
+        }
+        plugins.count(&config.bots);
+        plugins.count(&composition.bots);
+    }
+
+    if config.is_none() || !problems.is_empty() {
+        problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        return report(problems);
+    }
+    let included = if files > 0 {
+        format!(", {}", count(files, "included file"))
+    } else {
+        String::new()
+    };
+    println!(
+        "{}: ok ({}, {}, {}{included})",
+        path.display(),
+        count(plugins.bots, "bot"),
+        count(plugins.webhooks, "webhook"),
+        count(plugins.checked, "plugin"),
+    );
+    ExitCode::SUCCESS
+}
+
+/// The problems of fragment `file`, checked as if it were at `target`,
+/// next to the config and every other included file as they are now.
+fn check_one(
+    config: Option<&Config>,
+    file: &Path,
+    target: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    plugins: &mut Plugins,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let text = match config::read_source(file) {
+        Ok(text) => text,
+        Err(e) => return e.problems,
+    };
+    let parsed = config::parse_fragment(&text, file, env);
+    plugins.check_text(&text, file, env, &mut problems);
+    let Some(config) = config else {
+        // Without a valid main file, the fragment can only be checked alone.
+        if let Err(e) = parsed {
+            problems.extend(e.problems);
+        }
+        return problems;
+    };
+    let target = config::absolute(target);
+    if !config
+        .include
+        .iter()
+        .any(|include| include.matches(&target))
+    {
+        let patterns: Vec<&str> = config.include.iter().map(|i| i.pattern.as_str()).collect();
+        problems.push(Problem::new(
+            file,
+            None,
+            "",
+            format!(
+                "{} is not matched by any include pattern of {} ({}), so it would not be loaded",
+                target.display(),
+                config.path.display(),
+                if patterns.is_empty() {
+                    "it has none".to_string()
+                } else {
+                    format!("include = {patterns:?}")
+                }
+            ),
+        ));
+    }
+    // The rest as it runs now, then this file's new version on top.
+    let mut fragments = Fragments::new();
+    // Unreadable folders are the whole config's problem, not this file's.
+    let _ = fragments.scan(&config.include, &config.path, Reread::All);
+    let running = fragments.compose(&config.path, &config.bots, &Default::default(), &[]);
+    fragments.commit(&running);
+    if let Ok(fragment) = &parsed {
+        plugins.count(&fragment.bots);
+    }
+    fragments.set_latest(&target, parsed);
+    let composition = fragments.compose(&config.path, &config.bots, &Default::default(), &[]);
+    if let Some(outcome) = composition.outcome(&target)
+        && let FileChange::Refused {
+            problems: found, ..
+        } = &outcome.change
+    {
+        // Named as the operator named it, not where it is going.
+        problems.extend(found.iter().cloned().map(|mut problem| {
+            if problem.file == target {
+                problem.file = file.to_path_buf();
+            }
+            problem
+        }));
+    }
+    problems.sort_by_key(|problem| problem.line);
+    problems
+}
+
+/// Compiles the plugins of each checked file, counting what was checked.
+struct Plugins {
+    host: Option<Result<PluginHost, String>>,
+    options: HostOptions,
+    base_dir: PathBuf,
+    checked: usize,
+    bots: usize,
+    webhooks: usize,
+}
+
+impl Plugins {
+    fn new(config: Option<&Config>, base_dir: &Path) -> Self {
+        Plugins {
+            host: None,
+            options: host_options(config),
+            base_dir: base_dir.to_path_buf(),
+            checked: 0,
+            bots: 0,
+            webhooks: 0,
+        }
+    }
+
+    /// Loads every plugin `text` (the file `file`) names; a plugin that
+    /// does not load is a problem at the line of the first webhook naming it.
+    fn check_text(
+        &mut self,
+        text: &str,
+        file: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        problems: &mut Vec<Problem>,
+    ) {
+        for plugin in config::plugin_refs(text, env) {
+            let host = self.host.get_or_insert_with(|| {
+                PluginHost::new(self.options.clone()).map_err(|e| e.to_string())
+            });
+            let result = match host {
+                Ok(host) => host
+                    .load(&plugin.plugin, &self.base_dir)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("cannot start the plugin host: {e}")),
+            };
+            self.checked += 1;
+            if let Err(message) = result {
                 problems.push(Problem::new(
-                    path,
+                    file,
                     Some(plugin.line),
                     plugin.key.as_str(),
-                    e.to_string(),
+                    message,
                 ));
             }
         }
     }
 
-    let config = match config {
-        Some(config) if problems.is_empty() => config,
-        _ => {
-            problems.sort_by_key(|problem| problem.line);
-            return report(problems);
-        }
-    };
-    let webhooks = config.bots.iter().map(|bot| bot.webhooks.len()).sum();
-    println!(
-        "{}: ok ({}, {}, {})",
-        path.display(),
-        count(config.bots.len(), "bot"),
-        count(webhooks, "webhook"),
-        count(plugins.len(), "plugin"),
-    );
-    ExitCode::SUCCESS
+    fn count(&mut self, bots: &[BotConfig]) {
+        self.bots += bots.len();
+        self.webhooks += bots.iter().map(|bot| bot.webhooks.len()).sum::<usize>();
+    }
 }
 
 /// The host `statushook run` would create: the config's limits and its

@@ -79,23 +79,7 @@ pub fn parse(
     }
     let (doc, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
-        let problems = errors
-            .iter()
-            .map(|error| {
-                let (line, message) = match error.span() {
-                    Some(span) => {
-                        let column = column_at(text, span.start);
-                        (
-                            Some(line_at(text, span.start)),
-                            format!("syntax error at column {column}: {}", error.message()),
-                        )
-                    }
-                    None => (None, format!("syntax error: {}", error.message())),
-                };
-                Problem::new(path, line, "", message)
-            })
-            .collect();
-        return Err(ConfigError::new(problems));
+        return Err(ConfigError::new(syntax_problems(text, path, &errors)));
     }
     let mut reader = Reader::new(text, path, env);
     let config = validate::config(&mut reader, &doc, path);
@@ -113,6 +97,26 @@ pub fn parse(
             "the config is invalid but no problem was recorded (a statushook bug)",
         )])),
     }
+}
+
+/// One problem per TOML syntax error, with its line and column.
+pub(super) fn syntax_problems(text: &str, path: &Path, errors: &[toml::de::Error]) -> Vec<Problem> {
+    errors
+        .iter()
+        .map(|error| {
+            let (line, message) = match error.span() {
+                Some(span) => {
+                    let column = column_at(text, span.start);
+                    (
+                        Some(line_at(text, span.start)),
+                        format!("syntax error at column {column}: {}", error.message()),
+                    )
+                }
+                None => (None, format!("syntax error: {}", error.message())),
+            };
+            Problem::new(path, line, "", message)
+        })
+        .collect()
 }
 
 /// The 1-based column (in characters) of byte `offset` in `text`.

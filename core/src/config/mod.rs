@@ -10,6 +10,11 @@
 //! and rules across keys (unique bot ids and webhook names, a phone number id
 //! owned by one bot) are enforced here.
 //!
+//! A config may `include` fragment files of `[[bots]]` (one per tenant, say).
+//! [`load`] reads the main file only; [`Fragments`] reads the fragments, each
+//! on its own, and decides what each contributes, so that one broken file
+//! never holds up the others.
+//!
 //! This module does not touch anything but the config file: whether a
 //! plugin file exists and is a valid component is for the plugin host to say
 //! (`statushook check` asks it), and watching the file for changes is the
@@ -22,6 +27,9 @@ mod bots;
 mod duration;
 mod env;
 mod error;
+mod fragment;
+mod fragments;
+mod include;
 mod load;
 mod model;
 mod plugin_refs;
@@ -35,6 +43,9 @@ mod webhook;
 mod tests;
 
 pub use error::{ConfigError, Problem};
+pub use fragment::{Fragment, load_fragment, parse_fragment};
+pub use fragments::{Composition, FileChange, FileOutcome, Fragments, Reread, Scan};
+pub use include::{Include, absolute, fragment_files};
 pub(crate) use load::read_source;
 pub use load::{load, parse};
 pub(crate) use model::base_dir_of;

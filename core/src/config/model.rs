@@ -27,8 +27,12 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// `[meta]`: Meta's webhook, when configured.
     pub meta: Option<MetaConfig>,
-    /// `[[bots]]`: the tenants and their webhooks, in file order.
+    /// `[[bots]]`: the tenants and their webhooks, in file order; after
+    /// [`Fragments::compose`](super::Fragments::compose), the main file's
+    /// bots followed by every included file's.
     pub bots: Vec<BotConfig>,
+    /// `include`: patterns naming fragment files of more `[[bots]]`.
+    pub include: Vec<super::Include>,
     /// The file this config was read from, as given.
     pub path: PathBuf,
 }

@@ -58,6 +58,15 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
+    /// The document's top-level table, its keys unchecked.
+    pub(super) fn document(doc: &'t Spanned<DeTable<'i>>) -> Self {
+        Table {
+            path: String::new(),
+            span: Some(doc.span()),
+            entries: Some(doc.get_ref()),
+        }
+    }
+
     /// The key path of the table itself (`bots[0]`).
     pub(super) fn path(&self) -> &str {
         &self.path
@@ -134,11 +143,7 @@ impl<'a> Reader<'a> {
         doc: &'t Spanned<DeTable<'i>>,
         known: &[&str],
     ) -> Table<'t, 'i> {
-        let table = Table {
-            path: String::new(),
-            span: Some(doc.span()),
-            entries: Some(doc.get_ref()),
-        };
+        let table = Table::document(doc);
         self.unknown_keys(&table, known);
         table
     }

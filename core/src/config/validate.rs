@@ -14,12 +14,15 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 use super::bots::bots;
+use super::include::includes;
 use super::model::{Config, DeliveryConfig, MetaConfig, PluginsConfig, ServerConfig, base_dir_of};
 use super::queue::{QUEUE_KEYS, queue};
 use super::reader::{Need, Reader, Table};
 use crate::plugin::PluginLimits;
 
-const ROOT_KEYS: &[&str] = &["server", "queue", "delivery", "plugins", "meta", "bots"];
+const ROOT_KEYS: &[&str] = &[
+    "include", "server", "queue", "delivery", "plugins", "meta", "bots",
+];
 const SERVER_KEYS: &[&str] = &["listen", "ingest_tokens", "admin_tokens", "max_body_bytes"];
 const DELIVERY_KEYS: &[&str] = &[
     "timeout",
@@ -70,6 +73,11 @@ pub(super) fn config(
             .map(Some),
     };
     let bots = bots(r, &root);
+    // Absolute, so the files found match the paths a watcher reports.
+    let include_base = base_dir
+        .canonicalize()
+        .unwrap_or_else(|_| base_dir.to_path_buf());
+    let include = includes(r, &root, &include_base);
     Some(Config {
         server: server?,
         queue: queue?,
@@ -77,6 +85,7 @@ pub(super) fn config(
         plugins: plugins?,
         meta: meta?,
         bots: bots?,
+        include,
         path: path.to_path_buf(),
     })
 }

@@ -1,14 +1,16 @@
 //! [`Reloader`]: applying one reload.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use super::Changes;
-use crate::config::{self, Config};
-use crate::metrics::{Metrics, ReasonLabels};
+use super::compose::{Composed, compose};
+use crate::config::{self, Config, FileChange, FileOutcome, Fragments, Reread};
+use crate::metrics::{Metrics, ReloadLabels};
 use crate::plugin::PluginHost;
 use crate::route::Snapshot;
 
@@ -23,7 +25,8 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Applies reloads of one config file to the live routing table.
+/// Applies reloads of one config file, and the files it includes, to the
+/// live routing table.
 pub struct Reloader {
     /// The config file.
     pub path: PathBuf,
@@ -35,44 +38,133 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// The delivery HTTP client, rebuilt when `allow_private_networks` changes.
     pub client: Arc<ArcSwap<reqwest::Client>>,
+    /// What each included file contributes to the live table.
+    fragments: Mutex<Fragments>,
 }
 
 impl Reloader {
-    /// Reloads the file: parse, validate, compile what changed, swap.
+    /// A reloader of the config at `path`, whose live table `routes` was
+    /// built with `fragments` (as [`compose`](super::compose) left them).
+    pub fn new(
+        path: PathBuf,
+        routes: Arc<ArcSwap<Snapshot>>,
+        host: PluginHost,
+        metrics: Arc<Metrics>,
+        client: Arc<ArcSwap<reqwest::Client>>,
+        fragments: Fragments,
+    ) -> Self {
+        Reloader {
+            path,
+            routes,
+            host,
+            metrics,
+            client,
+            fragments: Mutex::new(fragments),
+        }
+    }
+
+    /// Reloads the config file and every included file: parse, validate,
+    /// compile what changed, swap.
     ///
     /// Blocking (a changed plugin compiles for up to a quarter second): call
     /// it on a blocking thread.
     pub fn reload(&self) -> Outcome {
+        self.reload_with(Reread::All)
+    }
+
+    /// Reloads the config file, and of the included files those in
+    /// `changed` (absolute paths) or whose size, inode or modification time
+    /// changed: what the file watcher calls, so that one edit among 1,000
+    /// tenant files reads one file.
+    pub fn reload_changed(&self, changed: &BTreeSet<PathBuf>) -> Outcome {
+        self.reload_with(Reread::Changed(changed))
+    }
+
+    fn reload_with(&self, reread: Reread<'_>) -> Outcome {
         let started = Instant::now();
-        let outcome = self.try_reload();
-        let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let outcome = self.try_reload(reread);
+        // Rounded to a tenth: logs say `took_ms=7.6`, not `7.5906970000000005`.
+        let took_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+        let main = self.path.display().to_string();
         let result = match &outcome {
             Outcome::Applied(changes) => {
-                tracing::info!(took_ms, config = %self.path.display(), "config reloaded: {changes}");
+                tracing::info!(took_ms, config = %main, "config reloaded: {changes}");
+                self.report(&changes.files);
                 "ok"
             }
             Outcome::Ignored => {
-                tracing::debug!(config = %self.path.display(), "config file is empty (a write in progress?); ignored");
+                tracing::debug!(config = %main, "config file is empty (a write in progress?); ignored");
                 "ignored"
             }
             Outcome::Failed(error) => {
-                tracing::error!(took_ms, config = %self.path.display(), "config reload failed; still serving the previous config:\n{error}");
+                tracing::error!(took_ms, config = %main, "config reload failed; still serving the previous config:\n{error}");
                 "error"
             }
         };
-        self.metrics
-            .config_reloads
-            .get_or_create(&ReasonLabels {
-                reason: result.to_string(),
-            })
-            .inc();
+        self.count(&main, result);
         self.metrics
             .config_reload_seconds
             .observe(started.elapsed().as_secs_f64());
         outcome
     }
 
-    fn try_reload(&self) -> Outcome {
+    /// Logs and counts what happened to each included file (start-up
+    /// reports what the first table was built with this way too).
+    pub(crate) fn report(&self, files: &[FileOutcome]) {
+        for outcome in files {
+            let file = self.label(&outcome.file);
+            let result = match &outcome.change {
+                FileChange::Applied => {
+                    tracing::info!(file, "included file applied");
+                    "ok"
+                }
+                FileChange::Removed => {
+                    tracing::info!(file, "included file removed; its bots are gone");
+                    "ok"
+                }
+                FileChange::Refused {
+                    problems,
+                    kept_last_good,
+                } => {
+                    let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                    let keeps = if *kept_last_good {
+                        "its last good version keeps serving"
+                    } else {
+                        "it contributes nothing until fixed"
+                    };
+                    tracing::error!(file, "included file refused; {keeps}:\n{}", list.join("\n"));
+                    "error"
+                }
+                FileChange::Ignored => {
+                    tracing::debug!(
+                        file,
+                        "included file is empty (a write in progress?); ignored"
+                    );
+                    "ignored"
+                }
+                FileChange::Unchanged => continue,
+            };
+            self.count(&file, result);
+        }
+    }
+
+    fn count(&self, file: &str, result: &str) {
+        self.metrics
+            .config_reloads
+            .get_or_create(&ReloadLabels {
+                file: file.to_string(),
+                reason: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// How logs and metrics name an included file: relative to the config's
+    /// folder when it is inside it.
+    fn label(&self, file: &Path) -> String {
+        label(&self.path, file)
+    }
+
+    fn try_reload(&self, reread: Reread<'_>) -> Outcome {
         let mut config = match config::load(&self.path) {
             Ok(config) => config,
             Err(error) if error.is_empty_file() => return Outcome::Ignored,
@@ -86,25 +178,62 @@ impl Reloader {
                 "changing this setting needs a restart; the running value is kept"
             );
         }
-        let private_changed = current.config.delivery.allow_private_networks
-            != config.delivery.allow_private_networks;
         let allow_private = config.delivery.allow_private_networks;
-        let mut changes = Changes::between(&current.config, &config);
-        let snapshot = match Snapshot::build(config, &self.host, Some(&current)) {
-            Ok(snapshot) => snapshot,
-            Err(error) => return Outcome::Failed(format!("{}: {error}", self.path.display())),
-        };
-        if private_changed {
+        // Built before anything is committed: a failure here changes nothing.
+        let client = if current.config.delivery.allow_private_networks != allow_private {
             match crate::deliver::client::build(allow_private) {
-                Ok(client) => self.client.store(Arc::new(client)),
+                Ok(client) => Some(client),
                 Err(error) => return Outcome::Failed(error),
             }
+        } else {
+            None
+        };
+        // One reload at a time: the watcher and SIGHUP share this lock.
+        let mut fragments = match self.fragments.lock() {
+            Ok(fragments) => fragments,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Composed {
+            snapshot,
+            files,
+            problems,
+            ..
+        } = match compose(config, &mut fragments, reread, &self.host, Some(&current)) {
+            Ok(composed) => composed,
+            Err(error) => return Outcome::Failed(error.to_string()),
+        };
+        for problem in &problems {
+            tracing::warn!("{problem}; the files found there before keep serving");
         }
+        let mut changes = Changes::between(&current.config, &snapshot.config);
         changes.plugins_compiled = snapshot.compiled.clone();
         changes.needs_restart = needs_restart;
+        // Named relative to the config's folder in the log line.
+        changes.files = files
+            .into_iter()
+            .filter(|f| f.news)
+            .map(|mut f| {
+                f.file = PathBuf::from(self.label(&f.file));
+                f
+            })
+            .collect();
+        if let Some(client) = client {
+            self.client.store(Arc::new(client));
+        }
         self.routes.store(Arc::new(snapshot));
         Outcome::Applied(changes)
     }
+}
+
+/// How logs and metrics name an included `file` of the config at `main`:
+/// relative to the config's folder when it is inside it.
+fn label(main: &Path, file: &Path) -> String {
+    let base = config::base_dir_of(main);
+    let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
+    file.strip_prefix(&base)
+        .unwrap_or(file)
+        .display()
+        .to_string()
 }
 
 /// Puts the running values back for settings that cannot change live, and

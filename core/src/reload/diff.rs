@@ -1,9 +1,9 @@
 //! What a reload changed, for its log line and metrics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-use crate::config::{BotConfig, Config};
+use crate::config::{BotConfig, Config, FileChange, FileOutcome};
 
 /// The difference between two configs, by bot and webhook.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,16 +27,24 @@ pub struct Changes {
     pub needs_restart: Vec<&'static str>,
     /// Whether anything else outside bots changed (tokens, delivery, meta).
     pub server_settings_changed: bool,
+    /// Included files applied, removed, refused or ignored by this reload
+    /// (files that did not change are left out).
+    pub files: Vec<FileOutcome>,
 }
 
 impl Changes {
     /// Compares the bots and webhooks of `old` and `new`.
     pub fn between(old: &Config, new: &Config) -> Self {
         let mut changes = Changes::default();
-        let old_ids: BTreeSet<&str> = old.bots.iter().map(|b| b.id.as_str()).collect();
-        let new_ids: BTreeSet<&str> = new.bots.iter().map(|b| b.id.as_str()).collect();
+        // Indexed: a reload of 1,000 bots compares 1,000 pairs, not 1,000².
+        let old_bots: HashMap<&str, &BotConfig> =
+            old.bots.iter().map(|b| (b.id.as_str(), b)).collect();
+        let new_bots: HashMap<&str, &BotConfig> =
+            new.bots.iter().map(|b| (b.id.as_str(), b)).collect();
+        let old_ids: BTreeSet<&str> = old_bots.keys().copied().collect();
+        let new_ids: BTreeSet<&str> = new_bots.keys().copied().collect();
         for bot in &new.bots {
-            match old.bot(&bot.id) {
+            match old_bots.get(bot.id.as_str()) {
                 None => {
                     changes.bots_added.push(bot.id.clone());
                     changes.webhooks_added.extend(
@@ -45,7 +53,7 @@ impl Changes {
                             .map(|w| format!("{}/{}", bot.id, w.name)),
                     );
                 }
-                Some(before) if before != bot => {
+                Some(before) if *before != bot => {
                     changes.bots_changed.push(bot.id.clone());
                     webhook_changes(before, bot, &mut changes);
                 }
@@ -54,7 +62,7 @@ impl Changes {
         }
         for id in old_ids.difference(&new_ids) {
             changes.bots_removed.push((*id).to_string());
-            if let Some(bot) = old.bot(id) {
+            if let Some(bot) = old_bots.get(id) {
                 changes
                     .webhooks_removed
                     .extend(bot.webhooks.iter().map(|w| format!("{id}/{}", w.name)));
@@ -113,6 +121,22 @@ impl fmt::Display for Changes {
         if self.server_settings_changed {
             parts.push("server/delivery/meta settings changed".into());
         }
+        for (label, wanted) in [
+            ("files applied", Kind::Applied),
+            ("files removed", Kind::Removed),
+            ("files refused", Kind::Refused),
+            ("files ignored (empty)", Kind::Ignored),
+        ] {
+            let list: Vec<String> = self
+                .files
+                .iter()
+                .filter(|f| Kind::of(&f.change) == Some(wanted))
+                .map(|f| f.file.display().to_string())
+                .collect();
+            if !list.is_empty() {
+                parts.push(format!("{label}: {}", abbreviate(&list)));
+            }
+        }
         if !self.needs_restart.is_empty() {
             parts.push(format!(
                 "needs a restart (ignored): {}",
@@ -120,6 +144,27 @@ impl fmt::Display for Changes {
             ));
         }
         f.write_str(&parts.join("; "))
+    }
+}
+
+/// A [`FileChange`] without its details, to group files in the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Applied,
+    Removed,
+    Refused,
+    Ignored,
+}
+
+impl Kind {
+    fn of(change: &FileChange) -> Option<Kind> {
+        match change {
+            FileChange::Applied => Some(Kind::Applied),
+            FileChange::Removed => Some(Kind::Removed),
+            FileChange::Refused { .. } => Some(Kind::Refused),
+            FileChange::Ignored => Some(Kind::Ignored),
+            FileChange::Unchanged => None,
+        }
     }
 }
 

@@ -23,7 +23,7 @@ pub struct Snapshot {
 }
 
 /// A bot and its webhooks, ready to route to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Bot {
     /// The bot's config.
     pub config: BotConfig,
@@ -32,7 +32,7 @@ pub struct Bot {
 }
 
 /// A webhook with its loaded plugin.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Webhook {
     /// The webhook's config (URL, auth and signing are read at send time).
     pub config: WebhookConfig,
@@ -88,6 +88,9 @@ impl Snapshot {
     /// Plugins already loaded by `previous` are reused when their bytes are
     /// unchanged (built-ins always are), so a reload recompiles only what
     /// changed; within one config each distinct plugin is loaded once.
+    /// Bots named in `kept` are taken from `previous` as they run there
+    /// (their config in `config` must be the one they run with): an included
+    /// file whose new version is refused keeps serving its last good one.
     ///
     /// # Errors
     ///
@@ -96,6 +99,7 @@ impl Snapshot {
         config: Config,
         host: &PluginHost,
         previous: Option<&Snapshot>,
+        kept: &HashSet<String>,
     ) -> Result<Self, SnapshotError> {
         let mut loaded: HashMap<String, Plugin> = HashMap::new();
         let mut reusable: HashMap<(&str, String), &Plugin> = HashMap::new();
@@ -111,6 +115,15 @@ impl Snapshot {
         let mut by_phone = HashMap::new();
         let mut compiled = Vec::new();
         for (bot_index, bot) in config.bots.iter().enumerate() {
+            if kept.contains(&bot.id)
+                && let Some(running) = previous.and_then(|p| p.bots.get(&bot.id))
+            {
+                for phone in &bot.phone_number_ids {
+                    by_phone.insert(phone.clone(), bot.id.clone());
+                }
+                bots.insert(bot.id.clone(), running.clone());
+                continue;
+            }
             let mut webhooks = Vec::with_capacity(bot.webhooks.len());
             for (webhook_index, webhook) in bot.webhooks.iter().enumerate() {
                 let plugin = match loaded.get(&webhook.plugin) {
