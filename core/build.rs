@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs};
 
-const TARGET: &str = "wasm32-wasip2";
-const PROFILE: &str = "guest";
+#[path = "guest_cargo.rs"]
+mod guest_cargo;
+use guest_cargo::{PROFILE, TARGET};
+
 /// The built-in formats, embedded in the binary.
 const BUILTINS: &[&str] = &["jelou", "engage", "connectly", "wpp"];
 
@@ -39,28 +41,7 @@ fn main() {
         .join("guests");
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "--profile",
-            PROFILE,
-            "--target",
-            TARGET,
-        ])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        // The outer build's flags and wrappers are for the host target (clippy
-        // sets RUSTC_WORKSPACE_WRAPPER, coverage sets RUSTFLAGS); keep them off
-        // the guests.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER");
-    for guest in BUILTINS {
-        cmd.args(["--package", guest]);
-    }
+    let mut cmd = guest_cargo::guest_build(&cargo, &workspace, &target_dir, BUILTINS);
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("could not run cargo to build the guest plugins: {e}"));

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use statushook::app::{self, Running};
 use statushook::config::{self, FileChange, Fragments, Reread};
 use support::receiver::{Received, Receiver};
+use support::until;
 
 const TOKEN: &str = "tenants-token";
 const WAIT: Duration = Duration::from_secs(30);
@@ -65,15 +66,6 @@ fn tenant(bot: &str, url: &str) -> String {
 fn event(n: usize, bot: &str) -> serde_json::Value {
     serde_json::json!({"id": format!("{bot}-{n}"), "bot_id": bot, "message_id": format!("wamid.{n}"),
         "status": "read", "timestamp": 1777326001u64, "recipient": "5939800000000"})
-}
-
-async fn until(what: &str, check: impl Fn() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < WAIT, "not seen after {WAIT:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
 }
 
 /// `statushook_config_reloads_total` for one file label and result.
@@ -389,5 +381,30 @@ fn only_changed_files_are_read_again() {
             .scan(&main.include, &main.path, Reread::Changed(&named))
             .read,
         1
+    );
+}
+
+#[test]
+fn environment_references_work_in_fragments_as_in_the_main_file() {
+    let folder = Folder::new();
+    let with_token = |bot: &str, variable: &str| {
+        tenant(bot, "https://x.example.com/").replace(
+            "  plugin = \"wpp\"\n",
+            &format!("  plugin = \"wpp\"\n  auth = {{ type = \"bearer\", token = \"${{{variable}}}\" }}\n"),
+        )
+    };
+    folder.put("a.toml", &with_token("a", "HOME"));
+    folder.put("b.toml", &with_token("b", "STATUSHOOK_TEST_NEVER_SET"));
+    let (_, composition) = compose_at_start(&folder);
+    let home = std::env::var("HOME").expect("HOME is set");
+    assert_eq!(composition.bots.len(), 1);
+    assert_eq!(
+        composition.bots[0].webhooks[0].auth,
+        config::Auth::Bearer { token: home }
+    );
+    let problems = refusal(&composition, &folder.fragment("b.toml"));
+    assert!(
+        problems[0].contains("b.toml:9: bots[0].webhooks[0].auth.token: environment variable STATUSHOOK_TEST_NEVER_SET is not set"),
+        "{problems:#?}"
     );
 }

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use statushook::app::{self, Running};
 use statushook::config;
 use support::receiver::Receiver;
 use support::redis::RedisServer;
+use support::until;
 
 const TOKEN: &str = "reload-token";
 const WAIT: Duration = Duration::from_secs(30);
@@ -72,16 +73,6 @@ fn bot(id: &str, webhooks: &[(&str, &str, &str)]) -> String {
 fn event(n: usize, bot: &str) -> serde_json::Value {
     serde_json::json!({"id": format!("ev-{n}"), "bot_id": bot, "message_id": format!("wamid.{n}"), "status": "read",
         "timestamp": 1777326001u64, "recipient": "5939800000000", "template": "promo_1"})
-}
-
-/// Waits until `check` holds, returning how long it took.
-async fn until(what: &str, check: impl Fn() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < WAIT, "not live after {WAIT:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
 }
 
 fn copy_plugin(name: &str, to: &Path) {

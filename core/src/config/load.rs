@@ -74,13 +74,7 @@ pub fn parse(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    if text.trim().is_empty() {
-        return Err(ConfigError::empty_file(path.to_path_buf()));
-    }
-    let (doc, errors) = DeTable::parse_recoverable(text);
-    if !errors.is_empty() {
-        return Err(ConfigError::new(syntax_problems(text, path, &errors)));
-    }
+    let doc = parse_document(text, path)?;
     let mut reader = Reader::new(text, path, env);
     let config = validate::config(&mut reader, &doc, path);
     let mut problems = reader.into_problems();
@@ -99,8 +93,28 @@ pub fn parse(
     }
 }
 
+/// The TOML tree of `text` (the contents of `path`).
+///
+/// # Errors
+///
+/// The empty-file error ([`ConfigError::is_empty_file`]) for an empty or
+/// whitespace-only text, else one problem per syntax error.
+pub(super) fn parse_document<'i>(
+    text: &'i str,
+    path: &Path,
+) -> Result<toml::Spanned<DeTable<'i>>, ConfigError> {
+    if text.trim().is_empty() {
+        return Err(ConfigError::empty_file(path.to_path_buf()));
+    }
+    let (doc, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        return Err(ConfigError::new(syntax_problems(text, path, &errors)));
+    }
+    Ok(doc)
+}
+
 /// One problem per TOML syntax error, with its line and column.
-pub(super) fn syntax_problems(text: &str, path: &Path, errors: &[toml::de::Error]) -> Vec<Problem> {
+fn syntax_problems(text: &str, path: &Path, errors: &[toml::de::Error]) -> Vec<Problem> {
     errors
         .iter()
         .map(|error| {

@@ -9,8 +9,10 @@
 //! builds once.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
+
+#[path = "../../guest_cargo.rs"]
+mod guest_cargo;
 
 /// The guest packages built for tests and examples (not embedded).
 const GUESTS: &[&str] = &[
@@ -52,25 +54,7 @@ fn build_guests() -> Result<(), String> {
         .map(PathBuf::from)
         .ok_or("core/ sits inside the workspace")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "--profile",
-            "guest",
-            "--target",
-            "wasm32-wasip2",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER");
-    for guest in GUESTS {
-        cmd.args(["--package", guest]);
-    }
+    let mut cmd = guest_cargo::guest_build(&cargo, &workspace, target_dir, GUESTS);
     let status = cmd
         .status()
         .map_err(|e| format!("could not run cargo to build the test guests: {e}"))?;

@@ -110,3 +110,19 @@ pub async fn metrics(running: &statushook::app::Running) -> String {
         .await
         .expect("text")
 }
+
+/// Waits until `check` holds, polling every 10 ms, and returns how long it
+/// took; fails naming `what` after 30 s (a bound for a stuck test, not a
+/// speed check).
+pub async fn until(what: &str, check: impl Fn() -> bool) -> std::time::Duration {
+    let limit = std::time::Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < limit,
+            "not seen after {limit:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
