@@ -240,7 +240,7 @@ impl Plugins {
         }
     }
 
-    fn count(&mut self, bots: &[BotConfig]) {
+    fn count(&mut self, bots: &[std::sync::Arc<BotConfig>]) {
         self.bots += bots.len();
         self.webhooks += bots.iter().map(|bot| bot.webhooks.len()).sum::<usize>();
     }

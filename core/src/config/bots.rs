@@ -2,6 +2,7 @@
 //! across bots (unique ids, a phone number id owned by one bot).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::model::BotConfig;
 use super::reader::{Need, Reader, Table};
@@ -27,14 +28,14 @@ struct Claims {
 }
 
 /// Every bot; `None` when any problem was recorded.
-pub(super) fn bots(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Option<Vec<BotConfig>> {
+pub(super) fn bots(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Option<Vec<Arc<BotConfig>>> {
     let Some(value) = root.get("bots") else {
         return Some(Vec::new());
     };
     let tables = r.tables("bots", value, BOT_KEYS)?;
     let mut claims = Claims::default();
     let built: Vec<Option<BotConfig>> = tables.iter().map(|t| bot(r, t, &mut claims)).collect();
-    built.into_iter().collect()
+    built.into_iter().map(|bot| bot.map(Arc::new)).collect()
 }
 
 fn bot(r: &mut Reader<'_>, t: &Table<'_, '_>, claims: &mut Claims) -> Option<BotConfig> {

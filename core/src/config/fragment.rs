@@ -6,12 +6,13 @@
 //! every tenant shares.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use toml::de::{DeTable, DeValue};
 
 use super::bots::bots;
 use super::error::{ConfigError, Problem};
-use super::load::{read_source, syntax_problems};
+use super::load::{parse_document, read_source};
 use super::model::BotConfig;
 use super::reader::{Reader, Table, line_at};
 
@@ -24,7 +25,7 @@ pub struct Fragment {
     /// The file, as the include pattern found it.
     pub file: PathBuf,
     /// Its bots, in file order.
-    pub bots: Vec<BotConfig>,
+    pub bots: Vec<Arc<BotConfig>>,
     /// The line of each bot's `id`, for messages about clashes with other
     /// files (same order as `bots`).
     pub id_lines: Vec<Option<usize>>,
@@ -53,13 +54,7 @@ pub fn parse_fragment(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Fragment, ConfigError> {
-    if text.trim().is_empty() {
-        return Err(ConfigError::empty_file(path.to_path_buf()));
-    }
-    let (doc, errors) = DeTable::parse_recoverable(text);
-    if !errors.is_empty() {
-        return Err(ConfigError::new(syntax_problems(text, path, &errors)));
-    }
+    let doc = parse_document(text, path)?;
     let mut reader = Reader::new(text, path, env);
     let root = Table::document(&doc);
     for (key, span, value) in root.entries() {

@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::{ConfigError, Problem};
 use super::fragment::{Fragment, load_fragment};
@@ -127,7 +128,7 @@ pub struct FileOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct Composition {
     /// Every fragment's bots, in file order.
-    pub bots: Vec<BotConfig>,
+    pub bots: Vec<Arc<BotConfig>>,
     /// Ids of bots that keep serving from a file's last good version while
     /// its new one is refused: the running routing table's entries for them
     /// are kept as they are (compiled plugins included).
@@ -176,7 +177,12 @@ struct Claims {
 
 impl Claims {
     /// The problems `fragment`'s bots would have next to what is claimed.
-    fn clashes(&self, file: &Path, bots: &[BotConfig], lines: &[Option<usize>]) -> Vec<Problem> {
+    fn clashes(
+        &self,
+        file: &Path,
+        bots: &[Arc<BotConfig>],
+        lines: &[Option<usize>],
+    ) -> Vec<Problem> {
         let mut problems = Vec::new();
         for (i, bot) in bots.iter().enumerate() {
             let line = lines.get(i).copied().flatten();
@@ -210,7 +216,7 @@ impl Claims {
         problems
     }
 
-    fn claim(&mut self, file: &Path, bots: &[BotConfig], lines: &[Option<usize>]) {
+    fn claim(&mut self, file: &Path, bots: &[Arc<BotConfig>], lines: &[Option<usize>]) {
         for (i, bot) in bots.iter().enumerate() {
             let holder = Holder {
                 file: file.to_path_buf(),
@@ -224,7 +230,7 @@ impl Claims {
         }
     }
 
-    fn release(&mut self, bots: &[BotConfig]) {
+    fn release(&mut self, bots: &[Arc<BotConfig>]) {
         for bot in bots {
             self.ids.remove(&bot.id);
             for phone in &bot.phone_number_ids {
@@ -331,7 +337,7 @@ impl Fragments {
     pub fn compose(
         &self,
         main_file: &Path,
-        main_bots: &[BotConfig],
+        main_bots: &[Arc<BotConfig>],
         refused: &BTreeMap<PathBuf, Problem>,
         removed: &[PathBuf],
     ) -> Composition {

@@ -139,7 +139,13 @@ pub fn fragment_files(includes: &[Include], main: &Path) -> (Vec<PathBuf>, Vec<P
         for entry in walk {
             match entry {
                 Ok(path) if path.is_file() => {
-                    if main.is_some() && path.canonicalize().ok() == main {
+                    // Only a file of the same name can be the main file: a
+                    // real path for each of 1,000 files would cost more
+                    // than the reload.
+                    let same_name = main
+                        .as_ref()
+                        .is_some_and(|main| main.file_name() == path.file_name());
+                    if same_name && path.canonicalize().ok() == main {
                         continue;
                     }
                     files.push(path);

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::deliver::sign::Encoding;
@@ -30,7 +31,10 @@ pub struct Config {
     /// `[[bots]]`: the tenants and their webhooks, in file order; after
     /// [`Fragments::compose`](super::Fragments::compose), the main file's
     /// bots followed by every included file's.
-    pub bots: Vec<BotConfig>,
+    ///
+    /// Shared (`Arc`): a reload that leaves a bot as it was reuses it, and
+    /// the routing table built from it, without copying.
+    pub bots: Vec<Arc<BotConfig>>,
     /// `include`: patterns naming fragment files of more `[[bots]]`.
     pub include: Vec<super::Include>,
     /// The file this config was read from, as given.
@@ -46,7 +50,7 @@ impl Config {
 
     /// The bot with this id.
     pub fn bot(&self, id: &str) -> Option<&BotConfig> {
-        self.bots.iter().find(|bot| bot.id == id)
+        self.bots.iter().find(|bot| bot.id == id).map(|bot| &**bot)
     }
 }
 

@@ -87,6 +87,12 @@ impl Plugin {
         hex::encode(self.inner.digest)
     }
 
+    /// Whether `other` is this very plugin (the same load), not merely one
+    /// with the same bytes.
+    pub fn is(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Renders one event in a fresh instance.
     ///
     /// Blocks for the duration of the call (microseconds for the built-ins, at

@@ -116,7 +116,7 @@ pub fn compose(
 /// The index of bot `id` among the bots that come from `file`.
 fn position_in_file(
     origin: &HashMap<String, std::path::PathBuf>,
-    bots: &[crate::config::BotConfig],
+    bots: &[std::sync::Arc<crate::config::BotConfig>],
     file: &std::path::Path,
     id: &str,
 ) -> usize {

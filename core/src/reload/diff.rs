@@ -38,9 +38,9 @@ impl Changes {
         let mut changes = Changes::default();
         // Indexed: a reload of 1,000 bots compares 1,000 pairs, not 1,000².
         let old_bots: HashMap<&str, &BotConfig> =
-            old.bots.iter().map(|b| (b.id.as_str(), b)).collect();
+            old.bots.iter().map(|b| (b.id.as_str(), &**b)).collect();
         let new_bots: HashMap<&str, &BotConfig> =
-            new.bots.iter().map(|b| (b.id.as_str(), b)).collect();
+            new.bots.iter().map(|b| (b.id.as_str(), &**b)).collect();
         let old_ids: BTreeSet<&str> = old_bots.keys().copied().collect();
         let new_ids: BTreeSet<&str> = new_bots.keys().copied().collect();
         for bot in &new.bots {
@@ -53,7 +53,8 @@ impl Changes {
                             .map(|w| format!("{}/{}", bot.id, w.name)),
                     );
                 }
-                Some(before) if *before != bot => {
+                // Shared and so unchanged: no need to compare the fields.
+                Some(before) if !std::ptr::eq(*before, &**bot) && **before != **bot => {
                     changes.bots_changed.push(bot.id.clone());
                     webhook_changes(before, bot, &mut changes);
                 }

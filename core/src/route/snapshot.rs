@@ -11,7 +11,9 @@ use crate::plugin::{LoadError, Plugin, PluginHost, PluginSource, Settings};
 pub struct Snapshot {
     /// The config it was built from.
     pub config: Arc<Config>,
-    bots: HashMap<String, Bot>,
+    /// Shared: a reload reuses the entry of a bot whose config and plugins
+    /// are unchanged.
+    bots: HashMap<String, Arc<Bot>>,
     by_phone: HashMap<String, String>,
     /// Ingest tokens by their SHA-256: one lookup per request whatever the
     /// number of bots, and nothing compared but digests (no timing leak).
@@ -26,7 +28,7 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct Bot {
     /// The bot's config.
-    pub config: BotConfig,
+    pub config: Arc<BotConfig>,
     /// Its webhooks, in config order.
     pub webhooks: Vec<Webhook>,
 }
@@ -115,16 +117,17 @@ impl Snapshot {
         let mut by_phone = HashMap::new();
         let mut compiled = Vec::new();
         for (bot_index, bot) in config.bots.iter().enumerate() {
+            for phone in &bot.phone_number_ids {
+                by_phone.insert(phone.clone(), bot.id.clone());
+            }
+            let running = previous.and_then(|p| p.bots.get(&bot.id));
             if kept.contains(&bot.id)
-                && let Some(running) = previous.and_then(|p| p.bots.get(&bot.id))
+                && let Some(running) = running
             {
-                for phone in &bot.phone_number_ids {
-                    by_phone.insert(phone.clone(), bot.id.clone());
-                }
-                bots.insert(bot.id.clone(), running.clone());
+                bots.insert(bot.id.clone(), Arc::clone(running));
                 continue;
             }
-            let mut webhooks = Vec::with_capacity(bot.webhooks.len());
+            let mut plugins = Vec::with_capacity(bot.webhooks.len());
             for (webhook_index, webhook) in bot.webhooks.iter().enumerate() {
                 let plugin = match loaded.get(&webhook.plugin) {
                     Some(plugin) => plugin.clone(),
@@ -144,7 +147,27 @@ impl Snapshot {
                         plugin
                     }
                 };
-                webhooks.push(Webhook {
+                plugins.push(plugin);
+            }
+            // Unchanged config and the very same plugins: the running entry
+            // serves as it is (a reload of 1,000 bots rebuilds only what changed).
+            if let Some(running) = running
+                && (Arc::ptr_eq(&running.config, bot) || running.config == *bot)
+                && running.webhooks.len() == plugins.len()
+                && running
+                    .webhooks
+                    .iter()
+                    .zip(&plugins)
+                    .all(|(w, p)| w.plugin.is(p))
+            {
+                bots.insert(bot.id.clone(), Arc::clone(running));
+                continue;
+            }
+            let webhooks = bot
+                .webhooks
+                .iter()
+                .zip(plugins)
+                .map(|(webhook, plugin)| Webhook {
                     settings: webhook
                         .settings
                         .iter()
@@ -153,17 +176,14 @@ impl Snapshot {
                     endpoint: crate::deliver::endpoint::endpoint_key(&webhook.url),
                     config: webhook.clone(),
                     plugin,
-                });
-            }
-            for phone in &bot.phone_number_ids {
-                by_phone.insert(phone.clone(), bot.id.clone());
-            }
+                })
+                .collect();
             bots.insert(
                 bot.id.clone(),
-                Bot {
-                    config: bot.clone(),
+                Arc::new(Bot {
+                    config: Arc::clone(bot),
                     webhooks,
-                },
+                }),
             );
         }
         let mut ingest_tokens = HashMap::new();
@@ -199,7 +219,7 @@ impl Snapshot {
 
     /// The bot with `id`.
     pub fn bot(&self, id: &str) -> Option<&Bot> {
-        self.bots.get(id)
+        self.bots.get(id).map(|bot| &**bot)
     }
 
     /// The bot that owns Meta phone number id `phone_number_id`.
@@ -207,6 +227,7 @@ impl Snapshot {
         self.by_phone
             .get(phone_number_id)
             .and_then(|id| self.bots.get(id))
+            .map(|bot| &**bot)
     }
 
     /// The webhook `name` of bot `bot`.
@@ -220,7 +241,7 @@ impl Snapshot {
 
     /// Every bot.
     pub fn bots(&self) -> impl Iterator<Item = &Bot> {
-        self.bots.values()
+        self.bots.values().map(|bot| &**bot)
     }
 
     /// Whether `token` may post events for `bot`: a server-wide ingest token
