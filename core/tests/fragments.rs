@@ -110,15 +110,7 @@ async fn each_file_stands_alone_under_load() {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 for bot in tenants {
-                    let status = client
-                        .post(format!("http://{addr}/v1/events"))
-                        .bearer_auth(TOKEN)
-                        .json(&event(n, bot))
-                        .send()
-                        .await
-                        .expect("post")
-                        .status()
-                        .as_u16();
+                    let status = support::post_event(&client, addr, TOKEN, &event(n, bot)).await;
                     assert_eq!(status, 202, "every event is accepted during reloads");
                     accepted
                         .lock()

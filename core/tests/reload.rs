@@ -118,18 +118,8 @@ async fn many_reloads_under_a_steady_stream_lose_and_duplicate_nothing() {
             let client = support::http_client();
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
-                let response = client
-                    .post(format!("http://{addr}/v1/events"))
-                    .bearer_auth(TOKEN)
-                    .json(&event(n, "acme"))
-                    .send()
-                    .await
-                    .expect("post");
-                assert_eq!(
-                    response.status().as_u16(),
-                    202,
-                    "every event is accepted during reloads"
-                );
+                let status = support::post_event(&client, addr, TOKEN, &event(n, "acme")).await;
+                assert_eq!(status, 202, "every event is accepted during reloads");
                 n += 1;
                 sent.store(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -256,17 +246,7 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     let post = |n: usize| {
         let client = client.clone();
         let addr = running.addr;
-        async move {
-            client
-                .post(format!("http://{addr}/v1/events"))
-                .bearer_auth(TOKEN)
-                .json(&event(n, "acme"))
-                .send()
-                .await
-                .expect("post")
-                .status()
-                .as_u16()
-        }
+        async move { support::post_event(&client, addr, TOKEN, &event(n, "acme")).await }
     };
     let snapshot_before = Arc::as_ptr(&running.routes.load_full());
 
@@ -329,17 +309,7 @@ async fn a_removed_bot_is_refused_at_once_and_restart_only_settings_are_kept() {
     let status = |bot: &'static str, n: usize| {
         let client = client.clone();
         let addr = running.addr;
-        async move {
-            client
-                .post(format!("http://{addr}/v1/events"))
-                .bearer_auth(TOKEN)
-                .json(&event(n, bot))
-                .send()
-                .await
-                .expect("post")
-                .status()
-                .as_u16()
-        }
+        async move { support::post_event(&client, addr, TOKEN, &event(n, bot)).await }
     };
     assert_eq!(status("gone", 1).await, 202);
     let listen = running.routes.load().config.server.listen;

@@ -126,3 +126,22 @@ pub async fn until(what: &str, check: impl Fn() -> bool) -> std::time::Duration 
     }
     started.elapsed()
 }
+
+/// Posts `event` to `POST /v1/events` of the dispatcher at `addr` with
+/// bearer `token`, and returns the status code.
+pub async fn post_event(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    token: &str,
+    event: &serde_json::Value,
+) -> u16 {
+    client
+        .post(format!("http://{addr}/v1/events"))
+        .bearer_auth(token)
+        .json(event)
+        .send()
+        .await
+        .expect("post an event")
+        .status()
+        .as_u16()
+}
