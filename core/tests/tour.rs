@@ -199,7 +199,10 @@ impl Tour {
         let receiver_port = free_port();
         // The shipped config, as the README runs it, on free ports.
         let config = std::fs::read_to_string(repo.join("config.toml")).expect("config.toml");
-        assert!(config.contains("127.0.0.1:8080") && config.contains("127.0.0.1:9000"));
+        assert!(
+            config.contains("127.0.0.1:8080") && config.contains("127.0.0.1:9000"),
+            "the README tour talks to :8080 and :9000; config.toml must listen there and send there"
+        );
         let config = config
             .replace("127.0.0.1:8080", &format!("127.0.0.1:{dispatcher_port}"))
             .replace("127.0.0.1:9000", &format!("127.0.0.1:{receiver_port}"));
