@@ -53,7 +53,15 @@ pub(super) fn auth(r: &mut Reader<'_>, path: &str, value: &Value<'_>) -> Option<
             r.unknown_keys(&t, &["type", "name", "value"]);
             let name = r
                 .field(&t, "name", Need::Required, Reader::string)
-                .and_then(|name| owned_by_host(r, &t.key("name"), name))
+                .and_then(|name| {
+                    owned_by_host(
+                        r,
+                        &t.key("name"),
+                        name,
+                        &[],
+                        "use auth type \"basic\" or \"bearer\" for Authorization, or another header name",
+                    )
+                })
                 .and_then(|name| header_name(r, &t.key("name"), name));
             let value = r
                 .field(&t, "value", Need::Required, Reader::string)
@@ -94,6 +102,15 @@ pub(super) fn sign(r: &mut Reader<'_>, path: &str, value: &Value<'_>) -> Option<
                 });
             let header = r
                 .field(&t, "header", Need::Required, Reader::string)
+                .and_then(|header| {
+                    owned_by_host(
+                        r,
+                        &t.key("header"),
+                        header,
+                        SIGNATURE_HEADERS,
+                        "the signature needs a header of its own, e.g. \"X-Signature\"",
+                    )
+                })
                 .and_then(|header| header_name(r, &t.key("header"), header));
             let encoding = match r.field(&t, "encoding", Need::Optional, Reader::string) {
                 Some(encoding) => match encoding.get_ref().as_str() {
@@ -192,14 +209,30 @@ fn header_name(r: &mut Reader<'_>, path: &str, name: Spanned<String>) -> Option<
     Some(name.into_inner())
 }
 
-/// Refuses an auth header the host sets itself (`Authorization` belongs to
-/// `basic`/`bearer`; transport and `webhook-*` headers to the host).
-fn owned_by_host(r: &mut Reader<'_>, path: &str, name: Spanned<String>) -> Option<Spanned<String>> {
-    if crate::plugin::is_forbidden_header(name.get_ref()) {
+/// Signature headers plugins may not set precisely so that only a webhook's
+/// `sign` can: Meta-style receivers expect the HMAC in them.
+const SIGNATURE_HEADERS: &[&str] = &["x-hub-signature", "x-hub-signature-256"];
+
+/// Refuses a header name the host sets itself (`Authorization` belongs to
+/// `basic`/`bearer`; transport and `webhook-*` headers to the host), for an
+/// auth header or a signature header (but for `allowed`, in lower case);
+/// `advice` says what to use instead.
+fn owned_by_host(
+    r: &mut Reader<'_>,
+    path: &str,
+    name: Spanned<String>,
+    allowed: &[&str],
+    advice: &str,
+) -> Option<Spanned<String>> {
+    let lower = name.get_ref().to_ascii_lowercase();
+    if crate::plugin::is_forbidden_header(&lower) && !allowed.contains(&lower.as_str()) {
         r.problem(
             path,
             Some(name.span()),
-            format!("{:?} is a header statushook sets itself; use auth type \"basic\" or \"bearer\" for Authorization, or another header name", name.get_ref()),
+            format!(
+                "{:?} is a header statushook sets itself; {advice}",
+                name.get_ref()
+            ),
         );
         return None;
     }

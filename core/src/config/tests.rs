@@ -788,6 +788,12 @@ fn hmac_signatures_name_a_header_and_an_encoding() {
         ".secret",
     );
     sign_problem("{ type = \"hmac\", secret = \"s\" }", ".header");
+    // A header statushook sets itself would be sent twice or overwritten.
+    let p = sign_problem(
+        "{ type = \"hmac\", secret = \"s\", header = \"Content-Type\" }",
+        ".header",
+    );
+    assert_contains(&p, "\"Content-Type\" is a header statushook sets itself");
     let p = sign_problem("{ type = \"rsa\" }", ".type");
     assert_contains(&p, "\"none\", \"standard-webhooks\", \"hmac\"");
 }
