@@ -13,8 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, QueueBackend, QueueConfig};
-use crate::config::{FileChange, Fragments, Reread};
+use crate::config::{Config, FileChange, Fragments, QueueBackend, QueueConfig, Reread};
 use crate::deliver::Deliverer;
 use crate::deliver::endpoint::{BreakerPolicy, Endpoints};
 use crate::ingest::{Ingest, server};

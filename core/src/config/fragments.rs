@@ -57,6 +57,16 @@ enum Latest {
     Empty,
 }
 
+impl From<Result<Fragment, ConfigError>> for Latest {
+    fn from(read: Result<Fragment, ConfigError>) -> Self {
+        match read {
+            Ok(fragment) => Latest::Good(fragment),
+            Err(error) if error.is_empty_file() => Latest::Empty,
+            Err(error) => Latest::Broken(error),
+        }
+    }
+}
+
 /// What identifies a version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint {
@@ -278,11 +288,7 @@ impl Fragments {
                 continue;
             }
             read += 1;
-            let latest = match load_fragment(&file) {
-                Ok(fragment) => Latest::Good(fragment),
-                Err(error) if error.is_empty_file() => Latest::Empty,
-                Err(error) => Latest::Broken(error),
-            };
+            let latest = Latest::from(load_fragment(&file));
             match self.files.get_mut(&file) {
                 Some(state) => {
                     if !same(&state.latest, &latest) {
@@ -315,11 +321,7 @@ impl Fragments {
     /// as if the file had just been read so: `statushook check --file`
     /// checks a candidate against the rest this way.
     pub fn set_latest(&mut self, file: &Path, latest: Result<Fragment, ConfigError>) {
-        let latest = match latest {
-            Ok(fragment) => Latest::Good(fragment),
-            Err(error) if error.is_empty_file() => Latest::Empty,
-            Err(error) => Latest::Broken(error),
-        };
+        let latest = Latest::from(latest);
         let state = self.files.entry(file.to_path_buf()).or_insert(FileState {
             fingerprint: None,
             latest: Latest::Empty,
@@ -488,11 +490,6 @@ impl Fragments {
     /// Whether no file is included.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
-    }
-
-    /// Every included file.
-    pub fn files(&self) -> impl Iterator<Item = &Path> {
-        self.files.keys().map(PathBuf::as_path)
     }
 }
 

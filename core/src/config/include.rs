@@ -10,6 +10,14 @@ use std::path::{Component, Path, PathBuf};
 use super::error::Problem;
 use super::reader::{Need, Reader, Table};
 
+/// How patterns match: `*` stays within a folder, and dot-files (a
+/// provisioning tool's temp files) are never matched by a wildcard.
+const MATCH: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
+
 /// One `include` pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Include {
@@ -85,12 +93,7 @@ impl Include {
 
     /// Whether `path` (absolute, or relative as the pattern is) matches.
     pub fn matches(&self, path: &Path) -> bool {
-        let options = glob::MatchOptions {
-            case_sensitive: true,
-            require_literal_separator: true,
-            require_literal_leading_dot: true,
-        };
-        self.glob.matches_path_with(path, options)
+        self.glob.matches_path_with(path, MATCH)
     }
 }
 
@@ -115,15 +118,10 @@ pub(super) fn includes(r: &mut Reader<'_>, root: &Table<'_, '_>, base_dir: &Path
 /// the files found elsewhere are still returned.
 pub fn fragment_files(includes: &[Include], main: &Path) -> (Vec<PathBuf>, Vec<Problem>) {
     let main = main.canonicalize().ok();
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: true,
-    };
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for include in includes {
-        let walk = match glob::glob_with(include.glob.as_str(), options) {
+        let walk = match glob::glob_with(include.glob.as_str(), MATCH) {
             Ok(walk) => walk,
             // Checked when the config was read; cannot happen.
             Err(e) => {
@@ -169,9 +167,9 @@ pub fn fragment_files(includes: &[Include], main: &Path) -> (Vec<PathBuf>, Vec<P
     (files, problems)
 }
 
-/// An absolute, `..`-free form of `path` as include patterns and
-/// file watchers see it: the
-/// folder is canonicalized (it exists), the file name kept (it may not).
+/// An absolute, `..`-free form of `path`, as include patterns and file
+/// watchers see it: the folder is canonicalized (it exists), the file name
+/// kept (it may not).
 pub fn absolute(path: &Path) -> PathBuf {
     let absolute = if path.is_absolute() {
         path.to_path_buf()

@@ -34,8 +34,6 @@ pub struct Composed {
     /// What happened to each included file (every file; see
     /// [`FileOutcome::news`]).
     pub files: Vec<FileOutcome>,
-    /// Included files read this time (the others had not changed).
-    pub files_read: usize,
     /// Folders of include patterns that could not be read.
     pub problems: Vec<Problem>,
 }
@@ -77,7 +75,6 @@ pub fn compose(
                 return Ok(Composed {
                     snapshot,
                     files: composition.files,
-                    files_read: scan.read,
                     problems: scan.problems,
                 });
             }

@@ -170,13 +170,20 @@ impl Watch {
 fn watched_files(reloader: &Reloader) -> BTreeSet<PathBuf> {
     let routes = reloader.routes.load();
     let config = &routes.config;
+    // Distinct plugin names first: 1,000 tenants may share a few plugin
+    // files, and each normalize() resolves a real path.
+    let plugins: BTreeSet<&str> = config
+        .bots
+        .iter()
+        .flat_map(|bot| &bot.webhooks)
+        .map(|webhook| webhook.plugin.as_str())
+        .filter(|plugin| crate::plugin::builtin_wasm(plugin).is_none())
+        .collect();
     let mut files = BTreeSet::from([normalize(&reloader.path)]);
-    for bot in &config.bots {
-        for webhook in &bot.webhooks {
-            if crate::plugin::builtin_wasm(&webhook.plugin).is_none() {
-                files.insert(normalize(&config.base_dir().join(&webhook.plugin)));
-            }
-        }
-    }
+    files.extend(
+        plugins
+            .into_iter()
+            .map(|plugin| normalize(&config.base_dir().join(plugin))),
+    );
     files
 }
