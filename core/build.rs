@@ -20,7 +20,9 @@ use std::{env, fs};
 mod guest_cargo;
 use guest_cargo::{PROFILE, TARGET};
 
-/// The built-in formats, embedded in the binary.
+/// The built-in formats, embedded in the binary: the one list of them. The
+/// host's `BUILTIN_NAMES` (and every message naming the built-ins) is
+/// generated from it.
 const BUILTINS: &[&str] = &["jelou", "engage", "connectly", "wpp"];
 
 fn main() {
@@ -70,6 +72,11 @@ fn main() {
         ));
     }
     generated.push_str("];\n");
+    generated.push_str(&format!(
+        "/// The names of the built-in plugins, usable as `plugin = \"<name>\"` in config.\n\
+         pub const BUILTIN_NAMES: [&str; {}] = {BUILTINS:?};\n",
+        BUILTINS.len()
+    ));
     fs::write(out_dir.join("builtin_plugins.rs"), generated).expect("write builtin_plugins.rs");
 
     println!(

@@ -1,5 +1,5 @@
 //! The canonical status event: the one shape every source becomes and every
-//! plugin receives (canonical-event.md).
+//! plugin receives (docs/canonical-event.md).
 //!
 //! [`StatusEvent`] is the validated form; [`parse_event`] and [`parse_batch`]
 //! turn the JSON that `POST /v1/events` accepts into it, collecting every
@@ -8,9 +8,11 @@
 //! router's question.
 
 mod parse;
+pub mod rules;
 mod status;
 
 pub use parse::{FieldError, InvalidEvent, MAX_BATCH, parse_batch, parse_event};
+pub use rules::check;
 pub use status::{Status, UnknownStatus};
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Construct it with [`parse_event`] (from JSON) or from a trusted source that
 /// upholds the same rules (the Meta mapper). The JSON form (via `Serialize`) is
-/// the canonical JSON of canonical-event.md, with absent fields omitted.
+/// the canonical JSON of docs/canonical-event.md, with absent fields omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusEvent {
     /// Unique id of this status update; with `bot_id`, the idempotency key.

@@ -8,9 +8,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::rules::{self, MAX_BOT_ID, MAX_ID, MAX_MESSAGE_ID, MAX_RECIPIENT};
 use super::{Campaign, ErrorInfo, Status, StatusEvent};
 
-/// The most events one batch may carry (interfaces.md, `POST /v1/events`).
+/// The most events one batch may carry (docs/http-api.md, `POST /v1/events`).
 pub const MAX_BATCH: usize = 1000;
 
 /// At most this many problems are reported for one body; the rest are counted.
@@ -260,17 +261,12 @@ impl<'a, 'c> Fields<'a, 'c> {
     }
 
     fn check_length(&mut self, name: &str, s: &str, max: usize) -> bool {
-        if s.is_empty() {
-            self.problem(name, "must not be empty");
-            false
-        } else if s.len() > max {
-            self.problem(
-                name,
-                format!("is {} bytes long; at most {max} are allowed", s.len()),
-            );
-            false
-        } else {
-            true
+        match rules::length(s, max) {
+            Ok(()) => true,
+            Err(message) => {
+                self.problem(name, message);
+                false
+            }
         }
     }
 }
@@ -279,22 +275,13 @@ fn event_from_value(value: &Value, prefix: &str, errors: &mut Collector) -> Opti
     let before = errors.errors.len() + errors.more;
     let mut f = Fields::new(value, prefix, EVENT_FIELDS, errors)?;
 
-    let id = f.required_string("id", 256);
-    if let Some(id) = &id
-        && !id.bytes().all(|b| (0x20..=0x7e).contains(&b))
-    {
-        f.problem("id", "must be printable ASCII");
+    let id = f.required_string("id", MAX_ID);
+    if let Some(Err(message)) = id.as_deref().map(rules::id_characters) {
+        f.problem("id", message);
     }
-    let bot_id = f.required_string("bot_id", 128);
-    if let Some(bot_id) = &bot_id
-        && !bot_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        f.problem(
-            "bot_id",
-            "may contain only letters, digits, '_', '.' and '-'",
-        );
+    let bot_id = f.required_string("bot_id", MAX_BOT_ID);
+    if let Some(Err(message)) = bot_id.as_deref().map(rules::bot_id_characters) {
+        f.problem("bot_id", message);
     }
     let status = match f.get("status") {
         None => {
@@ -316,10 +303,10 @@ fn event_from_value(value: &Value, prefix: &str, errors: &mut Collector) -> Opti
     let about_a_message = status.is_none_or(Status::is_about_a_message);
 
     let message_id = if about_a_message {
-        f.required_string("message_id", 512)
+        f.required_string("message_id", MAX_MESSAGE_ID)
     } else {
         let s = f.optional_string("message_id");
-        s.filter(|s| f.check_length("message_id", s, 512))
+        s.filter(|s| f.check_length("message_id", s, MAX_MESSAGE_ID))
     };
 
     let timestamp = match f.get("timestamp") {
@@ -328,7 +315,7 @@ fn event_from_value(value: &Value, prefix: &str, errors: &mut Collector) -> Opti
             None
         }
         Some(Value::Number(n)) => match n.as_u64() {
-            Some(t) if t > 0 && t < (1 << 40) => Some(t),
+            Some(t) if rules::timestamp_in_range(t) => Some(t),
             _ => {
                 f.problem(
                     "timestamp",
@@ -352,7 +339,7 @@ fn event_from_value(value: &Value, prefix: &str, errors: &mut Collector) -> Opti
         f.optional_string("recipient").map(strip_plus)
     };
     if let Some(r) = &recipient {
-        f.check_length("recipient", r, 64);
+        f.check_length("recipient", r, MAX_RECIPIENT);
     }
     let sender = f.optional_string("sender").map(strip_plus);
     let channel_name = f.optional_string("channel_name");
@@ -367,18 +354,8 @@ fn event_from_value(value: &Value, prefix: &str, errors: &mut Collector) -> Opti
     });
 
     let reply = f.optional_string("reply");
-    match (status, &reply) {
-        (Some(Status::Replied), None) => {
-            f.problem("reply", "is required when status is \"replied\"")
-        }
-        (Some(other), Some(_)) if other != Status::Replied => f.problem(
-            "reply",
-            format!(
-                "is only allowed when status is \"replied\", not {other:?}",
-                other = other.as_str()
-            ),
-        ),
-        _ => {}
+    if let Some(Err(message)) = status.map(|s| rules::reply_matches(s, reply.is_some())) {
+        f.problem("reply", message);
     }
 
     let error = f.get("error").and_then(|v| {

@@ -5,7 +5,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// What happened to a message (canonical-event.md, "Status vocabulary").
+/// What happened to a message (docs/canonical-event.md, "Status vocabulary").
+///
+/// The host's one list of statuses. The WIT enum `status` is the plugins'
+/// contract; `plugin/bindings.rs` converts with an exhaustive match, and a
+/// test there checks the names agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -97,5 +101,27 @@ impl FromStr for Status {
             .into_iter()
             .find(|s| s.as_str() == name)
             .ok_or_else(|| UnknownStatus(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    /// The guest SDK cannot depend on the host crate, so it keeps its own
+    /// names for the WIT enum; this keeps the two (and so `FromStr` on both
+    /// sides of the plugin boundary) in step.
+    #[test]
+    fn the_plugin_sdk_names_statuses_as_the_host_does() {
+        let host: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        let sdk: Vec<&str> = statushook_plugin::Status::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(host, sdk);
+        for status in Status::ALL {
+            let json = serde_json::to_string(&status).expect("serialise");
+            assert_eq!(json, format!("\"{status}\""));
+        }
     }
 }

@@ -63,3 +63,19 @@ pub(crate) fn to_wit(event: &StatusEvent) -> wit::StatusEvent {
         final_: event.is_final,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conversion maps each status to the WIT case of the same name
+    /// (`NumberNotFound` is `number-not-found`), so no two statuses can be
+    /// swapped by a slip in the match above.
+    #[test]
+    fn each_status_becomes_the_wit_case_of_its_name() {
+        for status in event::Status::ALL {
+            let wit = format!("{:?}", wit::Status::from(status));
+            assert_eq!(wit, format!("Status::{status:?}"), "{status}");
+        }
+    }
+}

@@ -17,7 +17,8 @@ pub enum LoadError {
     },
     /// No built-in plugin has this name, and it does not look like a path.
     #[error(
-        "unknown plugin {0:?}: the built-in plugins are jelou, engage, connectly and wpp; a custom plugin is a path to a .wasm component"
+        "unknown plugin {0:?}: the built-in plugins are {names}; a custom plugin is a path to a .wasm component",
+        names = super::BUILTIN_NAMES.join(", ")
     )]
     UnknownBuiltin(String),
     /// The bytes are not a WebAssembly component (a core module, or not wasm).

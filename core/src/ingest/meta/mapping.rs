@@ -1,4 +1,4 @@
-//! Meta updates to canonical events (meta-ingest.md, "statuses[] →
+//! Meta updates to canonical events (docs/meta.md, "Statuses" and "Replies"; "statuses[] →
 //! canonical" and "messages[] → replied").
 //!
 //! [`map`] turns every status and every inbound reply of every change into a
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::envelope::{Change, Envelope, Malformed};
-use crate::event::{Campaign, ErrorInfo, Status, StatusEvent};
+use crate::event::{self, Campaign, ErrorInfo, Status, StatusEvent};
 use crate::route::Snapshot;
 
 /// The bot that owns a phone number id, as the mapper needs it.
@@ -295,7 +295,7 @@ fn map_status(item: &Value, source: &Source<'_>) -> Result<StatusEvent, Skip> {
         error,
         is_final: matches!(status, Status::Read | Status::Failed),
     };
-    check(&event).map_err(invalid)?;
+    event::check(&event).map_err(|e| invalid(e.to_string()))?;
     Ok(event)
 }
 
@@ -342,7 +342,7 @@ fn map_message(item: &Value, source: &Source<'_>) -> Result<StatusEvent, Skip> {
         error: None,
         is_final: true,
     };
-    check(&event).map_err(invalid)?;
+    event::check(&event).map_err(|e| invalid(e.to_string()))?;
     Ok(event)
 }
 
@@ -440,51 +440,6 @@ fn shorten(s: &str) -> &str {
         Some((end, _)) => &s[..end],
         None => s,
     }
-}
-
-/// The rules of canonical events (canonical-event.md) that a mapped event
-/// could break; the rest hold by construction.
-fn check(event: &StatusEvent) -> Result<(), String> {
-    fn bounded(name: &str, value: Option<&str>, max: usize) -> Result<(), String> {
-        match value {
-            None => Err(format!("{name} is required")),
-            Some("") => Err(format!("{name} is empty")),
-            Some(v) if v.len() > max => Err(format!(
-                "{name} is {} bytes long; at most {max} are allowed",
-                v.len()
-            )),
-            Some(_) => Ok(()),
-        }
-    }
-    bounded("id", Some(&event.id), 256)?;
-    if !event.id.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-        return Err("the event id must be printable ASCII (the message id is not)".into());
-    }
-    bounded("bot_id", Some(&event.bot_id), 128)?;
-    if !event
-        .bot_id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        return Err("bot_id may contain only letters, digits, '_', '.' and '-'".into());
-    }
-    bounded("message id", event.message_id.as_deref(), 512)?;
-    bounded("recipient", event.recipient.as_deref(), 64)?;
-    if !(1..1u64 << 40).contains(&event.timestamp) {
-        return Err(format!(
-            "timestamp {} is not between 1 and 2^40-1",
-            event.timestamp
-        ));
-    }
-    if event.error.as_ref().is_some_and(|e| e.code.is_empty())
-        || event.campaign.as_ref().is_some_and(|c| c.id.is_empty())
-    {
-        return Err("an error code or campaign id is empty".into());
-    }
-    if (event.status == Status::Replied) != event.reply.is_some() {
-        return Err("reply goes with replied, and only with it".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
