@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use statushook::event::Status;
 use statushook::queue::{
-    Attempt, AttemptOutcome, Delivery, EmbeddedQueue, NewDelivery, NewEvent, Queue, QueueError,
-    RedisQueue, new_delivery_id, now_ms,
+    Attempt, AttemptOutcome, Clock, Delivery, EmbeddedQueue, NewDelivery, NewEvent, Queue,
+    QueueError, RedisQueue, new_delivery_id, now_ms,
 };
 use support::redis::RedisServer;
 
@@ -55,15 +55,19 @@ fn failed_attempt(status: u16) -> Attempt {
 /// A queue under test, with whatever keeps its store alive.
 struct Backend {
     queue: Arc<dyn Queue>,
+    /// The queue's clock: tests move it instead of sleeping.
+    clock: Clock,
     _redis: Option<RedisServer>,
     _dir: Option<tempfile::TempDir>,
 }
 
 async fn redis_backend() -> Backend {
     let server = RedisServer::start();
-    let queue = RedisQueue::new(&server.url(), "test").expect("queue");
+    let clock = Clock::adjustable();
+    let queue = RedisQueue::with_clock(&server.url(), "test", clock.clone()).expect("queue");
     Backend {
         queue: Arc::new(queue),
+        clock,
         _redis: Some(server),
         _dir: None,
     }
@@ -71,9 +75,11 @@ async fn redis_backend() -> Backend {
 
 async fn embedded_backend() -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
-    let queue = EmbeddedQueue::open(dir.path()).expect("queue");
+    let clock = Clock::adjustable();
+    let queue = EmbeddedQueue::open_with_clock(dir.path(), clock.clone()).expect("queue");
     Backend {
         queue: Arc::new(queue),
+        clock,
         _redis: None,
         _dir: Some(dir),
     }
@@ -81,7 +87,7 @@ async fn embedded_backend() -> Backend {
 
 // ---- the cases: each takes any backend -------------------------------------
 
-async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue) {
+async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue, _clock: &Clock) {
     let e = event("bot-a", "e1", &["crm", "bi"]);
     let outcome = q
         .enqueue(std::slice::from_ref(&e), WINDOW)
@@ -106,7 +112,7 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue) {
     assert_eq!(q.depth().await.expect("depth").pending, 0);
 }
 
-async fn claims_follow_due_time(q: &dyn Queue) {
+async fn claims_follow_due_time(q: &dyn Queue, clock: &Clock) {
     q.enqueue(
         &[
             event("bot-a", "first", &["w"]),
@@ -128,12 +134,16 @@ async fn claims_follow_due_time(q: &dyn Queue) {
         .find(|c| c.delivery.event_id == "second")
         .expect("second");
     assert!(
-        q.retry(&first.lease, Some(&failed_attempt(500)), now_ms() + 60_000)
-            .await
-            .expect("retry")
+        q.retry(
+            &first.lease,
+            Some(&failed_attempt(500)),
+            clock.now_ms() + 60_000
+        )
+        .await
+        .expect("retry")
     );
     assert!(
-        q.retry(&second.lease, Some(&failed_attempt(500)), now_ms())
+        q.retry(&second.lease, Some(&failed_attempt(500)), clock.now_ms())
             .await
             .expect("retry")
     );
@@ -145,14 +155,17 @@ async fn claims_follow_due_time(q: &dyn Queue) {
         q.next_due_ms()
             .await
             .expect("next due")
-            .map(|due| due > now_ms() + 20_000),
+            .map(|due| due > clock.now_ms() + 20_000),
         Some(true)
     );
     let depth = q.depth().await.expect("depth");
     assert_eq!(depth.pending, 2);
 }
 
-async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(q: &dyn Queue) {
+async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(
+    q: &dyn Queue,
+    clock: &Clock,
+) {
     q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
         .await
         .expect("enqueue");
@@ -161,7 +174,7 @@ async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(q: &dyn Qu
         .await
         .expect("claim")
         .remove(0);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    clock.advance(Duration::from_millis(250));
     let fresh = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
     assert_eq!(fresh.delivery.id, stale.delivery.id);
     assert_ne!(fresh.lease.token, stale.lease.token);
@@ -170,7 +183,9 @@ async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(q: &dyn Qu
         "a stale worker cannot ack"
     );
     assert!(
-        !q.retry(&stale.lease, None, now_ms()).await.expect("retry"),
+        !q.retry(&stale.lease, None, clock.now_ms())
+            .await
+            .expect("retry"),
         "nor retry"
     );
     assert!(
@@ -184,17 +199,24 @@ async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(q: &dyn Qu
     );
 }
 
-async fn a_retry_without_attempt_postpones_without_counting(q: &dyn Queue) {
+async fn a_retry_without_attempt_postpones_without_counting(q: &dyn Queue, clock: &Clock) {
     q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
         .await
         .expect("enqueue");
     let c = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
-    assert!(q.retry(&c.lease, None, now_ms()).await.expect("postpone"));
+    assert!(
+        q.retry(&c.lease, None, clock.now_ms())
+            .await
+            .expect("postpone")
+    );
     let c = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
     assert_eq!(c.attempts, 0);
 }
 
-async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Queue) {
+async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(
+    q: &dyn Queue,
+    clock: &Clock,
+) {
     q.enqueue(
         &[event("bot-a", "e1", &["w"]), event("bot-b", "e2", &["w"])],
         WINDOW,
@@ -207,13 +229,13 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Q
         .find(|c| c.delivery.bot == "bot-a")
         .expect("bot-a job");
     assert!(
-        q.retry(&a.lease, Some(&failed_attempt(503)), now_ms())
+        q.retry(&a.lease, Some(&failed_attempt(503)), clock.now_ms())
             .await
             .expect("retry")
     );
     let a = q.claim(10, 10, LEASE).await.expect("claim").remove(0);
     let timeout = Attempt {
-        at_ms: now_ms(),
+        at_ms: clock.now_ms(),
         duration_ms: 10_000,
         outcome: AttemptOutcome::Error("timed out".into()),
     };
@@ -270,7 +292,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(q: &dyn Q
     );
 }
 
-async fn duplicates_are_counted_and_queue_nothing(q: &dyn Queue) {
+async fn duplicates_are_counted_and_queue_nothing(q: &dyn Queue, clock: &Clock) {
     let outcome = q
         .enqueue(
             &[
@@ -298,7 +320,7 @@ async fn duplicates_are_counted_and_queue_nothing(q: &dyn Queue) {
     q.enqueue(&[event("bot-c", "e9", &["w"])], short)
         .await
         .expect("enqueue");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_millis(300));
     let outcome = q
         .enqueue(&[event("bot-c", "e9", &["w"])], short)
         .await
@@ -306,7 +328,7 @@ async fn duplicates_are_counted_and_queue_nothing(q: &dyn Queue) {
     assert_eq!(outcome.accepted, 1);
 }
 
-async fn deliveries_born_dead_are_listed_not_sent(q: &dyn Queue) {
+async fn deliveries_born_dead_are_listed_not_sent(q: &dyn Queue, _clock: &Clock) {
     let mut e = event("bot-a", "e1", &["ok"]);
     e.deliveries.push(NewDelivery::Dead(
         delivery("bot-a", "e1", "broken"),
@@ -322,7 +344,7 @@ async fn deliveries_born_dead_are_listed_not_sent(q: &dyn Queue) {
     assert!(dead[0].attempts.is_empty());
 }
 
-async fn an_event_with_no_deliveries_still_dedupes(q: &dyn Queue) {
+async fn an_event_with_no_deliveries_still_dedupes(q: &dyn Queue, _clock: &Clock) {
     let empty = NewEvent {
         bot: "bot-a".into(),
         event_id: "dropped-by-all".into(),
@@ -344,7 +366,7 @@ async fn an_event_with_no_deliveries_still_dedupes(q: &dyn Queue) {
     );
 }
 
-async fn a_deep_lane_does_not_keep_other_lanes_waiting(q: &dyn Queue) {
+async fn a_deep_lane_does_not_keep_other_lanes_waiting(q: &dyn Queue, _clock: &Clock) {
     // 20 events for bot-a's webhook, then one for bot-b's: bot-b's job is
     // the newest, yet the first claim serves it, taking at most 2 per lane.
     let busy: Vec<NewEvent> = (0..20)
@@ -371,7 +393,7 @@ async fn a_deep_lane_does_not_keep_other_lanes_waiting(q: &dyn Queue) {
     assert_eq!(rest, 18);
 }
 
-async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue) {
+async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue, clock: &Clock) {
     q.enqueue(
         &[
             event("bot-a", "a1", &["crm"]),
@@ -382,10 +404,12 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue) {
     .await
     .expect("enqueue");
     let hold_ms = 800;
-    let until = now_ms() + hold_ms;
+    let until = clock.now_ms() + hold_ms;
     q.hold("bot-a", "crm", until).await.expect("hold");
     // A shorter hold does not shorten it.
-    q.hold("bot-a", "crm", now_ms() + 1).await.expect("hold");
+    q.hold("bot-a", "crm", clock.now_ms() + 1)
+        .await
+        .expect("hold");
     // Jobs enqueued during the hold wait too.
     q.enqueue(&[event("bot-a", "a2", &["crm"])], WINDOW)
         .await
@@ -408,14 +432,18 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue) {
 
     // A claimed job put back while its lane is held stays out too: what a
     // worker does when the webhook's endpoint is down.
-    tokio::time::sleep(Duration::from_millis(hold_ms + 50)).await;
+    clock.advance(Duration::from_millis(hold_ms + 50));
     let claimed = q.claim(10, 10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 2, "both of bot-a's jobs after the hold");
-    q.hold("bot-a", "crm", now_ms() + 60_000)
+    q.hold("bot-a", "crm", clock.now_ms() + 60_000)
         .await
         .expect("hold");
     for c in &claimed {
-        assert!(q.retry(&c.lease, None, now_ms()).await.expect("retry"));
+        assert!(
+            q.retry(&c.lease, None, clock.now_ms())
+                .await
+                .expect("retry")
+        );
     }
     assert!(q.claim(10, 10, LEASE).await.expect("claim").is_empty());
     assert_eq!(q.depth().await.expect("depth").pending, 2);
@@ -448,7 +476,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let backend = super::$backend().await;
-                    super::$case(&*backend.queue).await;
+                    super::$case(&*backend.queue, &backend.clock).await;
                 }
             )*
 
@@ -733,7 +761,8 @@ async fn embedded_jobs_survive_a_process_kill() {
 
     // While the child lives, its folder is locked against this process.
     match EmbeddedQueue::open(dir.path()) {
-        Err(QueueError::Open(message)) => {
+        Err(error @ QueueError::Open { .. }) => {
+            let message = error.to_string();
             assert!(message.contains("another statushook"), "{message}")
         }
         Err(other) => panic!("expected an Open error, got {other:?}"),
@@ -779,7 +808,8 @@ async fn embedded_a_second_open_of_the_same_folder_fails_clearly() {
         .await
         .expect("enqueue");
     match EmbeddedQueue::open(dir.path()) {
-        Err(QueueError::Open(message)) => {
+        Err(error @ QueueError::Open { .. }) => {
+            let message = error.to_string();
             assert!(message.contains("another statushook"), "{message}");
             assert!(
                 message.contains(&dir.path().display().to_string()),
@@ -802,7 +832,8 @@ async fn embedded_a_second_open_of_the_same_folder_fails_clearly() {
 #[tokio::test]
 async fn embedded_tokens_keep_rising_across_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let q = EmbeddedQueue::open(dir.path()).expect("open");
+    let clock = Clock::adjustable();
+    let q = EmbeddedQueue::open_with_clock(dir.path(), clock.clone()).expect("open");
     q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
         .await
         .expect("enqueue");
@@ -812,8 +843,8 @@ async fn embedded_tokens_keep_rising_across_a_restart() {
         .expect("claim")
         .remove(0);
     drop(q);
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let q = EmbeddedQueue::open(dir.path()).expect("reopen");
+    clock.advance(Duration::from_millis(20));
+    let q = EmbeddedQueue::open_with_clock(dir.path(), clock).expect("reopen");
     let after = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
     assert!(
         after.lease.token > before.lease.token,

@@ -43,9 +43,11 @@ impl Delivery {
     }
 
     /// The metadata as JSON (everything but the body).
-    pub(crate) fn meta_json(&self) -> Vec<u8> {
-        // Serialising plain strings and numbers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    pub(crate) fn meta_json(&self) -> Result<Vec<u8>, QueueError> {
+        serde_json::to_vec(self).map_err(|source| QueueError::Encode {
+            id: self.id.clone(),
+            source,
+        })
     }
 
     /// Rebuilds a delivery from its stored metadata and body.
@@ -114,6 +116,14 @@ pub struct NewEvent {
     pub event_id: String,
     /// Its deliveries: one per subscribed webhook whose plugin did not drop it.
     pub deliveries: Vec<NewDelivery>,
+}
+
+/// `attempt` of the job leased as `id`, as stored JSON.
+pub(crate) fn attempt_json(id: &str, attempt: &Attempt) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(attempt).map_err(|source| QueueError::Encode {
+        id: id.to_string(),
+        source,
+    })
 }
 
 /// What happened on one attempt.

@@ -24,6 +24,7 @@
 //! Enqueueing writes all deliveries of a batch and its dedup marks in one
 //! atomic step, before `202` is answered.
 
+mod clock;
 mod delivery;
 pub mod embedded;
 mod error;
@@ -31,6 +32,7 @@ pub mod redis;
 
 pub use self::embedded::EmbeddedQueue;
 pub use self::redis::RedisQueue;
+pub use clock::Clock;
 pub use delivery::{
     Attempt, AttemptOutcome, Claimed, DeadLetter, Delivery, Lease, NewDelivery, NewEvent, lane,
     new_delivery_id, now_ms,

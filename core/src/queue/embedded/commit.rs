@@ -44,8 +44,19 @@ pub(super) struct Committer {
 impl Drop for Committer {
     fn drop(&mut self) {
         drop(self.ops.take()); // the thread's recv now fails: it finishes its group and stops
-        if let Some(thread) = self.thread.take() {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // The wait is one commit at most, but it blocks: on a multi-threaded
+        // runtime, tell tokio so its other tasks move to other threads. (The
+        // committer needs no runtime to finish, so a current-thread runtime
+        // can simply wait.)
+        let join = move || {
             let _ = thread.join();
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(join),
+            _ => join(),
         }
     }
 }
@@ -83,15 +94,15 @@ impl Committer {
             }
         });
         let stopped =
-            || QueueError::Unavailable("the embedded queue's committer has stopped".into());
+            || QueueError::unavailable_because("the embedded queue's committer has stopped");
         self.ops
             .as_ref()
             .ok_or_else(stopped)?
             .send(op)
             .map_err(|_| stopped())?;
         answer.await.unwrap_or_else(|_| {
-            Err(QueueError::Unavailable(
-                "another operation in the same commit failed; nothing was written, retry".into(),
+            Err(QueueError::unavailable_because(
+                "another operation in the same commit failed; nothing was written, retry",
             ))
         })
     }
@@ -112,7 +123,7 @@ fn run(db: &Database, queue: &mpsc::Receiver<Op>) {
             Err(Some(fault)) => {
                 let message = QueueError::from(fault).to_string();
                 for answer in answers {
-                    answer(Err(QueueError::Unavailable(message.clone())));
+                    answer(Err(QueueError::unavailable_because(message.clone())));
                 }
             }
             // An operation failed and answered for itself; the others'

@@ -77,10 +77,9 @@ fn insert(
 ) -> Result<Option<String>, Fault> {
     let delivery = new.delivery();
     let id = delivery.id.as_str();
-    t.payloads.insert(
-        id,
-        (delivery.meta_json().as_slice(), delivery.body.as_slice()),
-    )?;
+    let meta = delivery.meta_json()?;
+    t.payloads
+        .insert(id, (meta.as_slice(), delivery.body.as_slice()))?;
     let mut lane = None;
     let stage = match new {
         NewDelivery::Pending(_) => {

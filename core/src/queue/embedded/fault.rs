@@ -30,7 +30,7 @@ macro_rules! store_failures {
         $(
             impl From<$error> for Fault {
                 fn from(error: $error) -> Self {
-                    Fault(QueueError::Unavailable(format!("embedded queue store: {error}")))
+                    Fault(QueueError::unavailable("embedded queue store", error))
                 }
             }
         )*

@@ -43,7 +43,7 @@ use tokio::sync::Notify;
 use self::fault::Fault;
 use self::tables::{Commit, Tables};
 use super::{
-    Attempt, Claimed, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError, now_ms,
+    Attempt, Claimed, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
 };
 
 /// The queue in a local redb file, for a single dispatcher.
@@ -52,6 +52,7 @@ pub struct EmbeddedQueue {
     folder: PathBuf,
     wake: Notify,
     committer: commit::Committer,
+    clock: Clock,
 }
 
 impl EmbeddedQueue {
@@ -68,14 +69,25 @@ impl EmbeddedQueue {
     /// or if another statushook (another process, or another queue in this
     /// one) has the folder open.
     pub fn open(folder: &Path) -> Result<Self, QueueError> {
-        let db = Arc::new(open::open(folder)?);
+        Self::open_with_clock(folder, Clock::system())
+    }
+
+    /// [`EmbeddedQueue::open`], reading the time from `clock` (tests move an
+    /// adjustable one instead of sleeping).
+    ///
+    /// # Errors
+    ///
+    /// As [`EmbeddedQueue::open`].
+    pub fn open_with_clock(folder: &Path, clock: Clock) -> Result<Self, QueueError> {
+        let db = Arc::new(open::open(folder, &clock)?);
         let committer = commit::Committer::start(Arc::clone(&db))
-            .map_err(|e| QueueError::Open(format!("cannot start the commit thread: {e}")))?;
+            .map_err(|e| QueueError::open("cannot start the commit thread", e))?;
         Ok(EmbeddedQueue {
             db,
             folder: folder.to_path_buf(),
             wake: Notify::new(),
             committer,
+            clock,
         })
     }
 
@@ -87,9 +99,7 @@ impl EmbeddedQueue {
         let db = Arc::clone(&self.db);
         match tokio::task::spawn_blocking(move || op(&db)).await {
             Ok(result) => result.map_err(QueueError::from),
-            Err(e) => Err(QueueError::Unavailable(format!(
-                "embedded queue operation failed: {e}"
-            ))),
+            Err(e) => Err(QueueError::unavailable("embedded queue operation", e)),
         }
     }
 
@@ -114,9 +124,10 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn attempt_json(attempt: Option<&Attempt>) -> Option<Vec<u8>> {
-    // Serialising plain strings and numbers cannot fail.
-    attempt.map(|a| serde_json::to_vec(a).unwrap_or_default())
+fn attempt_json(lease: &Lease, attempt: Option<&Attempt>) -> Result<Option<Vec<u8>>, QueueError> {
+    attempt
+        .map(|a| super::delivery::attempt_json(&lease.id, a))
+        .transpose()
 }
 
 #[async_trait::async_trait]
@@ -128,8 +139,9 @@ impl Queue for EmbeddedQueue {
     ) -> Result<Enqueued, QueueError> {
         let events = events.to_vec();
         let window_ms = millis(dedup_window).max(1);
+        let now = self.clock.now_ms();
         let enqueued = self
-            .write(move |t| enqueue::enqueue(t, &events, now_ms(), window_ms))
+            .write(move |t| enqueue::enqueue(t, &events, now, window_ms))
             .await?;
         if enqueued.accepted > 0 {
             self.wake.notify_one();
@@ -147,14 +159,16 @@ impl Queue for EmbeddedQueue {
             return Ok(Vec::new());
         }
         let lease_ms = millis(lease);
-        self.write(move |t| claim::claim(t, now_ms(), lease_ms, max, per_lane))
+        let now = self.clock.now_ms();
+        self.write(move |t| claim::claim(t, now, lease_ms, max, per_lane))
             .await
     }
 
     async fn hold(&self, bot: &str, webhook: &str, until_ms: u64) -> Result<(), QueueError> {
         let lane = super::lane(bot, webhook);
+        let now = self.clock.now_ms();
         self.write(move |t| {
-            t.hold(&lane, until_ms, now_ms())?;
+            t.hold(&lane, until_ms, now)?;
             Ok(((), Commit::Yes))
         })
         .await
@@ -162,8 +176,8 @@ impl Queue for EmbeddedQueue {
 
     async fn ack(&self, lease: &Lease) -> Result<bool, QueueError> {
         let Lease { id, token } = lease.clone();
-        self.write(move |t| settle::ack(t, &id, token, now_ms()))
-            .await
+        let now = self.clock.now_ms();
+        self.write(move |t| settle::ack(t, &id, token, now)).await
     }
 
     async fn retry(
@@ -172,9 +186,10 @@ impl Queue for EmbeddedQueue {
         attempt: Option<&Attempt>,
         due_ms: u64,
     ) -> Result<bool, QueueError> {
+        let attempt = attempt_json(lease, attempt)?;
         let Lease { id, token } = lease.clone();
-        let attempt = attempt_json(attempt);
-        self.write(move |t| settle::retry(t, &id, token, attempt.as_deref(), due_ms, now_ms()))
+        let now = self.clock.now_ms();
+        self.write(move |t| settle::retry(t, &id, token, attempt.as_deref(), due_ms, now))
             .await
     }
 
@@ -184,13 +199,12 @@ impl Queue for EmbeddedQueue {
         attempt: Option<&Attempt>,
         reason: &str,
     ) -> Result<bool, QueueError> {
+        let attempt = attempt_json(lease, attempt)?;
         let Lease { id, token } = lease.clone();
-        let attempt = attempt_json(attempt);
         let reason = reason.to_string();
-        self.write(move |t| {
-            settle::dead_letter(t, &id, token, attempt.as_deref(), &reason, now_ms())
-        })
-        .await
+        let now = self.clock.now_ms();
+        self.write(move |t| settle::dead_letter(t, &id, token, attempt.as_deref(), &reason, now))
+            .await
     }
 
     async fn dead_letters(&self, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
@@ -201,8 +215,9 @@ impl Queue for EmbeddedQueue {
     async fn replay(&self, bot: &str, id: Option<&str>) -> Result<usize, QueueError> {
         let bot = bot.to_string();
         let id = id.map(str::to_string);
+        let now = self.clock.now_ms();
         let replayed = self
-            .write(move |t| dead::replay(t, &bot, id.as_deref(), now_ms()))
+            .write(move |t| dead::replay(t, &bot, id.as_deref(), now))
             .await?;
         if replayed > 0 {
             self.wake.notify_one();
@@ -211,7 +226,8 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {
-        self.run(|db| inspect::depth(db, now_ms())).await
+        let now = self.clock.now_ms();
+        self.run(move |db| inspect::depth(db, now)).await
     }
 
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {

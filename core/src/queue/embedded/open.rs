@@ -10,19 +10,19 @@ use super::job::Stage;
 use super::tables::{
     self, COUNTERS, Commit, OLD_DUE, SCHEMA, SCHEMA_VERSION, SCHEMA_WITHOUT_LANES, Tables,
 };
-use crate::queue::{Delivery, QueueError, now_ms};
+use crate::queue::{Clock, Delivery, QueueError};
 
 /// The database file inside the queue folder.
 pub(super) const FILE_NAME: &str = "queue.redb";
 
 /// Opens (creating if needed) the store in `folder`, repairing it first if
 /// the last process using it did not shut down cleanly.
-pub(super) fn open(folder: &Path) -> Result<Database, QueueError> {
+pub(super) fn open(folder: &Path, clock: &Clock) -> Result<Database, QueueError> {
     std::fs::create_dir_all(folder).map_err(|e| {
-        QueueError::Open(format!(
-            "cannot create the queue folder {}: {e}",
-            folder.display()
-        ))
+        QueueError::open(
+            format!("cannot create the queue folder {}", folder.display()),
+            e,
+        )
     })?;
     let file = folder.join(FILE_NAME);
     let warned = AtomicBool::new(false);
@@ -37,27 +37,27 @@ pub(super) fn open(folder: &Path) -> Result<Database, QueueError> {
         })
         .create(&file)
         .map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => QueueError::Open(format!(
+            DatabaseError::DatabaseAlreadyOpen => QueueError::open_refused(format!(
                 "another statushook is using the queue folder {} (its file {FILE_NAME} is locked, by \
                  another process or by this one): one embedded queue serves one dispatcher; stop \
                  the other one, or give this one its own [queue] path",
                 folder.display()
             )),
-            e => QueueError::Open(format!("cannot open the queue file {}: {e}", file.display())),
+            e => QueueError::open(format!("cannot open the queue file {}", file.display()), e),
         })?;
-    init(&db).map_err(|e| match e {
-        QueueError::Open(_) => e,
-        e => QueueError::Open(format!(
-            "cannot set up the queue file {}: {e}",
-            file.display()
-        )),
+    init(&db, clock).map_err(|e| match e {
+        QueueError::Open { .. } => e,
+        e => QueueError::open(
+            format!("cannot set up the queue file {}", file.display()),
+            e,
+        ),
     })?;
     Ok(db)
 }
 
 /// Creates the tables, migrates a file laid out before lanes, and refuses
 /// one laid out by another version.
-fn init(db: &Database) -> Result<(), QueueError> {
+fn init(db: &Database, clock: &Clock) -> Result<(), QueueError> {
     let layout = {
         let txn = db.begin_read().map_err(Fault::from)?;
         match txn.open_table(COUNTERS) {
@@ -70,7 +70,7 @@ fn init(db: &Database) -> Result<(), QueueError> {
         }
     };
     if layout == Some(SCHEMA_WITHOUT_LANES) {
-        let moved = migrate_to_lanes(db)?;
+        let moved = migrate_to_lanes(db, clock.now_ms())?;
         tracing::info!(
             jobs = moved,
             "moved the embedded queue's pending jobs into per-webhook lanes"
@@ -80,7 +80,7 @@ fn init(db: &Database) -> Result<(), QueueError> {
         let layout = t.counters.get(SCHEMA)?.map(|v| v.value());
         match layout {
             Some(SCHEMA_VERSION) => Ok(((), Commit::No)),
-            Some(other) => Err(QueueError::Open(format!(
+            Some(other) => Err(QueueError::open_refused(format!(
                 "the queue file has layout version {other}; this statushook reads version \
                  {SCHEMA_VERSION}"
             ))
@@ -97,7 +97,7 @@ fn init(db: &Database) -> Result<(), QueueError> {
 /// Layout 1 → 2: gives every job its webhook (from its stored delivery) and
 /// moves pending jobs from the single due index into their lanes, in one
 /// transaction. Returns how many pending jobs moved.
-fn migrate_to_lanes(db: &Database) -> Result<usize, QueueError> {
+fn migrate_to_lanes(db: &Database, now: u64) -> Result<usize, QueueError> {
     let txn = db.begin_write().map_err(Fault::from)?;
     let moved = {
         let mut t = Tables::open(&txn)?;
@@ -106,7 +106,6 @@ fn migrate_to_lanes(db: &Database) -> Result<usize, QueueError> {
             let (id, _) = entry.map_err(Fault::from)?;
             ids.push(id.value().to_string());
         }
-        let now = now_ms();
         let mut lanes = std::collections::BTreeSet::new();
         let mut moved = 0;
         for id in &ids {

@@ -54,7 +54,7 @@ fn a_damaged_job_record_is_corrupt_not_a_panic() {
 #[test]
 fn expired_dedup_marks_are_purged_a_bounded_number_at_a_time() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = super::open::open(dir.path()).expect("open");
+    let db = super::open::open(dir.path(), &crate::queue::Clock::system()).expect("open");
     let events: Vec<NewEvent> = (0..5)
         .map(|i| NewEvent {
             bot: "bot-a".into(),
@@ -107,7 +107,7 @@ fn expired_dedup_marks_are_purged_a_bounded_number_at_a_time() {
 #[test]
 fn an_expired_mark_is_absent_even_before_it_is_purged() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = super::open::open(dir.path()).expect("open");
+    let db = super::open::open(dir.path(), &crate::queue::Clock::system()).expect("open");
     let event = vec![NewEvent {
         bot: "bot-a".into(),
         event_id: "e1".into(),

@@ -17,51 +17,45 @@
 //!
 //! Every state change is one Lua script (`lua/`), so a crash between two
 //! steps cannot duplicate or lose a job. The lane bookkeeping every script
-//! shares lives once, in `lua/lanes.lua`, prepended to them. Scripts are re-loaded automatically
-//! after a Redis restart or `SCRIPT FLUSH` (EVALSHA falls back to EVAL), and
-//! nothing else needs re-creating: a flushed Redis is an empty queue, not a
-//! stalled one.
+//! shares lives once, in `lua/lanes.lua`, prepended to them. Scripts are
+//! re-loaded automatically after a Redis restart or `SCRIPT FLUSH` (EVALSHA
+//! falls back to EVAL), and nothing else needs re-creating: a flushed Redis
+//! is an empty queue, not a stalled one.
+//!
+//! The files follow the operations, as the embedded backend's do:
+//! `connect.rs` (the connection, the durability check, the key migration),
+//! `scripts.rs` (the scripts and the one way to call them), `enqueue.rs`,
+//! `claim.rs`, `dead.rs` (reading dead letters), and `wake.rs` (pub/sub
+//! wake-ups between dispatchers).
 
+mod claim;
+mod connect;
+mod dead;
+mod enqueue;
+mod scripts;
 mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, Script};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, OnceCell};
 
+use self::scripts::Scripts;
 use super::{
-    Attempt, Claimed, DeadLetter, Delivery, Depth, Enqueued, Lease, NewDelivery, NewEvent, Queue,
-    QueueError, now_ms,
+    Attempt, Claimed, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
 };
 
 /// The Redis-backed queue.
 pub struct RedisQueue {
-    client: Client,
+    client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     prefix: String,
     scripts: Scripts,
     wake: Arc<Notify>,
     subscriber: tokio::task::JoinHandle<()>,
-}
-
-struct Scripts {
-    enqueue: Script,
-    claim: Script,
-    ack: Script,
-    retry: Script,
-    dead: Script,
-    dead_letters: Script,
-    replay: Script,
-    hold: Script,
-    depth: Script,
-    migrate: Script,
-}
-
-/// A script that moves jobs: the shared lane functions, then its own body.
-fn with_lanes(body: &str) -> Script {
-    Script::new(&[include_str!("lua/lanes.lua"), body].concat())
+    clock: Clock,
 }
 
 impl RedisQueue {
@@ -75,8 +69,18 @@ impl RedisQueue {
     ///
     /// [`QueueError::Open`] if `url` is not a Redis URL.
     pub fn new(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let client = Client::open(url)
-            .map_err(|e| QueueError::Open(format!("bad Redis URL {url:?}: {e}")))?;
+        Self::with_clock(url, prefix, Clock::system())
+    }
+
+    /// [`RedisQueue::new`], reading the time from `clock` (tests move an
+    /// adjustable one instead of sleeping).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisQueue::new`].
+    pub fn with_clock(url: &str, prefix: &str, clock: Clock) -> Result<Self, QueueError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| QueueError::open(format!("bad Redis URL {url:?}"), e))?;
         let prefix = format!("{{{prefix}}}");
         let wake = Arc::new(Notify::new());
         let subscriber = tokio::spawn(wake::forward_wakeups(
@@ -88,62 +92,11 @@ impl RedisQueue {
             client,
             conn: OnceCell::new(),
             prefix,
-            scripts: Scripts {
-                enqueue: with_lanes(include_str!("lua/enqueue.lua")),
-                claim: with_lanes(include_str!("lua/claim.lua")),
-                ack: with_lanes(include_str!("lua/ack.lua")),
-                retry: with_lanes(include_str!("lua/retry.lua")),
-                dead: with_lanes(include_str!("lua/dead.lua")),
-                dead_letters: Script::new(include_str!("lua/dead_letters.lua")),
-                replay: with_lanes(include_str!("lua/replay.lua")),
-                hold: with_lanes(include_str!("lua/hold.lua")),
-                depth: Script::new(include_str!("lua/depth.lua")),
-                migrate: with_lanes(include_str!("lua/migrate.lua")),
-            },
+            scripts: Scripts::new(),
             wake,
             subscriber,
+            clock,
         })
-    }
-
-    async fn conn(&self) -> Result<ConnectionManager, QueueError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                let conn = ConnectionManager::new_with_config(self.client.clone(), config)
-                    .await
-                    .map_err(unavailable)?;
-                warn_if_not_durable(conn.clone()).await;
-                self.migrate(conn.clone()).await?;
-                Ok::<_, QueueError>(conn)
-            })
-            .await?;
-        Ok(conn.clone())
-    }
-}
-
-impl RedisQueue {
-    /// Moves jobs queued by a version without lanes into their lanes.
-    async fn migrate(&self, mut conn: ConnectionManager) -> Result<(), QueueError> {
-        let moved: u64 = self
-            .scripts
-            .migrate
-            .arg(&self.prefix)
-            .arg(now_ms())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if moved > 0 {
-            tracing::info!(
-                jobs = moved,
-                "moved jobs queued by an older statushook into per-webhook lanes"
-            );
-        }
-        Ok(())
     }
 }
 
@@ -153,44 +106,20 @@ impl Drop for RedisQueue {
     }
 }
 
+/// Redis could not be reached, or refused a command.
 fn unavailable(e: redis::RedisError) -> QueueError {
-    QueueError::Unavailable(format!("Redis: {e}"))
+    QueueError::unavailable("Redis", e)
 }
 
-/// Warns when Redis may evict or lose jobs: the queue promises no loss only
-/// as long as Redis keeps its data.
-async fn warn_if_not_durable(mut conn: ConnectionManager) {
-    let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .query_async(&mut conn)
-        .await;
-    let aof: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("appendonly")
-        .query_async(&mut conn)
-        .await;
-    match (policy, aof) {
-        (Ok(policy), Ok(aof)) => {
-            if let Some(policy) = policy.get(1).filter(|p| p.as_str() != "noeviction") {
-                tracing::warn!(maxmemory_policy = %policy, "Redis may evict queued deliveries under memory pressure; set maxmemory-policy noeviction");
-            }
-            if aof.get(1).is_some_and(|a| a.as_str() != "yes") {
-                tracing::warn!(
-                    "Redis has appendonly off: queued deliveries can be lost if Redis restarts; set appendonly yes"
-                );
-            }
-        }
-        _ => tracing::warn!(
-            "could not read Redis durability settings (CONFIG GET refused); make sure maxmemory-policy is noeviction and appendonly is yes"
-        ),
-    }
+/// The attempt as stored JSON; the scripts take an empty string for none.
+fn attempt_json(lease: &Lease, attempt: Option<&Attempt>) -> Result<Vec<u8>, QueueError> {
+    attempt.map_or(Ok(Vec::new()), |a| {
+        super::delivery::attempt_json(&lease.id, a)
+    })
 }
 
-fn attempt_json(attempt: Option<&Attempt>) -> Vec<u8> {
-    attempt
-        .map(|a| serde_json::to_vec(a).unwrap_or_default())
-        .unwrap_or_default()
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[async_trait::async_trait]
@@ -200,38 +129,7 @@ impl Queue for RedisQueue {
         events: &[NewEvent],
         dedup_window: Duration,
     ) -> Result<Enqueued, QueueError> {
-        let mut conn = self.conn().await?;
-        let mut call = self.scripts.enqueue.prepare_invoke();
-        call.arg(&self.prefix)
-            .arg(now_ms())
-            .arg(
-                u64::try_from(dedup_window.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            )
-            .arg(events.len());
-        for event in events {
-            call.arg(&event.bot)
-                .arg(&event.event_id)
-                .arg(event.deliveries.len());
-            for new in &event.deliveries {
-                let delivery = new.delivery();
-                let dead = match new {
-                    NewDelivery::Pending(_) => "",
-                    NewDelivery::Dead(_, reason) => reason.as_str(),
-                };
-                call.arg(&delivery.id)
-                    .arg(delivery.lane())
-                    .arg(delivery.meta_json())
-                    .arg(&delivery.body)
-                    .arg(dead);
-            }
-        }
-        let flags: Vec<u8> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
-        let mut outcome = Enqueued::default();
-        for accepted in flags {
-            outcome.record(accepted == 0);
-        }
+        let outcome = enqueue::enqueue(self, events, dedup_window).await?;
         if outcome.accepted > 0 {
             self.wake.notify_one();
         }
@@ -244,44 +142,17 @@ impl Queue for RedisQueue {
         per_lane: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, QueueError> {
-        if max == 0 || per_lane == 0 {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn().await?;
-        let rows: Vec<(String, u64, Vec<u8>, Vec<u8>, i64)> = self
-            .scripts
-            .claim
-            .arg(&self.prefix)
-            .arg(now_ms())
-            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
-            .arg(max)
-            .arg(per_lane)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        rows.into_iter()
-            .map(|(id, token, meta, body, attempts)| {
-                Ok(Claimed {
-                    delivery: Delivery::from_parts(&id, &meta, body)?,
-                    lease: Lease { id, token },
-                    attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
-                })
-            })
-            .collect()
+        claim::claim(self, max, per_lane, lease).await
     }
 
     async fn ack(&self, lease: &Lease) -> Result<bool, QueueError> {
-        let mut conn = self.conn().await?;
         let done: i64 = self
-            .scripts
-            .ack
-            .arg(&self.prefix)
-            .arg(&lease.id)
-            .arg(lease.token)
-            .arg(now_ms())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .run(&self.scripts.ack, |call| {
+                call.arg(&lease.id)
+                    .arg(lease.token)
+                    .arg(self.clock.now_ms());
+            })
+            .await?;
         Ok(done == 1)
     }
 
@@ -291,34 +162,27 @@ impl Queue for RedisQueue {
         attempt: Option<&Attempt>,
         due_ms: u64,
     ) -> Result<bool, QueueError> {
-        let mut conn = self.conn().await?;
+        let attempt = attempt_json(lease, attempt)?;
         let done: i64 = self
-            .scripts
-            .retry
-            .arg(&self.prefix)
-            .arg(&lease.id)
-            .arg(lease.token)
-            .arg(due_ms)
-            .arg(attempt_json(attempt))
-            .arg(now_ms())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .run(&self.scripts.retry, |call| {
+                call.arg(&lease.id)
+                    .arg(lease.token)
+                    .arg(due_ms)
+                    .arg(attempt)
+                    .arg(self.clock.now_ms());
+            })
+            .await?;
         Ok(done == 1)
     }
 
     async fn hold(&self, bot: &str, webhook: &str, until_ms: u64) -> Result<(), QueueError> {
-        let mut conn = self.conn().await?;
         let _: i64 = self
-            .scripts
-            .hold
-            .arg(&self.prefix)
-            .arg(super::lane(bot, webhook))
-            .arg(until_ms)
-            .arg(now_ms())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .run(&self.scripts.hold, |call| {
+                call.arg(super::lane(bot, webhook))
+                    .arg(until_ms)
+                    .arg(self.clock.now_ms());
+            })
+            .await?;
         Ok(())
     }
 
@@ -328,69 +192,29 @@ impl Queue for RedisQueue {
         attempt: Option<&Attempt>,
         reason: &str,
     ) -> Result<bool, QueueError> {
-        let mut conn = self.conn().await?;
+        let attempt = attempt_json(lease, attempt)?;
         let done: i64 = self
-            .scripts
-            .dead
-            .arg(&self.prefix)
-            .arg(&lease.id)
-            .arg(lease.token)
-            .arg(now_ms())
-            .arg(reason)
-            .arg(attempt_json(attempt))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .run(&self.scripts.dead, |call| {
+                call.arg(&lease.id)
+                    .arg(lease.token)
+                    .arg(self.clock.now_ms())
+                    .arg(reason)
+                    .arg(attempt);
+            })
+            .await?;
         Ok(done == 1)
     }
 
     async fn dead_letters(&self, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let mut conn = self.conn().await?;
-        type Row = (String, Vec<u8>, usize, String, String, Vec<Vec<u8>>);
-        let rows: Vec<Row> = self
-            .scripts
-            .dead_letters
-            .arg(&self.prefix)
-            .arg(bot)
-            .arg(limit.max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        rows.into_iter()
-            .map(|(id, meta, body_bytes, reason, dead_ms, attempts)| {
-                let corrupt = |reason: String| QueueError::Corrupt {
-                    id: id.clone(),
-                    reason,
-                };
-                let attempts = attempts
-                    .iter()
-                    .map(|a| serde_json::from_slice(a).map_err(|e| corrupt(e.to_string())))
-                    .collect::<Result<_, _>>()?;
-                Ok(DeadLetter {
-                    delivery: Delivery::from_parts(&id, &meta, Vec::new())?,
-                    body_bytes,
-                    reason,
-                    dead_ms: dead_ms
-                        .parse()
-                        .map_err(|e: std::num::ParseIntError| corrupt(e.to_string()))?,
-                    attempts,
-                })
-            })
-            .collect()
+        dead::dead_letters(self, bot, limit).await
     }
 
     async fn replay(&self, bot: &str, id: Option<&str>) -> Result<usize, QueueError> {
-        let mut conn = self.conn().await?;
         let replayed: usize = self
-            .scripts
-            .replay
-            .arg(&self.prefix)
-            .arg(bot)
-            .arg(now_ms())
-            .arg(id.unwrap_or(""))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .run(&self.scripts.replay, |call| {
+                call.arg(bot).arg(self.clock.now_ms()).arg(id.unwrap_or(""));
+            })
+            .await?;
         if replayed > 0 {
             self.wake.notify_one();
         }
@@ -398,15 +222,11 @@ impl Queue for RedisQueue {
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {
-        let mut conn = self.conn().await?;
         let (pending, due): (u64, u64) = self
-            .scripts
-            .depth
-            .arg(&self.prefix)
-            .arg(now_ms())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .run(&self.scripts.depth, |call| {
+                call.arg(self.clock.now_ms());
+            })
+            .await?;
         Ok(Depth { pending, due })
     }
 

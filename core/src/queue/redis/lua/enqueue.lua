@@ -5,7 +5,7 @@
 -- Returns one flag per event, in order: 1 accepted, 0 duplicate.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
-local ttl = ARGV[3]
+local ttl = tonumber(ARGV[3])
 local n_events = tonumber(ARGV[4])
 local i = 5
 local accepted = 0
@@ -14,7 +14,19 @@ local touched = {}
 for _ = 1, n_events do
   local bot, eid, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
-  if redis.call('SET', p .. ':dedup:' .. bot .. ':' .. eid, '1', 'PX', ttl, 'NX') then
+  -- The mark holds when it ends on the dispatcher's clock (the one every
+  -- other time here comes from); Redis's own expiry only clears it away.
+  local dk = p .. ':dedup:' .. bot .. ':' .. eid
+  local fresh = redis.call('SET', dk, now + ttl, 'PX', ttl, 'NX')
+  if not fresh then
+    local ends = tonumber(redis.call('GET', dk))
+    -- A mark written before marks held their end ('1') is left to its TTL.
+    if ends ~= nil and ends > 1 and ends <= now then
+      redis.call('SET', dk, now + ttl, 'PX', ttl)
+      fresh = true
+    end
+  end
+  if fresh then
     accepted = accepted + 1
     table.insert(flags, 1)
     for _ = 1, nd do

@@ -1,0 +1,40 @@
+//! Reading a bot's dead letters back.
+
+use super::RedisQueue;
+use crate::queue::{DeadLetter, Delivery, QueueError};
+
+/// Runs `dead_letters.lua`; see
+/// [`Queue::dead_letters`](crate::queue::Queue::dead_letters).
+pub(super) async fn dead_letters(
+    queue: &RedisQueue,
+    bot: &str,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, QueueError> {
+    type Row = (String, Vec<u8>, usize, String, String, Vec<Vec<u8>>);
+    let rows: Vec<Row> = queue
+        .run(&queue.scripts.dead_letters, |call| {
+            call.arg(bot).arg(limit.max(1));
+        })
+        .await?;
+    rows.into_iter()
+        .map(|(id, meta, body_bytes, reason, dead_ms, attempts)| {
+            let corrupt = |reason: String| QueueError::Corrupt {
+                id: id.clone(),
+                reason,
+            };
+            let attempts = attempts
+                .iter()
+                .map(|a| serde_json::from_slice(a).map_err(|e| corrupt(e.to_string())))
+                .collect::<Result<_, _>>()?;
+            Ok(DeadLetter {
+                delivery: Delivery::from_parts(&id, &meta, Vec::new())?,
+                body_bytes,
+                reason,
+                dead_ms: dead_ms
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| corrupt(e.to_string()))?,
+                attempts,
+            })
+        })
+        .collect()
+}

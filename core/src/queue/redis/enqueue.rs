@@ -1,0 +1,53 @@
+//! Enqueueing a batch: dedup marks and deliveries of every event, in one
+//! script call.
+
+use std::time::Duration;
+
+use super::{RedisQueue, millis};
+use crate::queue::{Enqueued, NewDelivery, NewEvent, QueueError};
+
+/// Runs `enqueue.lua` over `events`; see [`Queue::enqueue`](crate::queue::Queue::enqueue).
+pub(super) async fn enqueue(
+    queue: &RedisQueue,
+    events: &[NewEvent],
+    dedup_window: Duration,
+) -> Result<Enqueued, QueueError> {
+    // Serialise first: a delivery that cannot be written fails the batch
+    // before anything reaches Redis.
+    let mut metas = Vec::new();
+    for event in events {
+        for new in &event.deliveries {
+            metas.push(new.delivery().meta_json()?);
+        }
+    }
+    let flags: Vec<u8> = queue
+        .run(&queue.scripts.enqueue, |call| {
+            call.arg(queue.clock.now_ms())
+                .arg(millis(dedup_window).max(1))
+                .arg(events.len());
+            let mut metas = metas.into_iter();
+            for event in events {
+                call.arg(&event.bot)
+                    .arg(&event.event_id)
+                    .arg(event.deliveries.len());
+                for new in &event.deliveries {
+                    let delivery = new.delivery();
+                    let dead = match new {
+                        NewDelivery::Pending(_) => "",
+                        NewDelivery::Dead(_, reason) => reason.as_str(),
+                    };
+                    call.arg(&delivery.id)
+                        .arg(delivery.lane())
+                        .arg(metas.next().unwrap_or_default())
+                        .arg(&delivery.body)
+                        .arg(dead);
+                }
+            }
+        })
+        .await?;
+    let mut outcome = Enqueued::default();
+    for accepted in flags {
+        outcome.record(accepted == 0);
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,59 @@
+//! The Lua scripts, and the one way to call them.
+
+use redis::{FromRedisValue, Script, ScriptInvocation};
+
+use super::{RedisQueue, unavailable};
+use crate::queue::QueueError;
+
+/// Every script the backend runs; each is one atomic state change.
+pub(super) struct Scripts {
+    pub(super) enqueue: Script,
+    pub(super) claim: Script,
+    pub(super) ack: Script,
+    pub(super) retry: Script,
+    pub(super) dead: Script,
+    pub(super) dead_letters: Script,
+    pub(super) replay: Script,
+    pub(super) hold: Script,
+    pub(super) depth: Script,
+    pub(super) migrate: Script,
+}
+
+impl Scripts {
+    /// The scripts, compiled into the binary.
+    pub(super) fn new() -> Self {
+        Scripts {
+            enqueue: with_lanes(include_str!("lua/enqueue.lua")),
+            claim: with_lanes(include_str!("lua/claim.lua")),
+            ack: with_lanes(include_str!("lua/ack.lua")),
+            retry: with_lanes(include_str!("lua/retry.lua")),
+            dead: with_lanes(include_str!("lua/dead.lua")),
+            dead_letters: Script::new(include_str!("lua/dead_letters.lua")),
+            replay: with_lanes(include_str!("lua/replay.lua")),
+            hold: with_lanes(include_str!("lua/hold.lua")),
+            depth: Script::new(include_str!("lua/depth.lua")),
+            migrate: with_lanes(include_str!("lua/migrate.lua")),
+        }
+    }
+}
+
+/// A script that moves jobs: the shared lane functions, then its own body.
+fn with_lanes(body: &str) -> Script {
+    Script::new(&[include_str!("lua/lanes.lua"), body].concat())
+}
+
+impl RedisQueue {
+    /// Runs `script` with the key prefix as its first argument and then the
+    /// arguments `args` adds, and reads its answer as `T`.
+    pub(super) async fn run<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        args: impl FnOnce(&mut ScriptInvocation<'_>),
+    ) -> Result<T, QueueError> {
+        let mut conn = self.conn().await?;
+        let mut call = script.prepare_invoke();
+        call.arg(&self.prefix);
+        args(&mut call);
+        call.invoke_async(&mut conn).await.map_err(unavailable)
+    }
+}
