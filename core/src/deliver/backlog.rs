@@ -106,9 +106,15 @@ impl Backlog {
     /// takes to drain at the endpoint's recent latency, at least 1 ms,
     /// doubled for each hold since a send there last finished, at most
     /// `longest`.
-    /// While a hold lasts, more overflows get what is left of it.
-    pub(crate) fn overflow_hold(&self, endpoint: &str, cap: usize, longest: Duration) -> Duration {
-        let now = Instant::now();
+    /// While a hold lasts, more overflows get what is left of it. `now` is
+    /// passed in so the doubling can be tested without sleeping.
+    pub(crate) fn overflow_hold(
+        &self,
+        endpoint: &str,
+        cap: usize,
+        longest: Duration,
+        now: Instant,
+    ) -> Duration {
         let mut pacing = self.pacing.lock().unwrap_or_else(|p| p.into_inner());
         if pacing.len() > 10_000 {
             // Bounded memory: forget endpoints that are not overflowing.
@@ -148,22 +154,27 @@ mod tests {
         let longest = Duration::from_secs(2);
         // Unknown latency (1 ms assumed), cap 16, backlog 64: half the
         // backlog drains in 2 ms.
-        let first = backlog.overflow_hold("e", 16, longest);
+        let mut now = Instant::now();
+        let first = backlog.overflow_hold("e", 16, longest, now);
         assert_eq!(first, Duration::from_millis(2));
-        // Jobs overflowing during that hold share it.
+        // Jobs overflowing during that hold share what is left of it.
+        now += Duration::from_millis(1);
         for _ in 0..15 {
-            assert!(backlog.overflow_hold("e", 16, longest) <= first);
+            assert_eq!(
+                backlog.overflow_hold("e", 16, longest, now),
+                Duration::from_millis(1)
+            );
         }
-        std::thread::sleep(first);
+        now += Duration::from_millis(1);
         assert_eq!(
-            backlog.overflow_hold("e", 16, longest),
+            backlog.overflow_hold("e", 16, longest, now),
             Duration::from_millis(4)
         );
         // A finished send resets the doubling and sets the latency.
         backlog.record_latency("e", 1.0);
-        std::thread::sleep(Duration::from_millis(5));
+        now += Duration::from_millis(5);
         assert_eq!(
-            backlog.overflow_hold("e", 16, longest),
+            backlog.overflow_hold("e", 16, longest, now),
             Duration::from_millis(2)
         );
         // Never longer than `longest`.
@@ -175,7 +186,7 @@ mod tests {
                 .get_mut("e")
                 .expect("pace")
                 .held_until = None;
-            assert!(backlog.overflow_hold("e", 16, longest) <= longest);
+            assert!(backlog.overflow_hold("e", 16, longest, now) <= longest);
         }
     }
 }

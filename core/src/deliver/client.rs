@@ -14,8 +14,8 @@ pub const USER_AGENT: &str = concat!("statushook/", env!("CARGO_PKG_VERSION"));
 ///
 /// # Errors
 ///
-/// A message if TLS cannot be set up on this machine.
-pub fn build(allow_private_networks: bool) -> Result<reqwest::Client, String> {
+/// [`ClientError`] if TLS cannot be set up on this machine.
+pub fn build(allow_private_networks: bool) -> Result<reqwest::Client, ClientError> {
     // reqwest is built without a default crypto provider: ring builds faster
     // and needs no C toolchain beyond cc. Installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -31,5 +31,10 @@ pub fn build(allow_private_networks: bool) -> Result<reqwest::Client, String> {
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(ClientError)
 }
+
+/// The HTTP client could not be built (TLS could not be set up).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);

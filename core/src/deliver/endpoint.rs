@@ -203,7 +203,8 @@ impl Endpoints {
     }
 
     /// Every known endpoint with its requests in flight and whether its
-    /// breaker is open (or half-open), sorted by endpoint, for metrics.
+    /// breaker is open (or half-open), sorted by endpoint.
+    #[cfg(test)]
     pub fn snapshot(&self) -> Vec<(String, usize, bool)> {
         let endpoints = self.shared.lock();
         let mut rows: Vec<(String, usize, bool)> = endpoints
@@ -231,6 +232,7 @@ pub struct InFlight {
 impl InFlight {
     /// Whether this request is the half-open breaker's probe: its outcome
     /// closes or re-opens the breaker.
+    #[cfg(test)]
     pub fn is_probe(&self) -> bool {
         self.probe
     }

@@ -12,9 +12,10 @@ pub mod attempt;
 mod backlog;
 pub mod backoff;
 pub mod client;
+mod decide;
 pub mod endpoint;
 pub mod sign;
 pub mod ssrf;
 mod worker;
 
-pub use worker::{Deliverer, lease_for};
+pub use worker::Deliverer;

@@ -11,8 +11,9 @@ use tracing::Instrument;
 
 use super::attempt::{self, Answer};
 use super::backlog::{Backlog, Parked};
-use super::backoff;
-use super::endpoint::{Busy, Endpoints};
+use super::decide::{Step, decide};
+use super::endpoint::{Busy, Endpoints, InFlight};
+use crate::config::DeliveryConfig;
 use crate::metrics::{self, Metrics};
 use crate::queue::{Attempt, AttemptOutcome, Claimed, Queue, now_ms};
 use crate::route::Snapshot;
@@ -30,16 +31,16 @@ const MAX_BUSY_HOLD: Duration = Duration::from_millis(100);
 /// Everything a delivery attempt needs, shared by all of them.
 pub struct Deliverer {
     /// The queue to claim from.
-    pub queue: Arc<dyn Queue>,
+    pub(crate) queue: Arc<dyn Queue>,
     /// The live routing table; each attempt reads the current one.
-    pub routes: Arc<ArcSwap<Snapshot>>,
+    pub(crate) routes: Arc<ArcSwap<Snapshot>>,
     /// The shared HTTP client; replaced when a reload changes
     /// `allow_private_networks` (its resolver enforces that setting).
-    pub client: Arc<ArcSwap<reqwest::Client>>,
+    pub(crate) client: Arc<ArcSwap<reqwest::Client>>,
     /// Per-endpoint in-flight caps and circuit breakers.
-    pub endpoints: Arc<Endpoints>,
+    pub(crate) endpoints: Arc<Endpoints>,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Jobs waiting here for an endpoint at its in-flight cap.
     backlog: Backlog,
 }
@@ -204,150 +205,135 @@ impl Deliverer {
     /// (or parked, to wait for a busy endpoint).
     async fn attempt(&self, job: Claimed, claimed_at: Instant) -> Ended {
         let routes = self.routes.load_full();
-        let delivery = &job.delivery;
-        let labels = metrics::webhook(&delivery.bot, &delivery.webhook);
-        let Some(webhook) = routes.webhook(&delivery.bot, &delivery.webhook) else {
+        let Some(webhook) = routes.webhook(&job.delivery.bot, &job.delivery.webhook) else {
             tracing::warn!("webhook no longer in config; dead-lettering");
             self.dead(&job, None, "webhook removed", "webhook_removed")
                 .await;
             return Ended::Other;
         };
         let settings = &routes.config.delivery;
-        let now = Instant::now();
         // A job that waited in the backlog must still finish within its lease.
         if claimed_at.elapsed() + settings.timeout + Duration::from_secs(5) > lease_for(&routes) {
             self.postpone(&job, Duration::ZERO, "lease_budget").await;
             return Ended::Other;
         }
-        let in_flight = match self.endpoints.try_start(&webhook.endpoint, now) {
-            Ok(guard) => guard,
-            Err(Busy::Full) => {
-                let endpoint = webhook.endpoint.clone();
-                return match self.backlog.park(&endpoint, Parked { job, claimed_at }) {
-                    Ok(()) => Ended::Parked(endpoint),
-                    Err(parked) => {
-                        let hold = self.backlog.overflow_hold(
-                            &endpoint,
-                            settings.max_in_flight_per_endpoint,
-                            settings.timeout.min(MAX_BUSY_HOLD),
-                        );
-                        self.set_aside(&parked.job, hold, "endpoint_busy").await;
-                        Ended::Other
-                    }
-                };
-            }
-            Err(Busy::Open { until }) => {
-                // Wait out the open period, or a probe's whole timeout.
-                let wait = until.saturating_duration_since(now).max(settings.timeout);
-                self.set_aside(&job, wait, "breaker_open").await;
-                return Ended::Other;
-            }
+        let (job, in_flight) = match self
+            .admit(job, claimed_at, &webhook.endpoint, settings)
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(ended) => return ended,
         };
 
+        let started = Instant::now();
         let started_ms = now_ms();
-        let client = self.client.load_full();
         let answer = attempt::send(
-            &client,
+            &self.client.load(),
             &webhook.config,
-            delivery,
+            &job.delivery,
             settings.timeout,
             settings.allow_private_networks,
         )
         .await;
-        let took = now.elapsed();
+        let took = started.elapsed();
+        let labels = metrics::webhook(&job.delivery.bot, &job.delivery.webhook);
         self.metrics
             .attempt_seconds
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
         self.backlog
             .record_latency(&webhook.endpoint, took.as_secs_f64() * 1000.0);
-        let outcome = match &answer {
-            Answer::Delivered(status) | Answer::Rejected { status, .. } => {
-                AttemptOutcome::Status(*status)
-            }
-            Answer::Gone => AttemptOutcome::Status(410),
-            Answer::Failed(error) => AttemptOutcome::Error(error.clone()),
-        };
+        log_answer(&answer, took);
+
+        let decision = decide(
+            &answer,
+            job.attempts + 1,
+            &settings.retry_schedule,
+            &mut fastrand::Rng::new(),
+        );
+        if decision.endpoint_down {
+            in_flight.failure(Instant::now());
+        } else {
+            in_flight.success(Instant::now());
+        }
         let record = Attempt {
             at_ms: started_ms,
             duration_ms: millis(took),
-            outcome,
+            outcome: match answer {
+                Answer::Delivered(status) | Answer::Rejected { status, .. } => {
+                    AttemptOutcome::Status(status)
+                }
+                Answer::Gone => AttemptOutcome::Status(410),
+                Answer::Failed(error) => AttemptOutcome::Error(error),
+            },
         };
+        self.settle(&job, &record, decision.step).await;
+        Ended::Sent(webhook.endpoint.clone())
+    }
 
-        let (retry_after, endpoint_down) = match answer {
-            Answer::Delivered(status) => {
-                in_flight.success(Instant::now());
-                tracing::debug!(status, took_ms = record.duration_ms, "delivered");
+    /// Takes one of the endpoint's in-flight slots for `job`; or, when the
+    /// endpoint cannot take it now, parks it in the backlog or sets it aside,
+    /// and says how its turn ended.
+    async fn admit(
+        &self,
+        job: Claimed,
+        claimed_at: Instant,
+        endpoint: &str,
+        settings: &DeliveryConfig,
+    ) -> Result<(Claimed, InFlight), Ended> {
+        let now = Instant::now();
+        match self.endpoints.try_start(endpoint, now) {
+            Ok(slot) => Ok((job, slot)),
+            Err(Busy::Full) => match self.backlog.park(endpoint, Parked { job, claimed_at }) {
+                Ok(()) => Err(Ended::Parked(endpoint.to_string())),
+                Err(parked) => {
+                    let hold = self.backlog.overflow_hold(
+                        endpoint,
+                        settings.max_in_flight_per_endpoint,
+                        settings.timeout.min(MAX_BUSY_HOLD),
+                        now,
+                    );
+                    self.set_aside(&parked.job, hold, "endpoint_busy").await;
+                    Err(Ended::Other)
+                }
+            },
+            Err(Busy::Open { until }) => {
+                // Wait out the open period, or a probe's whole timeout.
+                let wait = until.saturating_duration_since(now).max(settings.timeout);
+                self.set_aside(&job, wait, "breaker_open").await;
+                Err(Ended::Other)
+            }
+        }
+    }
+
+    /// Carries out `step` for an attempted job: its metrics and its one
+    /// queue write.
+    async fn settle(&self, job: &Claimed, record: &Attempt, step: Step) {
+        let labels = metrics::webhook(&job.delivery.bot, &job.delivery.webhook);
+        match step {
+            Step::Ack => {
                 self.metrics
                     .deliveries_delivered
                     .get_or_create(&labels)
                     .inc();
                 self.step("ack", self.queue.ack(&job.lease).await);
-                return Ended::Sent(webhook.endpoint.clone());
             }
-            Answer::Gone => {
-                in_flight.success(Instant::now());
-                tracing::info!("receiver answered 410 Gone; not retrying");
-                self.metrics.deliveries_failed.get_or_create(&labels).inc();
-                self.dead(
-                    &job,
-                    Some(&record),
-                    "410 Gone: the receiver asked not to be sent this again",
-                    "gone",
-                )
-                .await;
-                return Ended::Sent(webhook.endpoint.clone());
-            }
-            Answer::Rejected {
-                status,
-                retry_after,
-                endpoint_down,
-            } => {
-                tracing::info!(
-                    status,
-                    took_ms = record.duration_ms,
-                    "receiver refused the delivery"
-                );
-                (retry_after, endpoint_down)
-            }
-            Answer::Failed(ref error) => {
-                tracing::info!(%error, took_ms = record.duration_ms, "delivery attempt failed");
-                (None, true)
-            }
-        };
-        if endpoint_down {
-            in_flight.failure(Instant::now());
-        } else {
-            in_flight.success(Instant::now());
-        }
-        self.metrics.deliveries_failed.get_or_create(&labels).inc();
-
-        let attempts_made = job.attempts + 1;
-        match backoff::scheduled_wait(
-            &settings.retry_schedule,
-            attempts_made,
-            &mut fastrand::Rng::new(),
-        ) {
-            None => {
-                let reason = format!("ran out of attempts ({attempts_made} made)");
-                self.dead(&job, Some(&record), &reason, "attempts_exhausted")
-                    .await;
-            }
-            Some(scheduled) => {
-                let wait = retry_after.map_or(scheduled, |asked| {
-                    backoff::honour_retry_after(asked, scheduled)
-                });
+            Step::Retry { wait } => {
                 tracing::debug!(wait_ms = millis(wait), "retry scheduled");
+                self.metrics.deliveries_failed.get_or_create(&labels).inc();
                 self.metrics.deliveries_retried.get_or_create(&labels).inc();
                 self.step(
                     "retry",
                     self.queue
-                        .retry(&job.lease, Some(&record), now_ms() + millis(wait))
+                        .retry(&job.lease, Some(record), now_ms() + millis(wait))
                         .await,
                 );
             }
+            Step::DeadLetter { reason, code } => {
+                self.metrics.deliveries_failed.get_or_create(&labels).inc();
+                self.dead(job, Some(record), &reason, code).await;
+            }
         }
-        Ended::Sent(webhook.endpoint.clone())
     }
 
     /// Puts a due job back without an attempt and holds its whole lane for
@@ -415,6 +401,19 @@ impl Deliverer {
 /// send is never handed to a second worker.
 pub fn lease_for(routes: &Snapshot) -> Duration {
     routes.config.delivery.timeout * 2 + Duration::from_secs(10)
+}
+
+/// One log line per answer: debug when delivered, info otherwise.
+fn log_answer(answer: &Answer, took: Duration) {
+    let took_ms = millis(took);
+    match answer {
+        Answer::Delivered(status) => tracing::debug!(status, took_ms, "delivered"),
+        Answer::Gone => tracing::info!(took_ms, "receiver answered 410 Gone; not retrying"),
+        Answer::Rejected { status, .. } => {
+            tracing::info!(status, took_ms, "receiver refused the delivery")
+        }
+        Answer::Failed(error) => tracing::info!(%error, took_ms, "delivery attempt failed"),
+    }
 }
 
 fn millis(d: Duration) -> u64 {
