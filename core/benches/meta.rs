@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
-use statushook::ingest::meta::signature::{HEADER, sign};
-use statushook::ingest::meta::{Envelope, Signature, map};
+use statushook::testing::meta::{Envelope, Signature, map};
+use statushook::testing::meta::{HEADER, sign};
 
 const SECRETS: [&str; 2] = [
     "0ld-app-secret-5f1c0e7a9b2d4c6e",

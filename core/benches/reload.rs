@@ -15,10 +15,10 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use statushook::config::{self, Fragments, Reread};
-use statushook::metrics::Metrics;
 use statushook::plugin::{HostOptions, PluginHost};
-use statushook::reload::{self, Outcome, Reloader};
-use statushook::route::Snapshot;
+use statushook::testing::Metrics;
+use statushook::testing::Snapshot;
+use statushook::testing::{self as reload, Outcome, Reloader};
 
 #[path = "../tests/support/guests.rs"]
 mod guests;
@@ -178,7 +178,7 @@ fn fragments(dir: &Path, host: &PluginHost) {
 
 fn client() -> Arc<ArcSwap<reqwest::Client>> {
     Arc::new(ArcSwap::from_pointee(
-        statushook::deliver::client::build(false).expect("client"),
+        statushook::testing::build_client(false).expect("client"),
     ))
 }
 

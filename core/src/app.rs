@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, FileChange, Fragments, QueueBackend, QueueConfig, Reread};
 use crate::deliver::Deliverer;
+use crate::deliver::client::ClientError;
 use crate::deliver::endpoint::{BreakerPolicy, Endpoints};
 use crate::ingest::{Ingest, server};
 use crate::metrics::Metrics;
@@ -45,24 +46,24 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The HTTP client could not be built.
-    #[error("{0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A start-up step on a blocking thread panicked.
+    #[error("{step} stopped unexpectedly: {source}")]
+    Panicked {
+        /// What was being done.
+        step: &'static str,
+        /// The panic, as tokio reports it.
+        source: tokio::task::JoinError,
+    },
 }
 
-/// A running dispatcher.
+/// A running dispatcher: stop it with [`Running::shutdown`].
 pub struct Running {
-    /// The address the HTTP server listens on (useful with port 0).
-    pub addr: SocketAddr,
-    /// The live routing table (swapped by reloads).
-    pub routes: Arc<ArcSwap<Snapshot>>,
-    /// The plugin host.
-    pub host: PluginHost,
-    /// The queue.
-    pub queue: Arc<dyn Queue>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Applies config reloads (the watcher and SIGHUP call it; so may tests).
-    pub reloader: Arc<Reloader>,
+    addr: SocketAddr,
+    routes: Arc<ArcSwap<Snapshot>>,
+    queue: Arc<dyn Queue>,
+    metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     deliverer: JoinHandle<()>,
@@ -95,8 +96,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(dir) = &config.plugins.cache_dir {
         options.cache_dir = Some(dir.clone());
     }
-    let host = PluginHost::new(options)?;
-    let queue = open_queue(&config.queue)?;
+    // Both block (a redb repair after a crash; the engine's memory pool), so
+    // they run off the async threads.
+    let queue_config = config.queue.clone();
+    let (host, queue) = tokio::task::spawn_blocking(move || {
+        Ok::<_, StartError>((PluginHost::new(options)?, open_queue(&queue_config)?))
+    })
+    .await
+    .map_err(|source| StartError::Panicked {
+        step: "opening the queue and the plugin host",
+        source,
+    })??;
     let listen = config.server.listen;
     let delivery = config.delivery.clone();
     let build_host = host.clone();
@@ -107,7 +117,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .map(|c| (c, fragments))
     })
     .await
-    .map_err(|e| StartError::Client(format!("plugin loading panicked: {e}")))??;
+    .map_err(|source| StartError::Panicked {
+        step: "loading the plugins",
+        source,
+    })??;
     let Composed {
         snapshot,
         files,
@@ -120,10 +133,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     for problem in &problems {
         tracing::warn!("{problem}");
     }
-    let client = Arc::new(ArcSwap::from_pointee(
-        crate::deliver::client::build(delivery.allow_private_networks)
-            .map_err(StartError::Client)?,
-    ));
+    let client = Arc::new(ArcSwap::from_pointee(crate::deliver::client::build(
+        delivery.allow_private_networks,
+    )?));
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -163,7 +175,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .collect();
     reloader.report(&refused);
     // Watching starts before `start` returns, so no change made after it is missed.
-    let reload = tokio::spawn(reload::watch::Watch::start(Arc::clone(&reloader)).run(stop.clone()));
+    let watch = {
+        let reloader = Arc::clone(&reloader);
+        tokio::task::spawn_blocking(move || reload::watch::Watch::start(reloader))
+            .await
+            .map_err(|source| StartError::Panicked {
+                step: "watching the config files",
+                source,
+            })?
+    };
+    let reload = tokio::spawn(watch.run(stop.clone()));
     let deliverer = Arc::new(Deliverer::new(
         Arc::clone(&queue),
         Arc::clone(&routes),
@@ -178,10 +199,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         routes,
-        host,
         queue,
         metrics,
-        reloader,
         shutdown,
         server,
         deliverer,
@@ -190,6 +209,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 impl Running {
+    /// The address the HTTP server listens on (the real port when the config
+    /// asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The routing table serving now (a reload swaps in a new one).
+    pub fn routes(&self) -> Arc<Snapshot> {
+        self.routes.load_full()
+    }
+
+    /// The delivery queue.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.queue
+    }
+
+    /// The dispatcher's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Stops accepting requests and claiming work, lets in-flight work finish
     /// (bounded), and returns when everything has stopped.
     pub async fn shutdown(self) {

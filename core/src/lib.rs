@@ -1,24 +1,39 @@
 //! statushook: delivers WhatsApp message status events to partner webhooks.
 //!
-//! Events flow through the modules in this order:
+//! Events flow through the modules in this order (folder names follow it):
 //!
-//! - [`config`]: `config.toml`, read, checked and resolved into the settings
-//!   every other module runs with;
+//! - `ingest`: the HTTP listener; `POST /v1/events` (canonical events) and
+//!   `/v1/meta/webhook` (Meta's signed webhooks), the admin routes, health
+//!   and metrics;
 //! - [`event`]: the canonical status event and its strict JSON parsing;
+//! - `route`: the routing table built from the config; which webhooks of a
+//!   bot take an event, and fan-out into rendered deliveries;
 //! - [`plugin`]: the WebAssembly host that renders an event into a partner's
-//!   request body with the webhook's plugin;
-//! - [`cli`]: the `statushook` command line.
+//!   request with the webhook's plugin;
+//! - [`queue`]: the durable queue of deliveries (Redis, or the embedded
+//!   store), with leases, retries, dead letters and dedup marks;
+//! - `deliver`: the workers that claim deliveries, sign and send them, and
+//!   ack, retry or dead-letter each.
+//!
+//! Around them: [`config`] (`config.toml`, read, checked and resolved),
+//! `reload` (applying config and plugin changes while running), `metrics`,
+//! [`app`] (assembling a running dispatcher), and [`cli`] (the command line).
+//!
+//! The modules without links are internal; [`testing`] exposes the parts of
+//! them that the integration tests and benchmarks drive directly.
 
 #![deny(missing_docs)]
 
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod deliver;
 pub mod event;
-pub mod ingest;
-pub mod metrics;
 pub mod plugin;
 pub mod queue;
-pub mod reload;
-pub mod route;
+pub mod testing;
+
+pub(crate) mod deliver;
+pub(crate) mod ingest;
+pub(crate) mod metrics;
+pub(crate) mod reload;
+pub(crate) mod route;

@@ -72,7 +72,7 @@ fn event(n: usize, bot: &str) -> serde_json::Value {
 fn reloads(running: &Running, file: &str, result: &str) -> u64 {
     let wanted = format!("statushook_config_reloads_total{{file=\"{file}\",reason=\"{result}\"}} ");
     running
-        .metrics
+        .metrics()
         .encode()
         .lines()
         .find_map(|l| l.strip_prefix(&wanted))
@@ -97,8 +97,8 @@ async fn each_file_stands_alone_under_load() {
         folder.put(&format!("{t}.toml"), &tenant(t, &url(&format!("{t}-v1"))));
     }
     let running = folder.start().await;
-    assert_eq!(running.routes.load().bots().count(), 3);
-    let addr = running.addr;
+    assert_eq!(running.routes().bots().count(), 3);
+    let addr = running.addr();
 
     // A steady stream to all three tenants until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
@@ -163,8 +163,7 @@ async fn each_file_stands_alone_under_load() {
     .await;
     assert_eq!(
         running
-            .routes
-            .load()
+            .routes()
             .webhook("a", "status")
             .map(|w| w.config.url.path().to_string()),
         Some("/a-v1".to_string())
@@ -217,12 +216,12 @@ async fn files_added_and_deleted_come_and_go_and_a_broken_new_file_adds_nothing(
 
     folder.put("new.toml", &tenant("newcomer", &url("new")));
     until("a new file's bot is routed", || {
-        running.routes.load().bot("newcomer").is_some()
+        running.routes().bot("newcomer").is_some()
     })
     .await;
     std::fs::remove_file(folder.fragment("new.toml")).expect("delete");
     until("a deleted file's bot is gone", || {
-        running.routes.load().bot("newcomer").is_none()
+        running.routes().bot("newcomer").is_none()
     })
     .await;
     folder.put("broken.toml", "[[bots]]\nid = \"half\"\nwebhooks = 3\n");
@@ -230,8 +229,8 @@ async fn files_added_and_deleted_come_and_go_and_a_broken_new_file_adds_nothing(
         reloads(&running, "bots.d/broken.toml", "error") >= 1
     })
     .await;
-    assert!(running.routes.load().bot("half").is_none());
-    assert!(running.routes.load().bot("a").is_some());
+    assert!(running.routes().bot("half").is_none());
+    assert!(running.routes().bot("a").is_some());
     // Anything but [[bots]] in a fragment is refused, naming the key.
     folder.put(
         "server.toml",
@@ -241,7 +240,7 @@ async fn files_added_and_deleted_come_and_go_and_a_broken_new_file_adds_nothing(
         reloads(&running, "bots.d/server.toml", "error") >= 1
     })
     .await;
-    assert!(running.routes.load().bot("sneaky").is_none());
+    assert!(running.routes().bot("sneaky").is_none());
     running.shutdown().await;
 }
 

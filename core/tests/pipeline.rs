@@ -68,7 +68,7 @@ async fn post_events(
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
     let response = client()
-        .post(format!("http://{}/v1/events", running.addr))
+        .post(format!("http://{}/v1/events", running.addr()))
         .bearer_auth(token)
         .json(body)
         .send()
@@ -235,7 +235,7 @@ async fn retries_send_identical_bytes_and_id_then_dead_letter_and_replay() {
     let replay = client()
         .post(format!(
             "http://{}/v1/bots/acme/dead-letters/replay",
-            running.addr
+            running.addr()
         ))
         .bearer_auth(ADMIN_TOKEN)
         .send()
@@ -256,7 +256,10 @@ async fn wait_dead_letters(running: &Running, count: usize) -> Vec<serde_json::V
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let response = client()
-            .get(format!("http://{}/v1/bots/acme/dead-letters", running.addr))
+            .get(format!(
+                "http://{}/v1/bots/acme/dead-letters",
+                running.addr()
+            ))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
@@ -352,7 +355,7 @@ async fn bad_input_is_answered_as_documented_and_queues_nothing() {
         "",
     );
     let running = start(&config_text(&redis, "[]", &hooks), dir.path()).await;
-    let url = format!("http://{}/v1/events", running.addr);
+    let url = format!("http://{}/v1/events", running.addr());
     let send = |token: Option<&'static str>, content_type: &'static str, body: String| {
         let mut request = client()
             .post(&url)
@@ -447,7 +450,7 @@ async fn bad_input_is_answered_as_documented_and_queues_nothing() {
         400
     );
     let missing = client()
-        .get(format!("http://{}/v2/nothing", running.addr))
+        .get(format!("http://{}/v2/nothing", running.addr()))
         .send()
         .await
         .expect("get");
@@ -456,7 +459,7 @@ async fn bad_input_is_answered_as_documented_and_queues_nothing() {
     assert_eq!(missing["error"]["code"], "not_found");
 
     // Nothing of the rejected batches was queued or sent.
-    let depth = running.queue.depth().await.expect("depth");
+    let depth = running.queue().depth().await.expect("depth");
     assert_eq!(depth.pending, 0);
     // And the good events still go through; a re-send is a duplicate.
     assert_eq!(
@@ -504,7 +507,7 @@ async fn redis_down_answers_503_and_delivery_resumes_when_it_is_back() {
 
     redis.kill();
     let response = client()
-        .post(format!("http://{}/v1/events", running.addr))
+        .post(format!("http://{}/v1/events", running.addr()))
         .bearer_auth(INGEST_TOKEN)
         .json(&event("during", "read"))
         .send()
@@ -519,13 +522,13 @@ async fn redis_down_answers_503_and_delivery_resumes_when_it_is_back() {
         Some("5")
     );
     let ready = client()
-        .get(format!("http://{}/readyz", running.addr))
+        .get(format!("http://{}/readyz", running.addr()))
         .send()
         .await
         .expect("readyz");
     assert_eq!(ready.status().as_u16(), 503);
     let healthy = client()
-        .get(format!("http://{}/healthz", running.addr))
+        .get(format!("http://{}/healthz", running.addr()))
         .send()
         .await
         .expect("healthz");

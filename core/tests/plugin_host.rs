@@ -358,18 +358,31 @@ fn more_concurrent_renders_than_slots_wait_instead_of_failing() {
 
 #[test]
 fn a_slow_plugin_does_not_block_other_plugins() {
-    // While one thread is stuck in an infinite loop, another renders.
-    let plugin = host().load_file(&guest("hostile")).expect("loads");
-    let jelou = host().load("jelou", ".".as_ref()).expect("loads");
+    // While one thread is stuck in an infinite loop, another renders. The
+    // loop's timeout is long enough for the other renders to finish first
+    // on the slowest machine.
+    let host = host_with(PluginLimits {
+        timeout: Duration::from_secs(2),
+        ..PluginLimits::default()
+    });
+    let plugin = host.load_file(&guest("hostile")).expect("loads");
+    let jelou = host.load("jelou", ".".as_ref()).expect("loads");
+    let started = std::sync::Barrier::new(2);
     std::thread::scope(|scope| {
-        let stuck = scope.spawn(|| plugin.render(&event("read"), &settings(&[("mode", "loop")])));
-        std::thread::sleep(Duration::from_millis(10));
+        let stuck = scope.spawn(|| {
+            started.wait();
+            plugin.render(&event("read"), &settings(&[("mode", "loop")]))
+        });
+        started.wait();
         for _ in 0..20 {
             assert!(matches!(
                 jelou.render(&event("read"), &Settings::default()),
                 Ok(Some(_))
             ));
         }
+        // Had the loop held the other renders up, it would have timed out
+        // (and finished) before they did.
+        assert!(!stuck.is_finished(), "the other plugin waited for the loop");
         assert_eq!(
             stuck.join().expect("thread").expect_err("times out").code(),
             "timeout"

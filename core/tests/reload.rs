@@ -107,7 +107,7 @@ async fn many_reloads_under_a_steady_stream_lose_and_duplicate_nothing() {
         setup.text(&bot("acme", &hooks))
     };
     let running = setup.start(&config_with(&[])).await;
-    let addr = running.addr;
+    let addr = running.addr();
 
     // A steady stream: one event every 5 ms until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
@@ -234,7 +234,7 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     let running = setup.start(&good).await;
     let reloads = |result: &str| {
         // One series per file; this config has one file.
-        let text = running.metrics.encode();
+        let text = running.metrics().encode();
         let reason = format!("reason=\"{result}\"}} ");
         text.lines()
             .filter(|l| l.starts_with("statushook_config_reloads_total{"))
@@ -245,10 +245,10 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     let client = support::http_client();
     let post = |n: usize| {
         let client = client.clone();
-        let addr = running.addr;
+        let addr = running.addr();
         async move { support::post_event(&client, addr, TOKEN, &event(n, "acme")).await }
     };
-    let snapshot_before = Arc::as_ptr(&running.routes.load_full());
+    let snapshot_before = Arc::as_ptr(&running.routes());
 
     // A syntax error, a plugin that is not a component, a plugin built against
     // another WIT version: each is refused and counted.
@@ -264,7 +264,7 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     setup.save_in_place("");
     until("empty file ignored", || reloads("ignored") >= 1).await;
     assert_eq!(
-        Arc::as_ptr(&running.routes.load_full()),
+        Arc::as_ptr(&running.routes()),
         snapshot_before,
         "the old snapshot still serves"
     );
@@ -284,8 +284,7 @@ async fn broken_config_and_broken_plugins_leave_the_old_snapshot_serving() {
     until("good config applied", || reloads("ok") >= 1).await;
     assert_eq!(
         running
-            .routes
-            .load()
+            .routes()
             .bot("acme")
             .and_then(|b| b.config.channel_name.clone())
             .as_deref(),
@@ -308,23 +307,20 @@ async fn a_removed_bot_is_refused_at_once_and_restart_only_settings_are_kept() {
     let client = support::http_client();
     let status = |bot: &'static str, n: usize| {
         let client = client.clone();
-        let addr = running.addr;
+        let addr = running.addr();
         async move { support::post_event(&client, addr, TOKEN, &event(n, bot)).await }
     };
     assert_eq!(status("gone", 1).await, 202);
-    let listen = running.routes.load().config.server.listen;
+    let listen = running.routes().config.server.listen;
     let one_bot = setup
         .text(&bot("acme", &[("x", &url, "jelou")]))
         .replace("127.0.0.1:0", "127.0.0.1:1");
     setup.save_by_rename(&one_bot);
-    until("bot removed", || {
-        running.routes.load().bot("gone").is_none()
-    })
-    .await;
+    until("bot removed", || running.routes().bot("gone").is_none()).await;
     assert_eq!(status("gone", 2).await, 422);
     assert_eq!(status("acme", 3).await, 202);
     assert_eq!(
-        running.routes.load().config.server.listen,
+        running.routes().config.server.listen,
         listen,
         "listen needs a restart: the running value is kept"
     );

@@ -1,4 +1,4 @@
-//! The `statushook` command line (interfaces.md, "Command line").
+//! The `statushook` command line (README.md, "Commands").
 //!
 //! Exit codes follow one rule everywhere: 0 success, 1 failure, 2 usage
 //! (bad arguments or input).

@@ -67,7 +67,7 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(EXIT_FAILURE);
             }
         };
-        tracing::info!(addr = %running.addr, config = %path.display(), "statushook is running");
+        tracing::info!(addr = %running.addr(), config = %path.display(), "statushook is running");
         wait_for_stop_signal().await;
         tracing::info!("stopping: no new requests; finishing in-flight deliveries");
         running.shutdown().await;

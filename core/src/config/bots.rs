@@ -142,7 +142,7 @@ fn bot(r: &mut Reader<'_>, t: &Table<'_, '_>, claims: &mut Claims) -> Option<Bot
     })
 }
 
-/// `[A-Za-z0-9_.-]{1,128}`, as canonical-event.md defines `bot_id`.
+/// `[A-Za-z0-9_.-]{1,128}`, as docs/canonical-event.md defines `bot_id`.
 fn is_bot_id(id: &str) -> bool {
     (1..=MAX_BOT_ID_BYTES).contains(&id.len())
         && id

@@ -1,5 +1,5 @@
 //! `config.toml`: reading, checking and resolving the dispatcher's config
-//! (interfaces.md, "config.toml").
+//! (README.md, "Config reference").
 //!
 //! [`load`] reads a file and [`parse`] checks text; both return a validated
 //! [`Config`] or a [`ConfigError`] listing every [`Problem`] with its file,

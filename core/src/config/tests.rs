@@ -10,7 +10,7 @@ use crate::deliver::sign::Encoding;
 use crate::event::Status;
 use crate::plugin::PluginLimits;
 
-/// The example of interfaces.md, with a real Standard Webhooks secret.
+/// The reference config of the README, with a real Standard Webhooks secret.
 const EXAMPLE: &str = r#"[server]
 listen = "127.0.0.1:8080"
 ingest_tokens = ["${STATUSHOOK_INGEST_TOKEN}"]   # bearer tokens for POST /v1/events

@@ -23,12 +23,11 @@ fn authorize(ingest: &Ingest, request: &Request<Incoming>) -> Result<(), ApiErro
     }
 }
 
-/// A query parameter's value.
-fn query_param<'a>(request: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
-    request.uri().query()?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then_some(value)
-    })
+/// A query parameter's value, percent-decoded (`?id=msg%5F1` is `msg_1`).
+fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+    form_urlencoded::parse(request.uri().query()?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// `GET /v1/bots/{bot}/dead-letters[?limit=N]`: newest first, with every
@@ -37,7 +36,7 @@ pub async fn list(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> Htt
     if let Err(e) = authorize(ingest, &request) {
         return e.into_response();
     }
-    let limit = match query_param(&request, "limit").map(str::parse::<usize>) {
+    let limit = match query_param(&request, "limit").map(|n| n.parse::<usize>()) {
         None => 100,
         Some(Ok(n)) if (1..=MAX_LIST).contains(&n) => n,
         Some(_) => {
@@ -64,7 +63,7 @@ pub async fn replay(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> H
         return e.into_response();
     }
     let id = query_param(&request, "id").filter(|id| !id.is_empty());
-    match ingest.queue.replay(bot, id).await {
+    match ingest.queue.replay(bot, id.as_deref()).await {
         Ok(replayed) => {
             tracing::info!(bot, id, replayed, "dead letters replayed");
             json(

@@ -28,9 +28,9 @@ use crate::route::Snapshot;
 /// What the handlers share.
 pub struct Ingest {
     /// The live routing table.
-    pub routes: Arc<ArcSwap<Snapshot>>,
+    pub(crate) routes: Arc<ArcSwap<Snapshot>>,
     /// The delivery queue.
-    pub queue: Arc<dyn Queue>,
+    pub(crate) queue: Arc<dyn Queue>,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }

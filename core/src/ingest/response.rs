@@ -1,4 +1,4 @@
-//! Responses: the JSON error shape of interfaces.md, and reading bodies.
+//! Responses: the JSON error shape of docs/http-api.md, and reading bodies.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

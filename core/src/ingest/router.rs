@@ -71,6 +71,7 @@ async fn metrics(ingest: &Ingest) -> HttpResponse {
     text(
         StatusCode::OK,
         ingest.metrics.encode(),
-        "text/plain; version=0.0.4; charset=utf-8",
+        // prometheus-client writes OpenMetrics text (it ends with `# EOF`).
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
     )
 }

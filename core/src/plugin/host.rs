@@ -69,8 +69,25 @@ pub(crate) struct HostInner {
 
 /// A plugin host that could not be created.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start the WebAssembly runtime: {0}")]
-pub struct HostError(String);
+#[error("cannot start the WebAssembly runtime: {step}: {source}")]
+pub struct HostError {
+    /// What was being set up.
+    step: &'static str,
+    /// What wasmtime said.
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl HostError {
+    /// Wraps the failure of `step`.
+    fn at<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+        step: &'static str,
+    ) -> impl FnOnce(E) -> HostError {
+        move |e| HostError {
+            step,
+            source: e.into(),
+        }
+    }
+}
 
 impl PluginHost {
     /// Creates the engine (pooling allocator where possible), links the host
@@ -82,18 +99,19 @@ impl PluginHost {
     /// A cache folder that cannot be created only disables the cache.
     pub fn new(options: HostOptions) -> Result<Self, HostError> {
         let (engine, allocation) = engine::build(&options.limits, options.pooling)
-            .map_err(|e| HostError(e.to_string()))?;
-        engine::start_epoch_ticker(&engine).map_err(|e| HostError(e.to_string()))?;
+            .map_err(HostError::at("creating the engine"))?;
+        engine::start_epoch_ticker(&engine).map_err(HostError::at("starting the epoch ticker"))?;
 
         let mut linker = Linker::new(&engine);
         // Plain Rust wasm32-wasip2 guests import WASI interfaces even when
         // they never use them, so WASI p2 is linked, locked down per call
         // (no files, env, args or network: see `CallState::new`).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| HostError(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(HostError::at("linking WASI"))?;
         bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| {
             state
         })
-        .map_err(|e| HostError(e.to_string()))?;
+        .map_err(HostError::at("linking the host interfaces"))?;
 
         let cache = options.cache_dir.as_deref().and_then(|dir| {
             ArtifactCache::open(dir, &engine)

@@ -120,11 +120,10 @@ pub(crate) fn check(
     })
 }
 
-/// An HTTP token (RFC 9110, section 5.6.2): a header name or media type part.
+/// An HTTP token (RFC 9110, section 5.6.2): a header name or media type
+/// part. A header name is exactly a token, so `http` decides.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    http::HeaderName::from_bytes(s.as_bytes()).is_ok()
 }
 
 /// `type/subtype`, each a token.
@@ -135,7 +134,7 @@ fn is_media_type(s: &str) -> bool {
 
 /// A header value without CR, LF, NUL or other control characters.
 fn is_header_value(s: &str) -> bool {
-    s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    http::HeaderValue::from_str(s).is_ok()
 }
 
 #[cfg(test)]

@@ -22,22 +22,36 @@ pub enum Outcome {
     /// The file was empty (a write in progress): nothing was done.
     Ignored,
     /// The file or a plugin is broken: the old snapshot keeps serving.
-    Failed(String),
+    Failed(ReloadError),
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The main file does not read or validate.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The HTTP client for the new `allow_private_networks` could not be built.
+    #[error(transparent)]
+    Client(#[from] crate::deliver::client::ClientError),
+    /// The routing table could not be built (a plugin, a clash between files).
+    #[error(transparent)]
+    Compose(#[from] super::compose::ComposeError),
 }
 
 /// Applies reloads of one config file, and the files it includes, to the
 /// live routing table.
 pub struct Reloader {
     /// The config file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The live routing table.
-    pub routes: Arc<ArcSwap<Snapshot>>,
+    pub(crate) routes: Arc<ArcSwap<Snapshot>>,
     /// The plugin host (compiles changed plugins).
-    pub host: PluginHost,
+    pub(crate) host: PluginHost,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The delivery HTTP client, rebuilt when `allow_private_networks` changes.
-    pub client: Arc<ArcSwap<reqwest::Client>>,
+    pub(crate) client: Arc<ArcSwap<reqwest::Client>>,
     /// What each included file contributes to the live table.
     fragments: Mutex<Fragments>,
 }
@@ -168,7 +182,7 @@ impl Reloader {
         let mut config = match config::load(&self.path) {
             Ok(config) => config,
             Err(error) if error.is_empty_file() => return Outcome::Ignored,
-            Err(error) => return Outcome::Failed(error.to_string()),
+            Err(error) => return Outcome::Failed(error.into()),
         };
         let current = self.routes.load_full();
         let needs_restart = keep_running_values(&current.config, &mut config);
@@ -183,7 +197,7 @@ impl Reloader {
         let client = if current.config.delivery.allow_private_networks != allow_private {
             match crate::deliver::client::build(allow_private) {
                 Ok(client) => Some(client),
-                Err(error) => return Outcome::Failed(error),
+                Err(error) => return Outcome::Failed(error.into()),
             }
         } else {
             None
@@ -200,7 +214,7 @@ impl Reloader {
             ..
         } = match compose(config, &mut fragments, reread, &self.host, Some(&current)) {
             Ok(composed) => composed,
-            Err(error) => return Outcome::Failed(error.to_string()),
+            Err(error) => return Outcome::Failed(error.into()),
         };
         for problem in &problems {
             tracing::warn!("{problem}; the files found there before keep serving");

@@ -21,6 +21,9 @@ use crate::config::{Include, absolute as normalize};
 /// several events, a plugin copy many writes.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 
+/// The longest one burst of changes is collected before reloading.
+pub const MAX_BURST: Duration = Duration::from_secs(2);
+
 /// The file watcher, set up and watching: a change made after
 /// [`Watch::start`] returns is never missed.
 pub struct Watch {
@@ -38,6 +41,8 @@ pub struct Watch {
 impl Watch {
     /// Starts watching the config file and the plugin files it names. A
     /// watcher that cannot be created is logged; SIGHUP still works.
+    /// Blocking (it resolves paths and adds watches): call it from a
+    /// blocking thread.
     pub fn start(reloader: Arc<Reloader>) -> Self {
         let (changed_tx, changed) = mpsc::unbounded_channel::<PathBuf>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -63,17 +68,20 @@ impl Watch {
         watch
     }
 
-    /// Whether a change to `path` concerns the config.
+    /// Whether a change to `path` (normalized) concerns the config.
     fn concerns(&self, path: &Path) -> bool {
-        let path = normalize(path);
-        self.files.contains(&path)
+        self.files.contains(path)
             || self
                 .includes
                 .iter()
-                .any(|include| include.matches(&path) || include.root() == path)
+                .any(|include| include.matches(path) || include.root() == path)
     }
 
     /// Reloads on change or SIGHUP until `shutdown` turns true.
+    ///
+    /// Everything that touches the file system (resolving paths, watching
+    /// folders, reading the config and compiling plugins) runs on the
+    /// blocking pool, never on the runtime's threads.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -83,31 +91,60 @@ impl Watch {
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => ("SIGHUP", None),
                 _ = shutdown.changed() => return,
             };
-            if first.as_deref().is_some_and(|path| !self.concerns(path)) {
-                continue;
-            }
-            // Debounce: wait for the writes to settle, then take what piled up.
-            tokio::time::sleep(DEBOUNCE).await;
-            let mut changed: BTreeSet<PathBuf> = first.into_iter().map(|p| normalize(&p)).collect();
-            while let Ok(path) = self.changed.try_recv() {
-                changed.insert(normalize(&path));
-            }
-            // Watch folders that appeared (a new include folder) before
-            // reading them, so nothing written after the read is missed.
-            self.rewatch();
-            tracing::debug!(trigger, changed = changed.len(), "reloading");
-            let reloader = Arc::clone(&self.reloader);
+            let changed = match first {
+                Some(path) => self.settle(path).await,
+                None => BTreeSet::new(),
+            };
             let sighup = trigger == "SIGHUP";
-            let _ = tokio::task::spawn_blocking(move || {
-                if sighup {
-                    reloader.reload()
-                } else {
-                    reloader.reload_changed(&changed)
+            let step = tokio::task::spawn_blocking(move || {
+                self.apply(sighup, changed);
+                self
+            });
+            match step.await {
+                Ok(watch) => self = watch,
+                Err(error) => {
+                    tracing::error!(%error, "the config reload stopped unexpectedly; reload with SIGHUP or restart");
+                    return;
                 }
-            })
-            .await;
-            self.rewatch();
+            }
         }
+    }
+
+    /// Collects the changes of one burst: starting with `first`, until no
+    /// change has come for [`DEBOUNCE`] (an editor's save is several events,
+    /// a plugin copy many writes), and at most [`MAX_BURST`] so a file
+    /// written without pause still gets reloaded.
+    async fn settle(&mut self, first: PathBuf) -> BTreeSet<PathBuf> {
+        let mut changed = BTreeSet::from([first]);
+        let end = tokio::time::Instant::now() + MAX_BURST;
+        while let Ok(Some(path)) = tokio::time::timeout_at(
+            end.min(tokio::time::Instant::now() + DEBOUNCE),
+            self.changed.recv(),
+        )
+        .await
+        {
+            changed.insert(path);
+        }
+        changed
+    }
+
+    /// Reloads if `changed` concerns the config (always on SIGHUP), then
+    /// watches what the new config names. Blocking.
+    fn apply(&mut self, sighup: bool, changed: BTreeSet<PathBuf>) {
+        let changed: BTreeSet<PathBuf> = changed.iter().map(|p| normalize(p)).collect();
+        if !sighup && !changed.iter().any(|path| self.concerns(path)) {
+            return;
+        }
+        // Watch folders that appeared (a new include folder) before reading
+        // them, so nothing written after the read is missed.
+        self.rewatch();
+        tracing::debug!(sighup, changed = changed.len(), "reloading");
+        if sighup {
+            let _ = self.reloader.reload();
+        } else {
+            let _ = self.reloader.reload_changed(&changed);
+        }
+        self.rewatch();
     }
 
     /// Watches the folders of the watched files (not the files: a rename

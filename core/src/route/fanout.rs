@@ -73,7 +73,9 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
                 continue;
             }
             let batch = selected.iter().map(|&i| events[i].as_ref());
-            let results = webhook.plugin.render_batch(batch, &webhook.settings);
+            // The plugin's own log lines carry the bot and webhook.
+            let span = tracing::info_span!("render", bot = bot_id, webhook = %webhook.config.name);
+            let results = span.in_scope(|| webhook.plugin.render_batch(batch, &webhook.settings));
             for (&i, result) in selected.iter().zip(results) {
                 let event = &events[i];
                 let key = (bot_id.to_string(), webhook.config.name.clone());

@@ -11,4 +11,4 @@ mod fanout;
 mod snapshot;
 
 pub use fanout::{FanOutReport, fan_out};
-pub use snapshot::{Access, Bot, Snapshot, SnapshotError, Webhook};
+pub use snapshot::{Access, Snapshot, SnapshotError};

@@ -102,7 +102,7 @@ pub async fn start_dispatcher(text: &str, dir: &std::path::Path) -> statushook::
 #[allow(dead_code)] // not every test binary reads metrics
 pub async fn metrics(running: &statushook::app::Running) -> String {
     http_client()
-        .get(format!("http://{}/metrics", running.addr))
+        .get(format!("http://{}/metrics", running.addr()))
         .send()
         .await
         .expect("metrics")

@@ -1,4 +1,4 @@
-//! The Connectly `delivery_status` webhook format (formats.md, "Connectly").
+//! The Connectly `delivery_status` webhook format (docs/formats.md, "Connectly").
 //!
 //! Connectly hears about the delivery statuses only: `replied`, `queued`,
 //! `created` and `disconnected` are dropped. Connectly-style receivers verify

@@ -1,4 +1,4 @@
-//! The Aivo Engage webhook format (formats.md, "Aivo Engage").
+//! The Aivo Engage webhook format (docs/formats.md, "Aivo Engage").
 //!
 //! Engage hears about the delivery statuses only: `replied`, `queued`, `created`
 //! and `disconnected` are dropped. Authentication (usually a custom header) is

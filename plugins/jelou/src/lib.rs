@@ -1,4 +1,4 @@
-//! The Jelou notification-URL format (formats.md, "Jelou").
+//! The Jelou notification-URL format (docs/formats.md, "Jelou").
 
 use statushook_plugin::serde_json::{Map, Value};
 use statushook_plugin::{

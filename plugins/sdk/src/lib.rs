@@ -162,7 +162,7 @@ impl StatusEvent {
     /// The human text of a failure: `error.message`, else `error.title`, else
     /// a default for the status ("Number not found on WhatsApp", "Message
     /// expired", "Message failed"). The default texts are Jelou's, which
-    /// formats.md reuses for the other formats.
+    /// docs/formats.md reuses for the other formats.
     pub fn failure_text(&self) -> String {
         self.error
             .as_ref()

@@ -1,4 +1,4 @@
-//! The WPP Marketing status webhook format (formats.md, "WPP Marketing").
+//! The WPP Marketing status webhook format (docs/formats.md, "WPP Marketing").
 //!
 //! WPP hears about every status except `sent` and `replied`. A `disconnected`
 //! event becomes a `connection.logout` event without message fields. Every body

@@ -4,7 +4,7 @@
 //! A delivery is answered `200 {"accepted": N, "duplicates": M, "skipped": K}`
 //! only once every event made from it is queued; a body whose updates were
 //! all skipped needs no queue and is answered at once. Refusals use the JSON
-//! error shape of interfaces.md and are counted in
+//! error shape of docs/http-api.md and are counted in
 //! `statushook_ingest_rejected_total` with a `meta_` reason, as are the
 //! skipped updates (only once the body is accepted, so Meta's re-sends after
 //! a `503` are not counted twice).
@@ -186,12 +186,8 @@ fn not_configured() -> ApiError {
 
 /// Compares secrets in time independent of where they differ.
 fn same_secret(expected: &[u8], given: &[u8]) -> bool {
-    expected.len() == given.len()
-        && expected
-            .iter()
-            .zip(given)
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    expected.ct_eq(given).into()
 }
 
 #[cfg(test)]

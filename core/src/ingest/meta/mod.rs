@@ -1,4 +1,4 @@
-//! Meta's WhatsApp Cloud API webhooks (meta-ingest.md): `GET` and
+//! Meta's WhatsApp Cloud API webhooks (docs/meta.md): `GET` and
 //! `POST /v1/meta/webhook`.
 //!
 //! A delivery from Meta goes through four steps, one module each:
@@ -26,6 +26,6 @@ pub mod handler;
 pub mod mapping;
 pub mod signature;
 
-pub use envelope::{Envelope, NotAWebhook};
-pub use mapping::{BotLookup, BotRef, Mapped, SkipReason, Skipped, map};
-pub use signature::{Signature, SignatureError};
+pub use envelope::Envelope;
+pub use mapping::{BotLookup, BotRef, Mapped, map};
+pub use signature::Signature;
