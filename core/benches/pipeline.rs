@@ -85,60 +85,52 @@ impl Plan {
             Ok("full") | Ok("") | Err(_) => false,
             Ok(other) => return Err(format!("PIPELINE_BENCH={other:?}: expected quick or full")),
         };
+        let full = Plan {
+            name: "full",
+            scenarios: [1, 2, 3, 4].into(),
+            backends: vec![Backend::Redis, Backend::Embedded],
+            repeats: 3,
+            batch_events: 50_000,
+            single_events: 20_000,
+            batch_size: 100,
+            batch_posters: 4,
+            single_posters: 32,
+            post_cap: Duration::from_secs(20),
+            rate: 2_000.0,
+            latency_seconds: 10.0,
+            latency_repeats: 3,
+            large_bots: 1_000,
+            rss_batch_events: 20_000,
+            rss_single_events: 10_000,
+            fair_rate_b: 1_000.0,
+            fair_rate_a: 1_000.0,
+            fair_seconds: 12.0,
+            per_endpoint: None,
+            cap_variant: Some(256),
+            embedded_scale: 0.15,
+            embedded_latency_rate: 250.0,
+            fair_rate_embedded: 200.0,
+        };
+        // The quick run: small sizes, one repeat.
         let mut plan = if quick {
             Plan {
                 name: "quick",
-                scenarios: [1, 2, 3, 4].into(),
-                backends: vec![Backend::Redis, Backend::Embedded],
                 repeats: 1,
                 batch_events: 4_000,
                 single_events: 2_000,
-                batch_size: 100,
-                batch_posters: 4,
-                single_posters: 32,
                 post_cap: Duration::from_secs(10),
-                rate: 2_000.0,
                 latency_seconds: 3.0,
                 latency_repeats: 1,
-                large_bots: 1_000,
                 rss_batch_events: 2_000,
                 rss_single_events: 1_000,
                 fair_rate_b: 500.0,
                 fair_rate_a: 500.0,
                 fair_seconds: 4.0,
-                per_endpoint: None,
-                cap_variant: Some(256),
                 embedded_scale: 0.5,
-                embedded_latency_rate: 250.0,
-                fair_rate_embedded: 200.0,
+                ..full
             }
         } else {
-            Plan {
-                name: "full",
-                scenarios: [1, 2, 3, 4].into(),
-                backends: vec![Backend::Redis, Backend::Embedded],
-                repeats: 3,
-                batch_events: 50_000,
-                single_events: 20_000,
-                batch_size: 100,
-                batch_posters: 4,
-                single_posters: 32,
-                post_cap: Duration::from_secs(20),
-                rate: 2_000.0,
-                latency_seconds: 10.0,
-                latency_repeats: 3,
-                large_bots: 1_000,
-                rss_batch_events: 20_000,
-                rss_single_events: 10_000,
-                fair_rate_b: 1_000.0,
-                fair_rate_a: 1_000.0,
-                fair_seconds: 12.0,
-                per_endpoint: None,
-                cap_variant: Some(256),
-                embedded_scale: 0.15,
-                embedded_latency_rate: 250.0,
-                fair_rate_embedded: 200.0,
-            }
+            full
         };
         if let Ok(list) = std::env::var("PIPELINE_SCENARIOS") {
             plan.scenarios = list
@@ -191,6 +183,29 @@ impl Plan {
             plan.cap_variant = None;
         }
         Ok(plan)
+    }
+
+    /// The closed-loop posting modes of scenarios 1 and 3: batches, then one
+    /// event per request.
+    fn modes(&self) -> [Mode; 2] {
+        [
+            Mode::Batch {
+                size: self.batch_size,
+                posters: self.batch_posters,
+            },
+            Mode::Single {
+                posters: self.single_posters,
+            },
+        ]
+    }
+
+    /// `events` of a closed-loop run on `backend`: the fsync-bound embedded
+    /// store posts its share.
+    fn scaled(&self, backend: Backend, events: usize) -> usize {
+        match backend {
+            Backend::Redis => events,
+            Backend::Embedded => ((events as f64) * self.embedded_scale).round() as usize,
+        }
     }
 }
 
@@ -392,24 +407,21 @@ impl Ctx {
     }
 }
 
-/// Sums a counter of the dispatcher's `/metrics`, over the lines whose
-/// labels contain `filter`.
 /// The dispatcher's `/metrics` text, or `None` if it did not answer.
-async fn metrics_text(client: &reqwest::Client, port: u16) -> Option<String> {
-    let response = client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .ok()?;
+async fn metrics_text(stack: &Stack) -> Option<String> {
+    let url = format!("http://127.0.0.1:{}/metrics", stack.dispatcher.port);
+    let response = stack.target.client.get(url).send().await.ok()?;
     response.text().await.ok()
 }
 
-async fn metric(client: &reqwest::Client, port: u16, name: &str, filter: &str) -> f64 {
-    let Some(text) = metrics_text(client, port).await else {
+/// Deliveries put back without an attempt so far: the dispatcher's counter,
+/// summed over the `/metrics` lines whose labels contain `filter`.
+async fn postponed_count(stack: &Stack, filter: &str) -> f64 {
+    let Some(text) = metrics_text(stack).await else {
         return f64::NAN;
     };
     text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter(|l| l.starts_with("statushook_deliveries_postponed") && l.contains(filter))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum()
 }
@@ -455,46 +467,30 @@ struct Throughput {
     errors: String,
 }
 
-#[allow(clippy::too_many_arguments)] // a measurement: every knob is one argument
+/// A closed-loop run of `events` events of `bot` on `stack`; `ctx` gives it
+/// its tag, the posting cap and the drain limits.
 async fn throughput(
+    ctx: &mut Ctx,
     stack: &Stack,
     receiver: &Receiver,
-    tag: &str,
     bot: &str,
     mode: Mode,
     events: usize,
-    post_cap: Duration,
-    drain: Drain,
 ) -> Throughput {
-    let tracker = receiver.track(tag, events);
-    let posted = Posted::new(tag, bot, events);
-    let postponed_before = metric(
-        &stack.target.client,
-        stack.dispatcher.port,
-        "statushook_deliveries_postponed",
-        "",
-    )
-    .await;
+    let (tag, drain, post_cap) = (ctx.tag(), ctx.drain, ctx.plan.post_cap);
+    let (chunk, posters) = match mode {
+        Mode::Batch { size, posters } => (size, posters),
+        Mode::Single { posters } => (1, posters),
+    };
+    let tracker = receiver.track(&tag, events);
+    let posted = Posted::new(&tag, bot, events);
+    let postponed_before = postponed_count(stack, "").await;
     let before = stack.cpu_mark();
-    match mode {
-        Mode::Batch { size, posters } => {
-            load::closed_loop(&stack.target, &posted, events, size, posters, post_cap).await
-        }
-        Mode::Single { posters } => {
-            load::closed_loop(&stack.target, &posted, events, 1, posters, post_cap).await
-        }
-    }
+    load::closed_loop(&stack.target, &posted, events, chunk, posters, post_cap).await;
     let accepted = posted.accepted.load(Relaxed);
     let complete = load::drain(&tracker, accepted, drain.stall, drain.cap).await;
     let after = stack.cpu_mark();
-    let postponed = metric(
-        &stack.target.client,
-        stack.dispatcher.port,
-        "statushook_deliveries_postponed",
-        "",
-    )
-    .await
-        - postponed_before;
+    let postponed = postponed_count(stack, "").await - postponed_before;
     let first = posted.first_ns.load(Relaxed);
     let wall = tracker.last_arrival().saturating_sub(first) as f64 / 1e9;
     let ingest = posted.last_answer_ns.load(Relaxed).saturating_sub(first) as f64 / 1e9;
@@ -509,6 +505,9 @@ async fn throughput(
         received,
         duplicates: tracker.duplicates.load(Relaxed),
         complete,
+        postponed,
+        cpu: procs::cpu_use(&before, &after, stack.redis.is_some(), drain.hz),
+        errors: posted.error_summary(),
         ingest_secs: ingest,
         wall_secs: wall,
         deliveries_per_s: received as f64 / wall.max(1e-9),
@@ -518,9 +517,6 @@ async fn throughput(
         latency_p99: pct(&latencies, 99.0),
         answer_p50: pct(&answers, 50.0),
         answer_p99: pct(&answers, 99.0),
-        postponed,
-        cpu: procs::cpu_use(&before, &after, stack.redis.is_some(), drain.hz),
-        errors: posted.error_summary(),
     }
 }
 
@@ -546,39 +542,28 @@ struct Latency {
     errors: String,
 }
 
+/// An open-loop run of `bot` on `stack` at `rate` for `seconds`; `ctx`
+/// gives it its tag and the drain limits.
 async fn latency(
+    ctx: &mut Ctx,
     stack: &Stack,
     receiver: &Receiver,
-    tag: &str,
     bot: &str,
     rate: f64,
     seconds: f64,
-    drain: Drain,
 ) -> Latency {
+    let (tag, drain) = (ctx.tag(), ctx.drain);
     let events = (rate * seconds).round() as usize;
-    let tracker = receiver.track(tag, events);
-    let posted = Posted::new(tag, bot, events);
+    let tracker = receiver.track(&tag, events);
+    let posted = Posted::new(&tag, bot, events);
     let bot_label = format!("bot=\"{bot}\"");
-    let postponed_before = metric(
-        &stack.target.client,
-        stack.dispatcher.port,
-        "statushook_deliveries_postponed",
-        &bot_label,
-    )
-    .await;
+    let postponed_before = postponed_count(stack, &bot_label).await;
     let before = stack.cpu_mark();
     load::open_loop(&stack.target, &posted, rate, seconds).await;
     let accepted = posted.accepted.load(Relaxed);
     let complete = load::drain(&tracker, accepted, drain.stall, drain.cap).await;
     let after = stack.cpu_mark();
-    let postponed = metric(
-        &stack.target.client,
-        stack.dispatcher.port,
-        "statushook_deliveries_postponed",
-        &bot_label,
-    )
-    .await
-        - postponed_before;
+    let postponed = postponed_count(stack, &bot_label).await - postponed_before;
     let l = posted.latencies(&tracker);
     let answers = sorted(posted.answer_ms.lock().expect("lock").clone());
     let lags = sorted(posted.lag_ms.lock().expect("lock").clone());
@@ -588,6 +573,9 @@ async fn latency(
         received: tracker.distinct.load(Relaxed),
         duplicates: tracker.duplicates.load(Relaxed),
         complete,
+        postponed,
+        cpu: procs::cpu_use(&before, &after, stack.redis.is_some(), drain.hz),
+        errors: posted.error_summary(),
         p50: pct(&l, 50.0),
         p90: pct(&l, 90.0),
         p99: pct(&l, 99.0),
@@ -596,9 +584,6 @@ async fn latency(
         answer_p50: pct(&answers, 50.0),
         answer_p99: pct(&answers, 99.0),
         lag_p99: pct(&lags, 99.0),
-        postponed,
-        cpu: procs::cpu_use(&before, &after, stack.redis.is_some(), drain.hz),
-        errors: posted.error_summary(),
     }
 }
 
@@ -647,14 +632,147 @@ fn cpu(c: &CpuUse) -> String {
     )
 }
 
+/// The p50, p90 and p99 cells of a latency row (p50 and p99 in bold).
+fn p50_p90_p99(r: &Latency) -> String {
+    format!("**{}** | {} | **{}**", ms(r.p50), ms(r.p90), ms(r.p99))
+}
+
+/// The mark of a run that ended before every accepted event was delivered.
+fn incomplete(complete: bool) -> &'static str {
+    if complete { "" } else { " (incomplete)" }
+}
+
+/// A "sent / … / delivered" cell: counts, then the mark of an incomplete run.
+fn delivered(counts: &[u64], complete: bool) -> String {
+    let counts: Vec<String> = counts.iter().map(|&n| int(n as f64)).collect();
+    format!("{}{}", counts.join(" / "), incomplete(complete))
+}
+
 fn median_by<T: Clone>(runs: &[T], key: impl Fn(&T) -> f64) -> Option<T> {
     let mut v: Vec<&T> = runs.iter().collect();
     v.sort_by(|a, b| key(a).total_cmp(&key(b)));
     v.get(v.len() / 2).map(|r| (*r).clone())
 }
 
+/// A markdown table being written. It knows its column count, so that a
+/// "not run" row spans the cells the missing measurement would have filled.
+struct Table {
+    text: String,
+    columns: usize,
+}
+
+impl Table {
+    /// `intro` (heading and prose), then the header row `head` and its
+    /// `|---|` line.
+    fn new(intro: &str, head: &str) -> Self {
+        let columns = head.matches('|').count() - 1;
+        let text = format!("{intro}{head}\n{}|\n", "|---".repeat(columns));
+        Table { text, columns }
+    }
+
+    /// The row of a measurement that could not be made: its first cells,
+    /// then why (cut to 200 characters) across the remaining columns.
+    fn not_run(&mut self, lead: &[&str], why: &str) {
+        let why: String = why.chars().take(200).collect();
+        let rest = "|".repeat(self.columns - lead.len());
+        let _ = writeln!(self.text, "| {} | not run: {why} {rest}", lead.join(" | "));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Scenarios
+
+/// Prints why a run failed (progress, on stderr) and passes the reason on.
+fn failed(why: String) -> String {
+    eprintln!("  failed: {why}");
+    why
+}
+
+/// Runs one row's measurement `repeats` times, printing `<label> / run N`
+/// before each. The first failure ends the row, but the runs before it still
+/// count: `Err` (why) only when no run succeeded.
+async fn repeat<T>(
+    label: &str,
+    repeats: usize,
+    mut run: impl AsyncFnMut() -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let mut runs = Vec::new();
+    let mut failure = String::new();
+    for rep in 0..repeats {
+        eprintln!("{label} / run {}", rep + 1);
+        match run().await {
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                failure = failed(e);
+                break;
+            }
+        }
+    }
+    (!runs.is_empty()).then_some(runs).ok_or(failure)
+}
+
+/// One row's runs (see [`repeat`]) and the median one by `key`, which the row
+/// shows; when no run succeeded, `table` gets the "not run" row instead.
+async fn median_row<T: Clone>(
+    table: &mut Table,
+    lead: &[&str],
+    label: &str,
+    repeats: usize,
+    key: impl Fn(&T) -> f64,
+    run: impl AsyncFnMut() -> Result<T, String>,
+) -> Option<(T, Vec<T>)> {
+    match repeat(label, repeats, run).await {
+        Ok(runs) => Some((median_by(&runs, key)?, runs)),
+        Err(why) => {
+            table.not_run(lead, &why);
+            None
+        }
+    }
+}
+
+impl Ctx {
+    /// A note on a row whose requests were (partly) rejected.
+    fn rejected(&mut self, row: String, errors: &str) {
+        if !errors.is_empty() {
+            self.notes
+                .push(format!("{row}: rejected requests: {errors}"));
+        }
+    }
+
+    /// A dispatcher with the small config (1 bot, 1 webhook) and its receiver.
+    async fn small_stack(
+        &mut self,
+        backend: Backend,
+        cap: Option<usize>,
+        label: &str,
+    ) -> Result<(Receiver, Stack), String> {
+        let receiver = Receiver::start(Duration::ZERO).await;
+        let bots = Bots::Small {
+            receiver: receiver.url(),
+        };
+        let stack = self.stack(backend, &bots, cap, label).await?;
+        Ok((receiver, stack))
+    }
+
+    /// A dispatcher for a scenario measured once; when it does not start,
+    /// `table` gets the "not run" row (first cells `lead`) instead.
+    async fn stack_or_not_run(
+        &mut self,
+        table: &mut Table,
+        lead: &[&str],
+        backend: Backend,
+        bots: &Bots,
+        label: &str,
+    ) -> Option<Stack> {
+        match self.stack(backend, bots, None, label).await {
+            Ok(stack) => Some(stack),
+            Err(e) => {
+                table.not_run(lead, &failed(e));
+                None
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 struct ThroughputRun {
@@ -663,156 +781,126 @@ struct ThroughputRun {
     result: Throughput,
 }
 
-/// Scenario 1: sustained deliveries/s, closed loop, 1 bot / 1 webhook.
-async fn scenario_1(ctx: &mut Ctx) -> String {
-    let plan = ctx.plan.clone();
-    let mut out = String::from(
-        "### Scenario 1: sustained throughput (closed loop, 1 bot, 1 `wpp` webhook)\n\n\
-         | backend | ingest | events posted / accepted | delivered (dup) | ingest req/s | ingest events/s | wall s | **deliveries/s** | runs (deliveries/s) | e2e p50 / p99 ms | 202 p50 / p99 ms | postponed | CPU % disp / redis / harness / other (machine) | RSS idle → after (HWM) MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    let batch = Mode::Batch {
-        size: plan.batch_size,
-        posters: plan.batch_posters,
-    };
-    let single = Mode::Single {
-        posters: plan.single_posters,
-    };
-    let mut cases = vec![(batch, None), (single, None)];
-    if let Some(cap) = plan.cap_variant {
-        cases.extend([(batch, Some(cap)), (single, Some(cap))]);
-    }
-    for backend in plan.backends.clone() {
-        for &(mode, cap) in &cases {
-            let mut events = match mode {
-                Mode::Batch { .. } => plan.batch_events,
-                Mode::Single { .. } => plan.single_events,
-            };
-            let mut repeats = plan.repeats;
-            if backend == Backend::Embedded {
-                events = ((events as f64) * plan.embedded_scale).round() as usize;
-                if cap.is_some() {
-                    repeats = 1;
+/// One row of scenario 1: a backend, a posting mode, a per-endpoint cap.
+#[derive(Debug, Clone, Copy)]
+struct ThroughputCase {
+    backend: Backend,
+    mode: Mode,
+    cap: Option<usize>,
+    events: usize,
+    repeats: usize,
+}
+
+impl ThroughputCase {
+    /// Scenario 1's rows in table order: per backend, batches and one event
+    /// per request, then both again with the diagnostic cap. The embedded
+    /// store posts its share of the events and runs a capped row once.
+    fn all(plan: &Plan) -> Vec<Self> {
+        let mut cases = Vec::new();
+        for &backend in &plan.backends {
+            for cap in [None].into_iter().chain(plan.cap_variant.map(Some)) {
+                let events = [plan.batch_events, plan.single_events];
+                for (mode, events) in plan.modes().into_iter().zip(events) {
+                    let once = backend == Backend::Embedded && cap.is_some();
+                    cases.push(ThroughputCase {
+                        backend,
+                        mode,
+                        cap,
+                        events: plan.scaled(backend, events),
+                        repeats: if once { 1 } else { plan.repeats },
+                    });
                 }
-            }
-            let describe = match cap {
-                None => mode.describe(),
-                Some(cap) => format!("{}; per-endpoint cap {cap}", mode.describe()),
-            };
-            let mut runs = Vec::new();
-            let mut failure = None;
-            for rep in 0..repeats {
-                eprintln!(
-                    "scenario 1: {} / {describe} / run {}",
-                    backend.name(),
-                    rep + 1
-                );
-                match throughput_fresh(ctx, backend, mode, events, cap).await {
-                    Ok(run) => {
-                        let r = &run.result;
-                        eprintln!(
-                            "  {} of {} delivered in {:.2} s: {:.0} deliveries/s; {} requests in {:.2} s: {:.0} req/s; e2e p50 {:.1} ms p99 {:.1} ms {}",
-                            r.received,
-                            r.accepted,
-                            r.wall_secs,
-                            r.deliveries_per_s,
-                            r.requests,
-                            r.ingest_secs,
-                            r.ingest_requests_per_s,
-                            r.latency_p50,
-                            r.latency_p99,
-                            r.errors
-                        );
-                        runs.push(run);
-                    }
-                    Err(e) => {
-                        eprintln!("  failed: {e}");
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-            let Some(median) = median_by(&runs, |r| r.result.deliveries_per_s) else {
-                let why = failure.unwrap_or_default();
-                let why: String = why.chars().take(200).collect();
-                let _ = writeln!(
-                    out,
-                    "| {} | {describe} | not run: {why} ||||||||||||",
-                    backend.name()
-                );
-                continue;
-            };
-            let all: Vec<String> = runs
-                .iter()
-                .map(|r| int(r.result.deliveries_per_s))
-                .collect();
-            let r = &median.result;
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} / {} | {}{} ({}) | {} | {} | {:.2} | **{}** | {} | {} / {} | {} / {} | {} | {} | {} → {} ({}) |",
-                backend.name(),
-                describe,
-                int(r.posted as f64),
-                int(r.accepted as f64),
-                int(r.received as f64),
-                if r.complete { "" } else { " (incomplete)" },
-                r.duplicates,
-                int(r.ingest_requests_per_s),
-                int(r.ingest_events_per_s),
-                r.wall_secs,
-                int(r.deliveries_per_s),
-                all.join(", "),
-                ms(r.latency_p50),
-                ms(r.latency_p99),
-                ms(r.answer_p50),
-                ms(r.answer_p99),
-                int(r.postponed),
-                cpu(&r.cpu),
-                mib(median.idle.rss_kb),
-                mib(median.after.rss_kb),
-                mib(median.after.hwm_kb),
-            );
-            if !r.errors.is_empty() {
-                ctx.notes.push(format!(
-                    "scenario 1 {} {describe}: rejected requests: {}",
-                    backend.name(),
-                    r.errors
-                ));
             }
         }
+        cases
     }
-    out
+
+    /// The row's `ingest` cell (and its progress and notes label).
+    fn describe(&self) -> String {
+        match self.cap {
+            None => self.mode.describe(),
+            Some(cap) => format!("{}; per-endpoint cap {cap}", self.mode.describe()),
+        }
+    }
+}
+
+/// Scenario 1: sustained deliveries/s, closed loop, 1 bot / 1 webhook.
+async fn scenario_1(ctx: &mut Ctx) -> String {
+    let mut table = Table::new(
+        "### Scenario 1: sustained throughput (closed loop, 1 bot, 1 `wpp` webhook)\n\n",
+        "| backend | ingest | events posted / accepted | delivered (dup) | ingest req/s | ingest events/s | wall s | **deliveries/s** | runs (deliveries/s) | e2e p50 / p99 ms | 202 p50 / p99 ms | postponed | CPU % disp / redis / harness / other (machine) | RSS idle → after (HWM) MiB |",
+    );
+    for case in ThroughputCase::all(&ctx.plan) {
+        let (backend, describe) = (case.backend.name(), case.describe());
+        let Some((median, runs)) = median_row(
+            &mut table,
+            &[backend, &describe],
+            &format!("scenario 1: {backend} / {describe}"),
+            case.repeats,
+            |r: &ThroughputRun| r.result.deliveries_per_s,
+            async || throughput_fresh(ctx, case).await,
+        )
+        .await
+        else {
+            continue;
+        };
+        let all: Vec<String> = runs
+            .iter()
+            .map(|r| int(r.result.deliveries_per_s))
+            .collect();
+        let r = &median.result;
+        let _ = writeln!(
+            table.text,
+            "| {} | {} | {} / {} | {} ({}) | {} | {} | {:.2} | **{}** | {} | {} / {} | {} / {} | {} | {} | {} → {} ({}) |",
+            backend,
+            describe,
+            int(r.posted as f64),
+            int(r.accepted as f64),
+            delivered(&[r.received], r.complete),
+            r.duplicates,
+            int(r.ingest_requests_per_s),
+            int(r.ingest_events_per_s),
+            r.wall_secs,
+            int(r.deliveries_per_s),
+            all.join(", "),
+            ms(r.latency_p50),
+            ms(r.latency_p99),
+            ms(r.answer_p50),
+            ms(r.answer_p99),
+            int(r.postponed),
+            cpu(&r.cpu),
+            mib(median.idle.rss_kb),
+            mib(median.after.rss_kb),
+            mib(median.after.hwm_kb),
+        );
+        ctx.rejected(format!("scenario 1 {backend} {describe}"), &r.errors);
+    }
+    table.text
 }
 
 /// A fresh dispatcher with the small config, one throughput run.
-async fn throughput_fresh(
-    ctx: &mut Ctx,
-    backend: Backend,
-    mode: Mode,
-    events: usize,
-    cap: Option<usize>,
-) -> Result<ThroughputRun, String> {
-    let receiver = Receiver::start(Duration::ZERO).await;
-    let bots = Bots::Small {
-        receiver: receiver.url(),
-    };
-    let stack = ctx.stack(backend, &bots, cap, "s1").await?;
+async fn throughput_fresh(ctx: &mut Ctx, case: ThroughputCase) -> Result<ThroughputRun, String> {
+    let (receiver, stack) = ctx.small_stack(case.backend, case.cap, "s1").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = stack.mem();
-    let tag = ctx.tag();
-    let result = throughput(
-        &stack,
-        &receiver,
-        &tag,
-        procs::SMALL_BOT,
-        mode,
-        events,
-        ctx.plan.post_cap,
-        ctx.drain,
-    )
-    .await;
+    let bot = procs::SMALL_BOT;
+    let result = throughput(ctx, &stack, &receiver, bot, case.mode, case.events).await;
     let after = stack.mem();
     ctx.stop(stack);
+    let r = &result;
+    eprintln!(
+        "  {} of {} delivered in {:.2} s: {:.0} deliveries/s; {} requests in {:.2} s: {:.0} req/s; e2e p50 {:.1} ms p99 {:.1} ms {}",
+        r.received,
+        r.accepted,
+        r.wall_secs,
+        r.deliveries_per_s,
+        r.requests,
+        r.ingest_secs,
+        r.ingest_requests_per_s,
+        r.latency_p50,
+        r.latency_p99,
+        r.errors
+    );
     Ok(ThroughputRun {
         idle,
         after,
@@ -820,162 +908,116 @@ async fn throughput_fresh(
     })
 }
 
-/// Scenario 2: ingest-to-receipt latency at a fixed rate, open loop.
-async fn scenario_2(ctx: &mut Ctx) -> String {
-    let plan = ctx.plan.clone();
-    let mut out = format!(
-        "### Scenario 2: ingest-to-receipt latency at a fixed rate (open loop, 1 event/request, {} s after a 1 s warm-up)\n\n\
-         | backend | rate events/s | sent / accepted / delivered | **p50 ms** | p90 ms | **p99 ms** | p99.9 ms | max ms | runs (p99 ms) | 202 p50 / p99 ms | pacing lag p99 ms | postponed | CPU % disp / redis / harness / other (machine) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        plan.latency_seconds
-    );
-    for backend in plan.backends.clone() {
-        // The embedded store cannot keep up with the target rate here: one
-        // run shows that; more runs go to a rate it sustains.
-        let cases: Vec<(f64, usize)> = match backend {
-            Backend::Redis => vec![(plan.rate, plan.latency_repeats)],
-            Backend::Embedded => vec![
-                (plan.rate, 1),
-                (plan.embedded_latency_rate, plan.latency_repeats),
-            ],
-        };
-        for (rate, repeats) in cases {
-            let mut runs = Vec::new();
-            let mut failure = None;
-            for rep in 0..repeats {
-                eprintln!(
-                    "scenario 2: {} at {rate}/s / run {}",
-                    backend.name(),
-                    rep + 1
-                );
-                match latency_fresh(ctx, backend, rate, plan.latency_seconds).await {
-                    Ok(r) => {
-                        eprintln!(
-                            "  {} of {} delivered ({} duplicates); p50 {:.2} ms p99 {:.2} ms max {:.1} ms; 202 p99 {:.2} ms {}",
-                            r.received,
-                            r.accepted,
-                            r.duplicates,
-                            r.p50,
-                            r.p99,
-                            r.max,
-                            r.answer_p99,
-                            r.errors
-                        );
-                        runs.push(r);
-                    }
-                    Err(e) => {
-                        eprintln!("  failed: {e}");
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-            let Some(r) = median_by(&runs, |r| r.p99) else {
-                let why: String = failure.unwrap_or_default().chars().take(200).collect();
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | not run: {why} |||||||||||",
-                    backend.name(),
-                    int(rate)
-                );
-                continue;
-            };
-            let all: Vec<String> = runs.iter().map(|r| ms(r.p99)).collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} / {} / {}{} | **{}** | {} | **{}** | {} | {} | {} | {} / {} | {} | {} | {} |",
-                backend.name(),
-                int(rate),
-                int(r.sent as f64),
-                int(r.accepted as f64),
-                int(r.received as f64),
-                if r.complete { "" } else { " (incomplete)" },
-                ms(r.p50),
-                ms(r.p90),
-                ms(r.p99),
-                ms(r.p999),
-                ms(r.max),
-                all.join(", "),
-                ms(r.answer_p50),
-                ms(r.answer_p99),
-                ms(r.lag_p99),
-                int(r.postponed),
-                cpu(&r.cpu),
-            );
-            if !r.errors.is_empty() {
-                ctx.notes.push(format!(
-                    "scenario 2 {} at {rate}/s: rejected requests: {}",
-                    backend.name(),
-                    r.errors
-                ));
-            }
-        }
-    }
-    out
-}
-
-async fn latency_fresh(
-    ctx: &mut Ctx,
+/// One row of scenario 2: a backend at one rate.
+#[derive(Debug, Clone, Copy)]
+struct LatencyCase {
     backend: Backend,
     rate: f64,
-    seconds: f64,
-) -> Result<Latency, String> {
-    let receiver = Receiver::start(Duration::ZERO).await;
-    let bots = Bots::Small {
-        receiver: receiver.url(),
-    };
-    let stack = ctx.stack(backend, &bots, None, "s2").await?;
+    repeats: usize,
+}
+
+impl LatencyCase {
+    /// Scenario 2's rows in table order. The embedded store cannot keep up
+    /// with the target rate here: one run shows that; more runs go to a rate
+    /// it sustains.
+    fn all(plan: &Plan) -> Vec<Self> {
+        let case = |backend, rate, repeats| LatencyCase {
+            backend,
+            rate,
+            repeats,
+        };
+        let mut cases = Vec::new();
+        for &backend in &plan.backends {
+            match backend {
+                Backend::Redis => cases.push(case(backend, plan.rate, plan.latency_repeats)),
+                Backend::Embedded => cases.extend([
+                    case(backend, plan.rate, 1),
+                    case(backend, plan.embedded_latency_rate, plan.latency_repeats),
+                ]),
+            }
+        }
+        cases
+    }
+}
+
+/// Scenario 2: ingest-to-receipt latency at a fixed rate, open loop.
+async fn scenario_2(ctx: &mut Ctx) -> String {
+    let mut table = Table::new(
+        &format!(
+            "### Scenario 2: ingest-to-receipt latency at a fixed rate (open loop, 1 event/request, {} s after a 1 s warm-up)\n\n",
+            ctx.plan.latency_seconds
+        ),
+        "| backend | rate events/s | sent / accepted / delivered | **p50 ms** | p90 ms | **p99 ms** | p99.9 ms | max ms | runs (p99 ms) | 202 p50 / p99 ms | pacing lag p99 ms | postponed | CPU % disp / redis / harness / other (machine) |",
+    );
+    for case in LatencyCase::all(&ctx.plan) {
+        let (backend, rate) = (case.backend.name(), case.rate);
+        let Some((r, runs)) = median_row(
+            &mut table,
+            &[backend, &int(rate)],
+            &format!("scenario 2: {backend} at {rate}/s"),
+            case.repeats,
+            |r: &Latency| r.p99,
+            async || latency_fresh(ctx, case).await,
+        )
+        .await
+        else {
+            continue;
+        };
+        let all: Vec<String> = runs.iter().map(|r| ms(r.p99)).collect();
+        let _ = writeln!(
+            table.text,
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} |",
+            backend,
+            int(rate),
+            delivered(&[r.sent, r.accepted, r.received], r.complete),
+            p50_p90_p99(&r),
+            ms(r.p999),
+            ms(r.max),
+            all.join(", "),
+            ms(r.answer_p50),
+            ms(r.answer_p99),
+            ms(r.lag_p99),
+            int(r.postponed),
+            cpu(&r.cpu),
+        );
+        ctx.rejected(format!("scenario 2 {backend} at {rate}/s"), &r.errors);
+    }
+    table.text
+}
+
+/// A fresh dispatcher with the small config, one latency run.
+async fn latency_fresh(ctx: &mut Ctx, case: LatencyCase) -> Result<Latency, String> {
+    let (receiver, stack) = ctx.small_stack(case.backend, None, "s2").await?;
+    let (bot, rate, seconds) = (procs::SMALL_BOT, case.rate, ctx.plan.latency_seconds);
     // Warm-up: one second at the same rate (connections, plugin instances).
-    let warm = ctx.tag();
-    let _ = latency(
-        &stack,
-        &receiver,
-        &warm,
-        procs::SMALL_BOT,
-        rate,
-        1.0,
-        ctx.drain,
-    )
-    .await;
-    let tag = ctx.tag();
-    let result = latency(
-        &stack,
-        &receiver,
-        &tag,
-        procs::SMALL_BOT,
-        rate,
-        seconds,
-        ctx.drain,
-    )
-    .await;
+    let _ = latency(ctx, &stack, &receiver, bot, rate, 1.0).await;
+    let r = latency(ctx, &stack, &receiver, bot, rate, seconds).await;
     ctx.stop(stack);
-    Ok(result)
+    eprintln!(
+        "  {} of {} delivered ({} duplicates); p50 {:.2} ms p99 {:.2} ms max {:.1} ms; 202 p99 {:.2} ms {}",
+        r.received, r.accepted, r.duplicates, r.p50, r.p99, r.max, r.answer_p99, r.errors
+    );
+    Ok(r)
 }
 
 /// Scenario 3: RSS with the small config and with 1,000 bots × 4 webhooks.
 async fn scenario_3(ctx: &mut Ctx) -> String {
     let plan = ctx.plan.clone();
-    let mut out = format!(
-        "### Scenario 3: dispatcher memory (VmRSS / VmHWM, MiB)\n\n\
-         Each row: a fresh dispatcher; idle 2 s after `/readyz`; then a batch run ({} events, batches of {}, {} posters) and a \
-         one-event-per-request run ({} events, {} posters) on the loaded bot, back to back (the embedded store: {}% of those events).\n\n\
-         | backend | config | webhooks | idle RSS / HWM | after batch run RSS / HWM | after 1/request run RSS / HWM | batch deliveries/s | 1/request deliveries/s |\n\
-         |---|---|---|---|---|---|---|---|\n",
-        int(plan.rss_batch_events as f64),
-        plan.batch_size,
-        plan.batch_posters,
-        int(plan.rss_single_events as f64),
-        plan.single_posters,
-        (plan.embedded_scale * 100.0).round()
+    let mut table = Table::new(
+        &format!(
+            "### Scenario 3: dispatcher memory (VmRSS / VmHWM, MiB)\n\n\
+             Each row: a fresh dispatcher; idle 2 s after `/readyz`; then a batch run ({} events, batches of {}, {} posters) and a \
+             one-event-per-request run ({} events, {} posters) on the loaded bot, back to back (the embedded store: {}% of those events).\n\n",
+            int(plan.rss_batch_events as f64),
+            plan.batch_size,
+            plan.batch_posters,
+            int(plan.rss_single_events as f64),
+            plan.single_posters,
+            (plan.embedded_scale * 100.0).round()
+        ),
+        "| backend | config | webhooks | idle RSS / HWM | after batch run RSS / HWM | after 1/request run RSS / HWM | batch deliveries/s | 1/request deliveries/s |",
     );
     for backend in plan.backends.clone() {
-        let scale = if backend == Backend::Embedded {
-            plan.embedded_scale
-        } else {
-            1.0
-        };
-        let batch_events = ((plan.rss_batch_events as f64) * scale).round() as usize;
-        let single_events = ((plan.rss_single_events as f64) * scale).round() as usize;
         for large in [false, true] {
             let receiver = Receiver::start(Duration::ZERO).await;
             let (bots, bot, name) = if large {
@@ -997,53 +1039,24 @@ async fn scenario_3(ctx: &mut Ctx) -> String {
                 )
             };
             eprintln!("scenario 3: {} / {name}", backend.name());
-            let stack = match ctx.stack(backend, &bots, None, "s3").await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("  failed: {e}");
-                    let why: String = e.chars().take(200).collect();
-                    let _ = writeln!(
-                        out,
-                        "| {} | {name} | {} | not run: {why} |||||",
-                        backend.name(),
-                        bots.webhooks()
-                    );
-                    continue;
-                }
+            let lead = [backend.name(), &name, &bots.webhooks().to_string()];
+            let Some(stack) = ctx
+                .stack_or_not_run(&mut table, &lead, backend, &bots, "s3")
+                .await
+            else {
+                continue;
             };
             tokio::time::sleep(Duration::from_secs(2)).await;
             let idle = stack.mem();
-            let tag = ctx.tag();
-            let batch = throughput(
-                &stack,
-                &receiver,
-                &tag,
-                bot,
-                Mode::Batch {
-                    size: plan.batch_size,
-                    posters: plan.batch_posters,
-                },
-                batch_events,
-                plan.post_cap,
-                ctx.drain,
-            )
-            .await;
-            let after_batch = stack.mem();
-            let tag = ctx.tag();
-            let single = throughput(
-                &stack,
-                &receiver,
-                &tag,
-                bot,
-                Mode::Single {
-                    posters: plan.single_posters,
-                },
-                single_events,
-                plan.post_cap,
-                ctx.drain,
-            )
-            .await;
-            let after_single = stack.mem();
+            // The batch run, then the one-event-per-request run, back to back.
+            let mut run = async |mode: Mode, events: usize| {
+                let events = plan.scaled(backend, events);
+                let result = throughput(ctx, &stack, &receiver, bot, mode, events).await;
+                (result, stack.mem())
+            };
+            let [batch_mode, single_mode] = plan.modes();
+            let (batch, after_batch) = run(batch_mode, plan.rss_batch_events).await;
+            let (single, after_single) = run(single_mode, plan.rss_single_events).await;
             eprintln!(
                 "  idle {} MiB; after batch {} / {} MiB ({:.0}/s); after single {} / {} MiB ({:.0}/s)",
                 mib(idle.rss_kb),
@@ -1055,7 +1068,7 @@ async fn scenario_3(ctx: &mut Ctx) -> String {
                 single.deliveries_per_s
             );
             let _ = writeln!(
-                out,
+                table.text,
                 "| {} | {name} | {} | {} / {} | {} / {} | {} / {} | {}{} | {}{} |",
                 backend.name(),
                 int(bots.webhooks() as f64),
@@ -1066,26 +1079,28 @@ async fn scenario_3(ctx: &mut Ctx) -> String {
                 mib(after_single.rss_kb),
                 mib(after_single.hwm_kb),
                 int(batch.deliveries_per_s),
-                if batch.complete { "" } else { " (incomplete)" },
+                incomplete(batch.complete),
                 int(single.deliveries_per_s),
-                if single.complete { "" } else { " (incomplete)" },
+                incomplete(single.complete),
             );
             ctx.stop(stack);
         }
     }
-    out
+    table.text
 }
 
 /// Scenario 4: bot A's endpoint hangs; bot B's latency with and without A's load.
 async fn scenario_4(ctx: &mut Ctx) -> String {
     let plan = ctx.plan.clone();
-    let mut out = format!(
-        "### Scenario 4: fairness, one hanging endpoint (delivery timeout 2 s; A's receiver answers after 10 s)\n\n\
-         Open loop, 1 event/request, {} s per phase after a 1 s warm-up; A and B at the same rate.\n\n\
-         | backend | rate (A, B each) | phase | B sent / delivered | **B p50 ms** | B p90 ms | **B p99 ms** | B max ms | B postponed | A posted | A requests at A's receiver | A postponed | CPU % disp / redis / harness / other (machine) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        plan.fair_seconds
+    let mut table = Table::new(
+        &format!(
+            "### Scenario 4: fairness, one hanging endpoint (delivery timeout 2 s; A's receiver answers after 10 s)\n\n\
+             Open loop, 1 event/request, {} s per phase after a 1 s warm-up; A and B at the same rate.\n\n",
+            plan.fair_seconds
+        ),
+        "| backend | rate (A, B each) | phase | B sent / delivered | **B p50 ms** | B p90 ms | **B p99 ms** | B max ms | B postponed | A posted | A requests at A's receiver | A postponed | CPU % disp / redis / harness / other (machine) |",
     );
+    let seconds = plan.fair_seconds;
     for backend in plan.backends.clone() {
         let (rate_a, rate_b) = match backend {
             Backend::Redis => (plan.fair_rate_a, plan.fair_rate_b),
@@ -1098,63 +1113,25 @@ async fn scenario_4(ctx: &mut Ctx) -> String {
             a: receiver_a.url(),
             b: receiver_b.url(),
         };
-        let stack = match ctx.stack(backend, &bots, None, "s4").await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("  failed: {e}");
-                let why: String = e.chars().take(200).collect();
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | not run: {why} |||||||||||",
-                    backend.name(),
-                    int(rate_b)
-                );
-                continue;
-            }
+        let lead = [backend.name(), &int(rate_b)];
+        let Some(stack) = ctx
+            .stack_or_not_run(&mut table, &lead, backend, &bots, "s4")
+            .await
+        else {
+            continue;
         };
-        let warm = ctx.tag();
-        let _ = latency(&stack, &receiver_b, &warm, "bot-b", rate_b, 1.0, ctx.drain).await;
-        let tag = ctx.tag();
-        let alone = latency(
-            &stack,
-            &receiver_b,
-            &tag,
-            "bot-b",
-            rate_b,
-            plan.fair_seconds,
-            ctx.drain,
-        )
-        .await;
+        let _ = latency(ctx, &stack, &receiver_b, "bot-b", rate_b, 1.0).await; // warm-up
+        let alone = latency(ctx, &stack, &receiver_b, "bot-b", rate_b, seconds).await;
         eprintln!("  B alone: p50 {:.2} ms p99 {:.2} ms", alone.p50, alone.p99);
 
         let tag_a = ctx.tag();
-        let tag_b = ctx.tag();
-        let a_events = (rate_a * plan.fair_seconds).round() as usize;
-        let posted_a = Posted::new(&tag_a, "bot-a", a_events);
+        let posted_a = Posted::new(&tag_a, "bot-a", (rate_a * seconds).round() as usize);
         let a_requests_before = receiver_a.requests();
-        let load_a = load::open_loop(&stack.target, &posted_a, rate_a, plan.fair_seconds);
-        let measure_b = latency(
-            &stack,
-            &receiver_b,
-            &tag_b,
-            "bot-b",
-            rate_b,
-            plan.fair_seconds,
-            ctx.drain,
-        );
+        let load_a = load::open_loop(&stack.target, &posted_a, rate_a, seconds);
+        let measure_b = latency(ctx, &stack, &receiver_b, "bot-b", rate_b, seconds);
         let ((), with_a) = tokio::join!(load_a, measure_b);
         let a_requests = receiver_a.requests() - a_requests_before;
-        if let Ok(response) = stack
-            .target
-            .client
-            .get(format!(
-                "http://127.0.0.1:{}/metrics",
-                stack.dispatcher.port
-            ))
-            .send()
-            .await
-        {
-            let text = response.text().await.unwrap_or_default();
+        if let Some(text) = metrics_text(&stack).await {
             for line in text.lines().filter(|l| {
                 l.starts_with("statushook_deliveries_postponed")
                     || l.starts_with("statushook_deliveries_failed")
@@ -1163,13 +1140,7 @@ async fn scenario_4(ctx: &mut Ctx) -> String {
                 eprintln!("    {line}");
             }
         }
-        let a_postponed = metric(
-            &stack.target.client,
-            stack.dispatcher.port,
-            "statushook_deliveries_postponed",
-            "bot=\"bot-a\"",
-        )
-        .await;
+        let a_postponed = postponed_count(&stack, "bot=\"bot-a\"").await;
         eprintln!(
             "  B with A hanging: p50 {:.2} ms p99 {:.2} ms; A posted {}, {} requests reached A, {} postponed",
             with_a.p50,
@@ -1191,23 +1162,19 @@ async fn scenario_4(ctx: &mut Ctx) -> String {
                 |(p, q, s)| (int(p as f64), int(q as f64), int(s)),
             );
             let _ = writeln!(
-                out,
-                "| {} | {} | {phase} | {} / {}{} | **{}** | {} | **{}** | {} | {} | {a_posted} | {a_req} | {a_post} | {} |",
+                table.text,
+                "| {} | {} | {phase} | {} | {} | {} | {} | {a_posted} | {a_req} | {a_post} | {} |",
                 backend.name(),
                 int(rate_b),
-                int(r.sent as f64),
-                int(r.received as f64),
-                if r.complete { "" } else { " (incomplete)" },
-                ms(r.p50),
-                ms(r.p90),
-                ms(r.p99),
+                delivered(&[r.sent, r.received], r.complete),
+                p50_p90_p99(r),
                 ms(r.max),
                 int(r.postponed),
                 cpu(&r.cpu),
             );
         }
         let _ = writeln!(
-            out,
+            table.text,
             "| {} | {} | **ratio with / without A** | | **{:.2}×** | {:.2}× | **{:.2}×** | {:.2}× | | | | | |",
             backend.name(),
             int(rate_b),
@@ -1218,7 +1185,7 @@ async fn scenario_4(ctx: &mut Ctx) -> String {
         );
         ctx.stop(stack);
     }
-    out
+    table.text
 }
 
 // ---------------------------------------------------------------------------
@@ -1255,36 +1222,18 @@ fn machine() -> String {
     )
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> ExitCode {
-    let plan = match Plan::from_env() {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("pipeline bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let bin = match procs::dispatcher_binary() {
-        Ok(bin) => bin,
-        Err(e) => {
-            eprintln!("pipeline bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let work = match tempfile::Builder::new()
+/// The shared state of a run, from the environment.
+fn setup() -> Result<Ctx, String> {
+    let plan = Plan::from_env()?;
+    let bin = procs::dispatcher_binary()?;
+    let work = tempfile::Builder::new()
         .prefix("statushook-pipeline-")
         .tempdir()
-    {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("pipeline bench: temp dir: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+        .map_err(|e| format!("temp dir: {e}"))?;
     let cache = work.path().join("plugin-cache");
     let hz = procs::clock_ticks_per_second();
-    let mut ctx = Ctx {
-        plan: plan.clone(),
+    Ok(Ctx {
+        plan,
         bin,
         work,
         cache,
@@ -1298,7 +1247,19 @@ async fn main() -> ExitCode {
         runs: 0,
         log_issues: BTreeMap::new(),
         notes: Vec::new(),
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let mut ctx = match setup() {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("pipeline bench: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    let plan = ctx.plan.clone();
     let started = Instant::now();
     let _ = load::now_ns();
     println!("## Delivery pipeline ({} run)\n", plan.name);

@@ -94,6 +94,9 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue, _clock: 
         .await
         .expect("enqueue");
     assert_eq!((outcome.accepted, outcome.duplicates), (1, 0));
+    // Room for none takes none, and leases nothing.
+    assert!(q.claim(0, 10, LEASE).await.expect("claim").is_empty());
+    assert!(q.claim(10, 0, LEASE).await.expect("claim").is_empty());
     let mut claimed = q.claim(10, 10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 2);
     claimed.sort_by(|a, b| a.delivery.webhook.cmp(&b.delivery.webhook));

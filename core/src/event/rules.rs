@@ -131,28 +131,24 @@ mod tests {
     /// `parse_event` names for its JSON: the two paths share one rule book.
     #[test]
     fn check_and_parse_agree_on_every_rule() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut StatusEvent)>)> = vec![
-            ("id", Box::new(|e| e.id = "x".repeat(MAX_ID + 1))),
-            ("id", Box::new(|e| e.id = "tab\there".into())),
-            ("id", Box::new(|e| e.id.clear())),
-            ("bot_id", Box::new(|e| e.bot_id = "a b".into())),
-            (
-                "bot_id",
-                Box::new(|e| e.bot_id = "b".repeat(MAX_BOT_ID + 1)),
-            ),
-            (
-                "message_id",
-                Box::new(|e| e.message_id = Some("m".repeat(MAX_MESSAGE_ID + 1))),
-            ),
-            ("message_id", Box::new(|e| e.message_id = None)),
-            (
-                "recipient",
-                Box::new(|e| e.recipient = Some("1".repeat(MAX_RECIPIENT + 1))),
-            ),
-            ("timestamp", Box::new(|e| e.timestamp = TIMESTAMP_END)),
-            ("timestamp", Box::new(|e| e.timestamp = 0)),
-            ("reply", Box::new(|e| e.reply = Some("hi".into()))),
-            ("reply", Box::new(|e| e.status = Status::Replied)),
+        type Breaks = fn(&mut StatusEvent);
+        let cases: Vec<(&str, Breaks)> = vec![
+            ("id", |e| e.id = "x".repeat(MAX_ID + 1)),
+            ("id", |e| e.id = "tab\there".into()),
+            ("id", |e| e.id.clear()),
+            ("bot_id", |e| e.bot_id = "a b".into()),
+            ("bot_id", |e| e.bot_id = "b".repeat(MAX_BOT_ID + 1)),
+            ("message_id", |e| {
+                e.message_id = Some("m".repeat(MAX_MESSAGE_ID + 1))
+            }),
+            ("message_id", |e| e.message_id = None),
+            ("recipient", |e| {
+                e.recipient = Some("1".repeat(MAX_RECIPIENT + 1))
+            }),
+            ("timestamp", |e| e.timestamp = TIMESTAMP_END),
+            ("timestamp", |e| e.timestamp = 0),
+            ("reply", |e| e.reply = Some("hi".into())),
+            ("reply", |e| e.status = Status::Replied),
         ];
         for (field, break_it) in cases {
             let mut e = event();

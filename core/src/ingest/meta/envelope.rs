@@ -233,8 +233,8 @@ fn describe(value: Option<&Value>) -> &'static str {
     }
 }
 
-/// At most 64 characters of a sender-chosen string, for error messages.
-fn shorten(s: &str) -> &str {
+/// At most 64 characters of a sender-chosen string, for messages and logs.
+pub(super) fn shorten(s: &str) -> &str {
     match s.char_indices().nth(64) {
         Some((end, _)) => &s[..end],
         None => s,

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::envelope::{Change, Envelope, Malformed};
+use super::envelope::{Change, Envelope, Malformed, shorten};
 use crate::event::{self, Campaign, ErrorInfo, Status, StatusEvent};
 use crate::route::Snapshot;
 
@@ -432,14 +432,6 @@ fn text<'a>(o: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 /// ingest does.
 fn strip_plus(s: &str) -> &str {
     s.strip_prefix('+').unwrap_or(s)
-}
-
-/// At most 64 characters of a sender-chosen string, for messages and logs.
-fn shorten(s: &str) -> &str {
-    match s.char_indices().nth(64) {
-        Some((end, _)) => &s[..end],
-        None => s,
-    }
 }
 
 #[cfg(test)]

@@ -155,9 +155,6 @@ impl Queue for EmbeddedQueue {
         per_lane: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, QueueError> {
-        if max == 0 || per_lane == 0 {
-            return Ok(Vec::new());
-        }
         let lease_ms = millis(lease);
         let now = self.clock.now_ms();
         self.write(move |t| claim::claim(t, now, lease_ms, max, per_lane))

@@ -36,13 +36,9 @@ pub(super) fn retry(
     due_ms: u64,
     now: u64,
 ) -> Result<(bool, Commit), Fault> {
-    let Some(mut job) = t.leased(id, token)? else {
+    let Some(mut job) = end_attempt(t, id, token, attempt)? else {
         return Ok((false, Commit::No));
     };
-    if let Some(attempt) = attempt {
-        t.record_attempt(id, &mut job, attempt)?;
-    }
-    t.unindex(id, &job)?;
     t.schedule(id, &mut job, due_ms)?;
     t.rescore(&job.lane(), now)?;
     Ok((true, Commit::Yes))
@@ -58,13 +54,9 @@ pub(super) fn dead_letter(
     reason: &str,
     now: u64,
 ) -> Result<(bool, Commit), Fault> {
-    let Some(mut job) = t.leased(id, token)? else {
+    let Some(mut job) = end_attempt(t, id, token, attempt)? else {
         return Ok((false, Commit::No));
     };
-    if let Some(attempt) = attempt {
-        t.record_attempt(id, &mut job, attempt)?;
-    }
-    t.unindex(id, &job)?;
     job.token = 0;
     job.stage = Stage::Dead {
         dead_ms: now,
@@ -74,4 +66,23 @@ pub(super) fn dead_letter(
     t.put_job(id, &job)?;
     t.rescore(&job.lane(), now)?;
     Ok((true, Commit::Yes))
+}
+
+/// The job leased as `id` with `token`, taken out of its lane's index with
+/// `attempt` (JSON) recorded; `None` for a stale lease (nothing changed).
+/// Shared by retry and dead-letter.
+fn end_attempt(
+    t: &mut Tables<'_>,
+    id: &str,
+    token: u64,
+    attempt: Option<&[u8]>,
+) -> Result<Option<super::job::Job>, Fault> {
+    let Some(mut job) = t.leased(id, token)? else {
+        return Ok(None);
+    };
+    if let Some(attempt) = attempt {
+        t.record_attempt(id, &mut job, attempt)?;
+    }
+    t.unindex(id, &job)?;
+    Ok(Some(job))
 }

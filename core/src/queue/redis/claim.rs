@@ -12,10 +12,9 @@ pub(super) async fn claim(
     per_lane: usize,
     lease: Duration,
 ) -> Result<Vec<Claimed>, QueueError> {
-    if max == 0 || per_lane == 0 {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<(String, u64, Vec<u8>, Vec<u8>, i64)> = queue
+    // id, fencing token, metadata, body, attempts made.
+    type Row = (String, u64, Vec<u8>, Vec<u8>, i64);
+    let rows: Vec<Row> = queue
         .run(&queue.scripts.claim, |call| {
             call.arg(queue.clock.now_ms())
                 .arg(millis(lease))

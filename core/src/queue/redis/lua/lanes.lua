@@ -23,6 +23,21 @@ local function lane_of(p, id)
   return lane
 end
 
+-- Ends the lease of job `id` if `token` is still current, first recording
+-- `attempt` (JSON; '' for none). Returns the job's lane, or nil for a stale
+-- lease (nothing changed). Shared by retry and dead-letter.
+local function end_attempt(p, id, token, attempt)
+  local jk = p .. ':job:' .. id
+  if redis.call('HGET', jk, 'token') ~= token then
+    return nil
+  end
+  if attempt ~= '' then
+    redis.call('RPUSH', p .. ':att:' .. id, attempt)
+  end
+  redis.call('HDEL', jk, 'token')
+  return lane_of(p, id)
+end
+
 -- Re-scores `lane` in {p}:lanes after its jobs or its hold changed.
 local function rescore(p, lane, now)
   local first = redis.call('ZRANGE', p .. ':lane:' .. lane, 0, 0, 'WITHSCORES')
