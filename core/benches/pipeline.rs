@@ -14,6 +14,8 @@
 //!   embedded store is skipped, with a note, when the binary cannot open it);
 //! - `PIPELINE_EVENTS`: events per scenario-1 run (both modes);
 //! - `PIPELINE_REPEATS`: runs per scenario-1/2 row (the median run is shown);
+//! - `PIPELINE_COST_RATES=30,300,3000`: scenario 2 at each rate on every backend, for the
+//!   CPU-per-delivery curve;
 //! - `PIPELINE_RATE`, `PIPELINE_SECONDS`: scenario 2's open-loop rate and length;
 //! - `PIPELINE_PER_ENDPOINT`: sets `max_in_flight_per_endpoint` in every
 //!   generated config (default: not set, the dispatcher's default);
@@ -58,6 +60,9 @@ struct Plan {
     rate: f64,
     latency_seconds: f64,
     latency_repeats: usize,
+    /// `PIPELINE_COST_RATES=30,300,3000`: scenario 2 runs every backend at
+    /// each of these rates instead of its usual rows (the cost curve).
+    cost_rates: Option<Vec<f64>>,
     large_bots: usize,
     rss_batch_events: usize,
     rss_single_events: usize,
@@ -99,6 +104,7 @@ impl Plan {
             rate: 2_000.0,
             latency_seconds: 10.0,
             latency_repeats: 3,
+            cost_rates: None,
             large_bots: 1_000,
             rss_batch_events: 20_000,
             rss_single_events: 10_000,
@@ -171,6 +177,17 @@ impl Plan {
         if let Some(n) = number("PIPELINE_REPEATS")? {
             plan.repeats = (n as usize).max(1);
             plan.latency_repeats = (n as usize).max(1);
+        }
+        if let Ok(list) = std::env::var("PIPELINE_COST_RATES") {
+            plan.cost_rates = Some(
+                list.split(',')
+                    .map(|r| {
+                        r.trim()
+                            .parse::<f64>()
+                            .map_err(|e| format!("PIPELINE_COST_RATES: {r:?}: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            );
         }
         if let Some(n) = number("PIPELINE_RATE")? {
             plan.rate = n;
@@ -539,7 +556,27 @@ struct Latency {
     /// Deliveries of `bot` put back without an attempt during the run.
     postponed: f64,
     cpu: CpuUse,
+    /// Wall time of the measured window (load and drain), seconds.
+    wall_secs: f64,
+    /// Redis commands during the window, when the stack has a Redis.
+    redis_calls: Option<procs::RedisCalls>,
     errors: String,
+}
+
+impl Latency {
+    /// CPU of the dispatcher and its redis-server per delivered event, µs.
+    fn cpu_per_delivery_us(&self) -> f64 {
+        let percent = self.cpu.dispatcher + self.cpu.redis.unwrap_or(0.0);
+        percent / 100.0 * self.wall_secs / self.received.max(1) as f64 * 1e6
+    }
+
+    /// Script calls / all commands per delivered event, "–" without Redis.
+    fn redis_per_delivery(&self) -> String {
+        self.redis_calls.map_or("–".into(), |c| {
+            let per = |n: u64| n as f64 / self.received.max(1) as f64;
+            format!("{:.2} / {:.1}", per(c.scripts), per(c.all))
+        })
+    }
 }
 
 /// An open-loop run of `bot` on `stack` at `rate` for `seconds`; `ctx`
@@ -558,11 +595,14 @@ async fn latency(
     let posted = Posted::new(&tag, bot, events);
     let bot_label = format!("bot=\"{bot}\"");
     let postponed_before = postponed_count(stack, &bot_label).await;
+    let redis_port = stack.redis.as_ref().map(|r| r.port);
+    let calls_before = redis_port.and_then(procs::redis_calls);
     let before = stack.cpu_mark();
     load::open_loop(&stack.target, &posted, rate, seconds).await;
     let accepted = posted.accepted.load(Relaxed);
     let complete = load::drain(&tracker, accepted, drain.stall, drain.cap).await;
     let after = stack.cpu_mark();
+    let calls_after = redis_port.and_then(procs::redis_calls);
     let postponed = postponed_count(stack, &bot_label).await - postponed_before;
     let l = posted.latencies(&tracker);
     let answers = sorted(posted.answer_ms.lock().expect("lock").clone());
@@ -575,6 +615,13 @@ async fn latency(
         complete,
         postponed,
         cpu: procs::cpu_use(&before, &after, stack.redis.is_some(), drain.hz),
+        wall_secs: after.at.duration_since(before.at).as_secs_f64(),
+        redis_calls: calls_before
+            .zip(calls_after)
+            .map(|(a, b)| procs::RedisCalls {
+                scripts: b.scripts.saturating_sub(a.scripts),
+                all: b.all.saturating_sub(a.all),
+            }),
         errors: posted.error_summary(),
         p50: pct(&l, 50.0),
         p90: pct(&l, 90.0),
@@ -927,6 +974,16 @@ impl LatencyCase {
             repeats,
         };
         let mut cases = Vec::new();
+        if let Some(rates) = &plan.cost_rates {
+            for &backend in &plan.backends {
+                cases.extend(
+                    rates
+                        .iter()
+                        .map(|&r| case(backend, r, plan.latency_repeats)),
+                );
+            }
+            return cases;
+        }
         for &backend in &plan.backends {
             match backend {
                 Backend::Redis => cases.push(case(backend, plan.rate, plan.latency_repeats)),
@@ -947,7 +1004,7 @@ async fn scenario_2(ctx: &mut Ctx) -> String {
             "### Scenario 2: ingest-to-receipt latency at a fixed rate (open loop, 1 event/request, {} s after a 1 s warm-up)\n\n",
             ctx.plan.latency_seconds
         ),
-        "| backend | rate events/s | sent / accepted / delivered | **p50 ms** | p90 ms | **p99 ms** | p99.9 ms | max ms | runs (p99 ms) | 202 p50 / p99 ms | pacing lag p99 ms | postponed | CPU % disp / redis / harness / other (machine) |",
+        "| backend | rate events/s | sent / accepted / delivered | **p50 ms** | p90 ms | **p99 ms** | p99.9 ms | max ms | runs (p99 ms) | 202 p50 / p99 ms | pacing lag p99 ms | postponed | CPU % disp / redis / harness / other (machine) | **CPU µs / delivery** (disp + redis) | runs (CPU µs) | Redis scripts / all commands per delivery |",
     );
     for case in LatencyCase::all(&ctx.plan) {
         let (backend, rate) = (case.backend.name(), case.rate);
@@ -964,9 +1021,10 @@ async fn scenario_2(ctx: &mut Ctx) -> String {
             continue;
         };
         let all: Vec<String> = runs.iter().map(|r| ms(r.p99)).collect();
+        let all_cpu: Vec<String> = runs.iter().map(|r| int(r.cpu_per_delivery_us())).collect();
         let _ = writeln!(
             table.text,
-            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | **{}** | {} | {} |",
             backend,
             int(rate),
             delivered(&[r.sent, r.accepted, r.received], r.complete),
@@ -979,6 +1037,9 @@ async fn scenario_2(ctx: &mut Ctx) -> String {
             ms(r.lag_p99),
             int(r.postponed),
             cpu(&r.cpu),
+            int(r.cpu_per_delivery_us()),
+            all_cpu.join(", "),
+            r.redis_per_delivery(),
         );
         ctx.rejected(format!("scenario 2 {backend} at {rate}/s"), &r.errors);
     }

@@ -407,3 +407,28 @@ fn a_plugin_that_cannot_start_under_the_limits_is_refused_at_load() {
     assert!(matches!(error, LoadError::CannotStart { .. }), "{error}");
     assert!(error.to_string().contains("memory"), "{error}");
 }
+
+#[test]
+fn a_plugin_learns_what_its_renders_cost() {
+    // Ingest renders on its async thread only plugins known to be cheap:
+    // unmeasured and slow ones go to the blocking pool.
+    let host = host_with(PluginLimits {
+        timeout: Duration::from_millis(50),
+        ..PluginLimits::default()
+    });
+    let jelou = host.load("jelou", ".".as_ref()).expect("loads");
+    assert_eq!(jelou.typical_cost(), None, "not measured before a render");
+    jelou
+        .render(&event("read"), &Settings::default())
+        .expect("renders");
+    assert!(jelou.typical_cost().is_some_and(|c| c > Duration::ZERO));
+
+    let slow = host.load_file(&guest("hostile")).expect("loads");
+    let _ = slow.render(&event("read"), &settings(&[("mode", "loop")]));
+    assert!(
+        slow.typical_cost()
+            .is_some_and(|c| c >= Duration::from_millis(40)),
+        "a render that ran to its time limit makes the plugin expensive: {:?}",
+        slow.typical_cost()
+    );
+}

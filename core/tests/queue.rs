@@ -95,9 +95,9 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue, _clock: 
         .expect("enqueue");
     assert_eq!((outcome.accepted, outcome.duplicates), (1, 0));
     // Room for none takes none, and leases nothing.
-    assert!(q.claim(0, 10, LEASE).await.expect("claim").is_empty());
-    assert!(q.claim(10, 0, LEASE).await.expect("claim").is_empty());
-    let mut claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    assert!(q.claim(0, 10, LEASE).await.expect("claim").jobs.is_empty());
+    assert!(q.claim(10, 0, LEASE).await.expect("claim").jobs.is_empty());
+    let mut claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 2);
     claimed.sort_by(|a, b| a.delivery.webhook.cmp(&b.delivery.webhook));
     let mut expected: Vec<_> = e.deliveries.iter().map(|d| d.delivery().clone()).collect();
@@ -106,7 +106,7 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue, _clock: 
     assert_eq!(claimed[1].delivery, expected[1]);
     assert!(claimed.iter().all(|c| c.attempts == 0));
     assert!(
-        q.claim(10, 10, LEASE).await.expect("claim").is_empty(),
+        q.claim(10, 10, LEASE).await.expect("claim").jobs.is_empty(),
         "leased jobs are not handed out twice"
     );
     for c in &claimed {
@@ -125,7 +125,7 @@ async fn claims_follow_due_time(q: &dyn Queue, clock: &Clock) {
     )
     .await
     .expect("enqueue");
-    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 2);
     // Push "first" into the future, "second" just past: only "second" is due.
     let first = claimed
@@ -150,7 +150,17 @@ async fn claims_follow_due_time(q: &dyn Queue, clock: &Clock) {
             .await
             .expect("retry")
     );
+    let lease_end = clock.now_ms() + LEASE.as_millis() as u64;
     let again = q.claim(10, 10, LEASE).await.expect("claim");
+    // The claim says when to look again: when the lease it just gave
+    // "second" ends (before "first" is due, in a minute).
+    let next = again.next_due_ms.expect("a job is pending");
+    assert!(
+        (lease_end..=lease_end + 5_000).contains(&next),
+        "{next} vs {lease_end}"
+    );
+    assert_eq!(Some(next), q.next_due_ms().await.expect("next due"));
+    let again = again.jobs;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.event_id, "second");
     assert_eq!(again[0].attempts, 1, "the failed attempt is counted");
@@ -176,9 +186,10 @@ async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(
         .claim(1, 10, Duration::from_millis(100))
         .await
         .expect("claim")
+        .jobs
         .remove(0);
     clock.advance(Duration::from_millis(250));
-    let fresh = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
+    let fresh = q.claim(1, 10, LEASE).await.expect("claim").jobs.remove(0);
     assert_eq!(fresh.delivery.id, stale.delivery.id);
     assert_ne!(fresh.lease.token, stale.lease.token);
     assert!(
@@ -206,13 +217,13 @@ async fn a_retry_without_attempt_postpones_without_counting(q: &dyn Queue, clock
     q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
         .await
         .expect("enqueue");
-    let c = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
+    let c = q.claim(1, 10, LEASE).await.expect("claim").jobs.remove(0);
     assert!(
         q.retry(&c.lease, None, clock.now_ms())
             .await
             .expect("postpone")
     );
-    let c = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
+    let c = q.claim(1, 10, LEASE).await.expect("claim").jobs.remove(0);
     assert_eq!(c.attempts, 0);
 }
 
@@ -226,7 +237,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(
     )
     .await
     .expect("enqueue");
-    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     let a = claimed
         .iter()
         .find(|c| c.delivery.bot == "bot-a")
@@ -236,7 +247,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(
             .await
             .expect("retry")
     );
-    let a = q.claim(10, 10, LEASE).await.expect("claim").remove(0);
+    let a = q.claim(10, 10, LEASE).await.expect("claim").jobs.remove(0);
     let timeout = Attempt {
         at_ms: clock.now_ms(),
         duration_ms: 10_000,
@@ -248,7 +259,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(
             .expect("dead")
     );
     assert!(
-        q.claim(10, 10, LEASE).await.expect("claim").is_empty(),
+        q.claim(10, 10, LEASE).await.expect("claim").jobs.is_empty(),
         "a dead letter is not claimed"
     );
 
@@ -273,7 +284,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(
     );
     assert_eq!(q.replay("bot-a", None).await.expect("replay"), 1);
     assert!(q.dead_letters("bot-a", 100).await.expect("list").is_empty());
-    let again = q.claim(10, 10, LEASE).await.expect("claim").remove(0);
+    let again = q.claim(10, 10, LEASE).await.expect("claim").jobs.remove(0);
     assert_eq!(again.delivery, a.delivery, "same id, same body");
     assert_eq!(again.attempts, 0, "a replay gets a full schedule");
     assert!(
@@ -338,7 +349,7 @@ async fn deliveries_born_dead_are_listed_not_sent(q: &dyn Queue, _clock: &Clock)
         "plugin failed: trap".into(),
     ));
     q.enqueue(&[e], WINDOW).await.expect("enqueue");
-    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].delivery.webhook, "ok");
     let dead = q.dead_letters("bot-a", 10).await.expect("list");
@@ -379,14 +390,14 @@ async fn a_deep_lane_does_not_keep_other_lanes_waiting(q: &dyn Queue, _clock: &C
     q.enqueue(&[event("bot-b", "b0", &["crm"])], WINDOW)
         .await
         .expect("enqueue");
-    let claimed = q.claim(10, 2, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 2, LEASE).await.expect("claim").jobs;
     let of = |bot: &str| claimed.iter().filter(|c| c.delivery.bot == bot).count();
     assert_eq!((of("bot-a"), of("bot-b")), (2, 1), "{claimed:?}");
     // Within a lane, jobs go in due order (one batch: ties by id, and ids
     // are time-ordered).
     let mut rest = 0;
     loop {
-        let batch = q.claim(10, 2, LEASE).await.expect("claim");
+        let batch = q.claim(10, 2, LEASE).await.expect("claim").jobs;
         if batch.is_empty() {
             break;
         }
@@ -417,7 +428,7 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue, clock: &Clock
     q.enqueue(&[event("bot-a", "a2", &["crm"])], WINDOW)
         .await
         .expect("enqueue");
-    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     assert_eq!(claimed[0].delivery.bot, "bot-b");
     let depth = q.depth().await.expect("depth");
@@ -436,7 +447,7 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue, clock: &Clock
     // A claimed job put back while its lane is held stays out too: what a
     // worker does when the webhook's endpoint is down.
     clock.advance(Duration::from_millis(hold_ms + 50));
-    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 2, "both of bot-a's jobs after the hold");
     q.hold("bot-a", "crm", clock.now_ms() + 60_000)
         .await
@@ -448,7 +459,7 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue, clock: &Clock
                 .expect("retry")
         );
     }
-    assert!(q.claim(10, 10, LEASE).await.expect("claim").is_empty());
+    assert!(q.claim(10, 10, LEASE).await.expect("claim").jobs.is_empty());
     assert_eq!(q.depth().await.expect("depth").pending, 2);
 }
 
@@ -518,6 +529,49 @@ conformance!(embedded_backend:
     a_held_lane_is_skipped_until_its_hold_ends,
 );
 
+// ---- Redis-specific: wake-ups between dispatchers -----------------------------
+
+#[tokio::test]
+async fn redis_wakes_other_dispatchers_but_not_itself_twice() {
+    let server = RedisServer::start();
+    let a = Arc::new(RedisQueue::new(&server.url(), "wake").expect("queue a"));
+    let b = Arc::new(RedisQueue::new(&server.url(), "wake").expect("queue b"));
+    // Both subscribed: a ping makes the connection, the wait lets the
+    // subscriptions settle.
+    a.ping().await.expect("ping");
+    b.ping().await.expect("ping");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let waiter = |q: Arc<RedisQueue>| {
+        tokio::spawn(async move {
+            let started = Instant::now();
+            q.wait_for_work(Duration::from_secs(20)).await;
+            started.elapsed()
+        })
+    };
+    let (on_a, on_b) = (waiter(Arc::clone(&a)), waiter(Arc::clone(&b)));
+    tokio::task::yield_now().await;
+    a.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
+    for (who, waiting) in [("the writer", on_a), ("the other dispatcher", on_b)] {
+        let waited = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .unwrap_or_else(|_| panic!("{who} is woken"))
+            .expect("task");
+        assert!(waited < Duration::from_secs(20));
+    }
+
+    // `a` woke its own workers when it wrote; its own message coming back
+    // through Redis must not wake them again.
+    let started = Instant::now();
+    a.wait_for_work(Duration::from_millis(500)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "woken by its own wake-up: a claim that would find nothing"
+    );
+}
+
 // ---- Redis-specific: the store itself failing --------------------------------
 
 #[tokio::test]
@@ -537,7 +591,8 @@ async fn redis_jobs_survive_a_redis_crash_and_workers_resume() {
     let claimed = q
         .claim(10, 10, Duration::from_millis(500))
         .await
-        .expect("claim");
+        .expect("claim")
+        .jobs;
     let scheduled = claimed
         .iter()
         .find(|c| c.delivery.event_id == "scheduled")
@@ -571,7 +626,7 @@ async fn redis_jobs_survive_a_redis_crash_and_workers_resume() {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while seen.len() < 3 && std::time::Instant::now() < deadline {
         if let Ok(batch) = q.claim(10, 10, LEASE).await {
-            for c in batch {
+            for c in batch.jobs {
                 seen.insert(c.delivery.event_id.clone());
                 q.ack(&c.lease).await.expect("ack");
             }
@@ -609,12 +664,13 @@ async fn redis_flush_leaves_an_empty_working_queue() {
         q.claim(10, 10, LEASE)
             .await
             .expect("claim after flush")
+            .jobs
             .is_empty()
     );
     q.enqueue(&[event("bot-a", "e2", &["w"])], WINDOW)
         .await
         .expect("enqueue after flush");
-    assert_eq!(q.claim(10, 10, LEASE).await.expect("claim").len(), 1);
+    assert_eq!(q.claim(10, 10, LEASE).await.expect("claim").jobs.len(), 1);
 }
 
 // ---- embedded-specific: the process dying, the file lock -------------------
@@ -652,7 +708,7 @@ async fn redis_jobs_queued_before_lanes_are_moved_into_them() {
         .expect("write the old layout");
 
     let q = RedisQueue::new(&server.url(), "old").expect("queue");
-    let claimed = q.claim(10, 10, LEASE).await.expect("claim");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].delivery, old);
     assert!(q.ack(&claimed[0].lease).await.expect("ack"));
@@ -702,7 +758,8 @@ async fn embedded_crash_child() {
     let claimed = q
         .claim(10, 10, Duration::from_secs(1))
         .await
-        .expect("claim");
+        .expect("claim")
+        .jobs;
     assert_eq!(claimed.len(), 3);
     let scheduled = claimed
         .iter()
@@ -779,7 +836,7 @@ async fn embedded_jobs_survive_a_process_kill() {
     let mut seen = std::collections::BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen.len() < 3 && Instant::now() < deadline {
-        for c in q.claim(10, 10, LEASE).await.expect("claim") {
+        for c in q.claim(10, 10, LEASE).await.expect("claim").jobs {
             assert_eq!(
                 c.delivery.body,
                 expected_body(&c.delivery.event_id, "w"),
@@ -844,11 +901,12 @@ async fn embedded_tokens_keep_rising_across_a_restart() {
         .claim(1, 10, Duration::from_millis(1))
         .await
         .expect("claim")
+        .jobs
         .remove(0);
     drop(q);
     clock.advance(Duration::from_millis(20));
     let q = EmbeddedQueue::open_with_clock(dir.path(), clock).expect("reopen");
-    let after = q.claim(1, 10, LEASE).await.expect("claim").remove(0);
+    let after = q.claim(1, 10, LEASE).await.expect("claim").jobs.remove(0);
     assert!(
         after.lease.token > before.lease.token,
         "an old lease can never match a new one"

@@ -137,6 +137,64 @@ impl Drop for RedisServer {
     }
 }
 
+/// Commands a `redis-server` has run, from `INFO commandstats`: the script
+/// calls (`EVALSHA`/`EVAL`, one round trip each) and every command counted
+/// there (those run inside scripts included). `None` if it did not answer.
+pub fn redis_calls(port: u16) -> Option<RedisCalls> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(b"INFO commandstats\r\n").ok()?;
+    // A bulk string: `$<len>\r\n<text>\r\n`.
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((header, body)) = text.split_once("\r\n")
+            && let Ok(len) = header.trim_start_matches('$').parse::<usize>()
+            && body.len() >= len
+        {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&reply);
+    let mut calls = RedisCalls::default();
+    for line in text.lines() {
+        let Some((name, stats)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let n: u64 = stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("calls="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if name == "info" {
+            continue;
+        }
+        calls.all += n;
+        if name == "evalsha" || name == "eval" {
+            calls.scripts += n;
+        }
+    }
+    Some(calls)
+}
+
+/// Counts from `INFO commandstats`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisCalls {
+    /// `EVALSHA` and `EVAL`: one round trip and one atomic step each.
+    pub scripts: u64,
+    /// Every command, those inside scripts included (`INFO` excluded).
+    pub all: u64,
+}
+
 fn ping(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -431,7 +489,7 @@ pub fn clock_ticks_per_second() -> f64 {
 /// CPU readings at one instant.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMark {
-    at: Instant,
+    pub at: Instant,
     dispatcher: u64,
     redis: u64,
     harness: u64,

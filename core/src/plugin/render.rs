@@ -1,6 +1,8 @@
 //! [`Plugin`]: one loaded component, and running it on events.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap};
@@ -46,6 +48,9 @@ struct PluginInner {
     digest: [u8; 32],
     pre: bindings::PluginPre<CallState>,
     host: Arc<HostInner>,
+    /// What a render has cost lately, ns per event (a moving average of
+    /// whole batches, instantiation included); `u64::MAX` until measured.
+    cost_ns: AtomicU64,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -73,8 +78,34 @@ impl Plugin {
                 digest,
                 pre,
                 host,
+                cost_ns: AtomicU64::new(u64::MAX),
             }),
         }
+    }
+
+    /// What rendering one event has cost lately (instantiation included), or
+    /// `None` before the first render: callers decide from it whether a
+    /// render may run on an async thread.
+    pub fn typical_cost(&self) -> Option<Duration> {
+        match self.inner.cost_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Folds the cost of a batch of `events` into the moving average.
+    fn record_cost(&self, took: Duration, events: usize) {
+        let per_event =
+            u64::try_from(took.as_nanos() / events.max(1) as u128).unwrap_or(u64::MAX - 1);
+        let old = self.inner.cost_ns.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            per_event
+        } else {
+            (old.saturating_mul(7) / 8).saturating_add(per_event / 8)
+        };
+        self.inner
+            .cost_ns
+            .store(new.min(u64::MAX - 1), Ordering::Relaxed);
     }
 
     /// The plugin's name: the built-in name or the file path.
@@ -122,6 +153,7 @@ impl Plugin {
     ) -> Vec<Rendered> {
         let host = &self.inner.host;
         let _slot = host.slots.acquire();
+        let started = Instant::now();
         let mut instance: Option<(Store<CallState>, bindings::Plugin)> = None;
         let events = events.into_iter();
         let mut results = Vec::with_capacity(events.size_hint().0);
@@ -163,6 +195,7 @@ impl Plugin {
             }
             results.push(result);
         }
+        self.record_cost(started.elapsed(), results.len());
         results
     }
 

@@ -64,6 +64,17 @@ impl Enqueued {
     }
 }
 
+/// What one claim took.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// The leased jobs.
+    pub jobs: Vec<Claimed>,
+    /// When, after this claim, the earliest lane can next be claimed from
+    /// (what [`Queue::next_due_ms`] would answer now): a worker with
+    /// nothing more to do sleeps until then without asking again.
+    pub next_due_ms: Option<u64>,
+}
+
 /// How much work is waiting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Depth {
@@ -92,13 +103,14 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Takes up to `max` due deliveries, at most `per_lane` from each lane,
     /// leasing each for `lease`. Lanes are served oldest due job first;
-    /// within a lane, jobs go in due order. Held lanes are skipped.
+    /// within a lane, jobs go in due order. Held lanes are skipped. Also
+    /// says when the next job will be claimable, in the same round trip.
     async fn claim(
         &self,
         max: usize,
         per_lane: usize,
         lease: Duration,
-    ) -> Result<Vec<Claimed>, QueueError>;
+    ) -> Result<Claim, QueueError>;
 
     /// Sets the lane of `webhook` of `bot` aside until `until_ms`: none of
     /// its jobs is claimed before then, whenever they are due (jobs enqueued

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{BotConfig, Config, WebhookConfig};
 use crate::plugin::{LoadError, Plugin, PluginHost, PluginSource, Settings};
@@ -220,6 +221,24 @@ impl Snapshot {
     /// The bot with `id`.
     pub fn bot(&self, id: &str) -> Option<&Bot> {
         self.bots.get(id).map(|bot| &**bot)
+    }
+
+    /// What rendering `events` for every webhook that takes them should
+    /// cost, from each plugin's recent renders; `None` while a plugin that
+    /// would run has not been measured yet.
+    pub fn render_cost(&self, events: &[crate::event::StatusEvent]) -> Option<Duration> {
+        let mut total = Duration::ZERO;
+        for event in events {
+            let Some(bot) = self.bot(&event.bot_id) else {
+                continue;
+            };
+            for webhook in &bot.webhooks {
+                if webhook.config.events.matches(event.status) {
+                    total += webhook.plugin.typical_cost()?;
+                }
+            }
+        }
+        Some(total)
     }
 
     /// The bot that owns Meta phone number id `phone_number_id`.

@@ -6,25 +6,33 @@ use redb::ReadableTable;
 use super::fault::{Fault, corrupt};
 use super::job::Stage;
 use super::tables::{Commit, TOKEN_SEQ, Tables};
-use crate::queue::{Claimed, Delivery, Lease};
+use crate::queue::{Claim, Claimed, Delivery, Lease};
 
 /// Takes up to `max` jobs due by `now`, at most `per_lane` from each lane
 /// not held, lanes by score and jobs by due time (ties by id); pushes each
-/// one's due time to `now + lease_ms` and gives it a new token.
+/// one's due time to `now + lease_ms` and gives it a new token. Says when
+/// the earliest lane can next be claimed from, after the claim.
 pub(super) fn claim(
     t: &mut Tables<'_>,
     now: u64,
     lease_ms: u64,
     max: usize,
     per_lane: usize,
-) -> Result<(Vec<Claimed>, Commit), Fault> {
+) -> Result<(Claim, Commit), Fault> {
     let end = now.saturating_add(1);
     let mut lanes = Vec::new();
     for entry in t.lane_order.range((0u64, "")..(end, ""))?.take(max) {
         lanes.push(entry?.0.value().1.to_string());
     }
     if lanes.is_empty() {
-        return Ok((Vec::new(), Commit::No));
+        let next_due_ms = t.next_due_ms()?;
+        return Ok((
+            Claim {
+                jobs: Vec::new(),
+                next_due_ms,
+            },
+            Commit::No,
+        ));
     }
     let mut token = t.counters.get(TOKEN_SEQ)?.map_or(0, |v| v.value());
     let until = now.saturating_add(lease_ms);
@@ -70,5 +78,12 @@ pub(super) fn claim(
         t.rescore(lane, now)?;
     }
     t.counters.insert(TOKEN_SEQ, token)?;
-    Ok((claimed, Commit::Yes))
+    let next_due_ms = t.next_due_ms()?;
+    Ok((
+        Claim {
+            jobs: claimed,
+            next_due_ms,
+        },
+        Commit::Yes,
+    ))
 }

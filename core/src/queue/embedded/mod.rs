@@ -43,7 +43,7 @@ use tokio::sync::Notify;
 use self::fault::Fault;
 use self::tables::{Commit, Tables};
 use super::{
-    Attempt, Claimed, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
+    Attempt, Claim, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
 };
 
 /// The queue in a local redb file, for a single dispatcher.
@@ -154,7 +154,7 @@ impl Queue for EmbeddedQueue {
         max: usize,
         per_lane: usize,
         lease: Duration,
-    ) -> Result<Vec<Claimed>, QueueError> {
+    ) -> Result<Claim, QueueError> {
         let lease_ms = millis(lease);
         let now = self.clock.now_ms();
         self.write(move |t| claim::claim(t, now, lease_ms, max, per_lane))

@@ -162,6 +162,11 @@ impl<'txn> Tables<'txn> {
         }
     }
 
+    /// When the earliest lane can next be claimed from, if any lane has jobs.
+    pub(super) fn next_due_ms(&self) -> Result<Option<u64>, Fault> {
+        Ok(self.lane_order.first()?.map(|(key, _)| key.value().0))
+    }
+
     /// Re-scores `lane` after its jobs or its hold changed: it can next be
     /// claimed from at its earliest job's due time, or when a live hold
     /// (one ending after `now`) ends, if later.

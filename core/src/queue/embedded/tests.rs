@@ -185,7 +185,8 @@ fn a_file_laid_out_before_lanes_is_migrated_on_open() {
         let claimed = q
             .claim(10, 10, std::time::Duration::from_secs(30))
             .await
-            .expect("claim");
+            .expect("claim")
+            .jobs;
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].delivery, delivery);
         assert!(q.ack(&claimed[0].lease).await.expect("ack"));

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{RedisQueue, millis};
-use crate::queue::{Claimed, Delivery, Lease, QueueError};
+use crate::queue::{Claim, Claimed, Delivery, Lease, QueueError};
 
 /// Runs `claim.lua`; see [`Queue::claim`](crate::queue::Queue::claim).
 pub(super) async fn claim(
@@ -11,10 +11,10 @@ pub(super) async fn claim(
     max: usize,
     per_lane: usize,
     lease: Duration,
-) -> Result<Vec<Claimed>, QueueError> {
+) -> Result<Claim, QueueError> {
     // id, fencing token, metadata, body, attempts made.
     type Row = (String, u64, Vec<u8>, Vec<u8>, i64);
-    let rows: Vec<Row> = queue
+    let (rows, next): (Vec<Row>, i64) = queue
         .run(&queue.scripts.claim, |call| {
             call.arg(queue.clock.now_ms())
                 .arg(millis(lease))
@@ -22,7 +22,8 @@ pub(super) async fn claim(
                 .arg(per_lane);
         })
         .await?;
-    rows.into_iter()
+    let jobs = rows
+        .into_iter()
         .map(|(id, token, meta, body, attempts)| {
             Ok(Claimed {
                 delivery: Delivery::from_parts(&id, &meta, body)?,
@@ -30,5 +31,9 @@ pub(super) async fn claim(
                 attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
             })
         })
-        .collect()
+        .collect::<Result<_, QueueError>>()?;
+    Ok(Claim {
+        jobs,
+        next_due_ms: u64::try_from(next).ok(),
+    })
 }

@@ -24,6 +24,7 @@ pub(super) async fn enqueue(
         .run(&queue.scripts.enqueue, |call| {
             call.arg(queue.clock.now_ms())
                 .arg(millis(dedup_window).max(1))
+                .arg(queue.origin)
                 .arg(events.len());
             let mut metas = metas.into_iter();
             for event in events {

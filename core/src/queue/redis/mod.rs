@@ -44,7 +44,7 @@ use tokio::sync::{Notify, OnceCell};
 
 use self::scripts::Scripts;
 use super::{
-    Attempt, Claimed, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
+    Attempt, Claim, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
 };
 
 /// The Redis-backed queue.
@@ -56,6 +56,10 @@ pub struct RedisQueue {
     wake: Arc<Notify>,
     subscriber: tokio::task::JoinHandle<()>,
     clock: Clock,
+    /// This queue's name in the wake-ups it publishes, so its own come back
+    /// ignored: it has woken its workers already, and a second wake-up would
+    /// cost them a claim that finds nothing.
+    origin: u64,
 }
 
 impl RedisQueue {
@@ -83,9 +87,11 @@ impl RedisQueue {
             .map_err(|e| QueueError::open(format!("bad Redis URL {url:?}"), e))?;
         let prefix = format!("{{{prefix}}}");
         let wake = Arc::new(Notify::new());
+        let origin = fastrand::u64(..);
         let subscriber = tokio::spawn(wake::forward_wakeups(
             client.clone(),
             format!("{prefix}:wake"),
+            origin,
             Arc::clone(&wake),
         ));
         Ok(RedisQueue {
@@ -96,6 +102,7 @@ impl RedisQueue {
             wake,
             subscriber,
             clock,
+            origin,
         })
     }
 }
@@ -141,7 +148,7 @@ impl Queue for RedisQueue {
         max: usize,
         per_lane: usize,
         lease: Duration,
-    ) -> Result<Vec<Claimed>, QueueError> {
+    ) -> Result<Claim, QueueError> {
         claim::claim(self, max, per_lane, lease).await
     }
 
@@ -212,7 +219,10 @@ impl Queue for RedisQueue {
     async fn replay(&self, bot: &str, id: Option<&str>) -> Result<usize, QueueError> {
         let replayed: usize = self
             .run(&self.scripts.replay, |call| {
-                call.arg(bot).arg(self.clock.now_ms()).arg(id.unwrap_or(""));
+                call.arg(bot)
+                    .arg(self.clock.now_ms())
+                    .arg(id.unwrap_or(""))
+                    .arg(self.origin);
             })
             .await?;
         if replayed > 0 {

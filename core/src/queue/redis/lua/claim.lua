@@ -2,7 +2,10 @@
 -- order of their oldest due job: push each job's due time to now + lease and
 -- give it a new fencing token. A job whose record vanished is dropped.
 -- ARGV: prefix, now_ms, lease_ms, max, per_lane
--- Returns a list of {id, token, meta, body, attempts_in_this_cycle}.
+-- Returns {jobs, next}: jobs a list of {id, token, meta, body,
+-- attempts_in_this_cycle}; next the unix ms the earliest lane can next be
+-- claimed from (-1 if none), so an idle worker knows how long to sleep
+-- without asking again.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
@@ -32,4 +35,9 @@ for _, lane in ipairs(lanes) do
   end
   rescore(p, lane, now)
 end
-return out
+local first = redis.call('ZRANGE', p .. ':lanes', 0, 0, 'WITHSCORES')
+local next = -1
+if first[2] then
+  next = tonumber(first[2])
+end
+return {out, next}

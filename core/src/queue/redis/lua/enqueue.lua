@@ -1,13 +1,15 @@
 -- Enqueue a batch atomically: dedup marks and deliveries, all or nothing.
--- ARGV: prefix, now_ms, dedup_ttl_ms, n_events, then per event:
+-- ARGV: prefix, now_ms, dedup_ttl_ms, origin (who to name in the wake-up),
+--   n_events, then per event:
 --   bot, event_id, n_deliveries, then per delivery: id, lane, meta, body,
 --   dead_reason ('' = pending)
 -- Returns one flag per event, in order: 1 accepted, 0 duplicate.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
-local n_events = tonumber(ARGV[4])
-local i = 5
+local origin = ARGV[4]
+local n_events = tonumber(ARGV[5])
+local i = 6
 local accepted = 0
 local flags = {}
 local touched = {}
@@ -52,6 +54,6 @@ for lane in pairs(touched) do
   rescore(p, lane, now)
 end
 if accepted > 0 then
-  redis.call('PUBLISH', p .. ':wake', '1')
+  redis.call('PUBLISH', p .. ':wake', origin)
 end
 return flags

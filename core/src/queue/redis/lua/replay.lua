@@ -1,6 +1,7 @@
 -- Queue dead letters again, due now, with a fresh attempt count (the base
 -- moves past the attempts already recorded, which are kept).
--- ARGV: prefix, bot, now_ms, id ('' = all). Returns how many were replayed.
+-- ARGV: prefix, bot, now_ms, id ('' = all), origin (named in the wake-up).
+-- Returns how many were replayed.
 local p, bot, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local dead = p .. ':dead:' .. bot
 local ids
@@ -25,6 +26,6 @@ for lane in pairs(touched) do
   rescore(p, lane, now)
 end
 if #ids > 0 then
-  redis.call('PUBLISH', p .. ':wake', '1')
+  redis.call('PUBLISH', p .. ':wake', ARGV[5])
 end
 return #ids
