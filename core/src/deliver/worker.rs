@@ -43,6 +43,10 @@ pub struct Deliverer {
     pub(crate) metrics: Arc<Metrics>,
     /// Jobs waiting here for an endpoint at its in-flight cap.
     backlog: Backlog,
+    /// Rung when this deliverer puts a job back to be claimed again (a
+    /// retry, a postponement): the sleeping claim loop's idea of when the
+    /// next job is due came from before it, so it must look again.
+    put_back: tokio::sync::Notify,
 }
 
 /// How one job's turn in a task ended.
@@ -79,6 +83,7 @@ impl Deliverer {
             endpoints,
             metrics,
             backlog: Backlog::new(per_endpoint),
+            put_back: tokio::sync::Notify::new(),
         }
     }
 
@@ -201,6 +206,7 @@ impl Deliverer {
         }
         tokio::select! {
             _ = self.queue.wait_for_work(wait) => {}
+            _ = self.put_back.notified() => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -332,6 +338,7 @@ impl Deliverer {
                         .retry(&job.lease, Some(record), now_ms() + millis(wait))
                         .await,
                 );
+                self.put_back.notify_one();
             }
             Step::DeadLetter { reason, code } => {
                 self.metrics.deliveries_failed.get_or_create(&labels).inc();
@@ -369,6 +376,7 @@ impl Deliverer {
                 .retry(&job.lease, None, now_ms() + millis(wait))
                 .await,
         );
+        self.put_back.notify_one();
     }
 
     async fn dead(&self, job: &Claimed, attempt: Option<&Attempt>, reason: &str, code: &str) {

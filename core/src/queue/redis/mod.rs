@@ -13,7 +13,8 @@
 //! | `{p}:dead:<bot>` | sorted set | the bot's dead letters by time of death |
 //! | `{p}:dedup:<bot>:<event>` | string with TTL | the dedup mark of an accepted event |
 //! | `{p}:seq` | counter | fencing tokens |
-//! | `{p}:wake` | pub/sub channel | "work was enqueued" |
+//! | `{p}:dispatchers` | sorted set | the live dispatchers' origins, scored by their last heartbeat (unix ms) |
+//! | `{p}:wake:<origin>` | pub/sub channel | "work was enqueued", for one dispatcher |
 //!
 //! Every state change is one Lua script (`lua/`), so a crash between two
 //! steps cannot duplicate or lose a job. The lane bookkeeping every script
@@ -88,12 +89,13 @@ impl RedisQueue {
         let prefix = format!("{{{prefix}}}");
         let wake = Arc::new(Notify::new());
         let origin = fastrand::u64(..);
-        let subscriber = tokio::spawn(wake::forward_wakeups(
-            client.clone(),
-            format!("{prefix}:wake"),
+        let subscriber = tokio::spawn(wake::forward_wakeups(wake::Listener {
+            client: client.clone(),
+            prefix: prefix.clone(),
             origin,
-            Arc::clone(&wake),
-        ));
+            wake: Arc::clone(&wake),
+            clock: clock.clone(),
+        }));
         Ok(RedisQueue {
             client,
             conn: OnceCell::new(),

@@ -54,6 +54,6 @@ for lane in pairs(touched) do
   rescore(p, lane, now)
 end
 if accepted > 0 then
-  redis.call('PUBLISH', p .. ':wake', origin)
+  wake_others(p, origin, now)
 end
 return flags

@@ -23,6 +23,20 @@ local function lane_of(p, id)
   return lane
 end
 
+-- Wakes the other live dispatchers (each listens on {p}:wake:<origin> and
+-- keeps its origin in {p}:dispatchers, scored by its last heartbeat), not
+-- `origin`, which woke its own workers when it wrote. One dispatcher alone
+-- publishes nothing.
+local function wake_others(p, origin, now)
+  local set = p .. ':dispatchers'
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', now - 30000)
+  for _, other in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+    if other ~= origin then
+      redis.call('PUBLISH', p .. ':wake:' .. other, '1')
+    end
+  end
+end
+
 -- Ends the lease of job `id` if `token` is still current, first recording
 -- `attempt` (JSON; '' for none). Returns the job's lane, or nil for a stale
 -- lease (nothing changed). Shared by retry and dead-letter.

@@ -26,6 +26,6 @@ for lane in pairs(touched) do
   rescore(p, lane, now)
 end
 if #ids > 0 then
-  redis.call('PUBLISH', p .. ':wake', ARGV[5])
+  wake_others(p, ARGV[5], now)
 end
 return #ids
