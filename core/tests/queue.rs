@@ -356,6 +356,12 @@ async fn deliveries_born_dead_are_listed_not_sent(q: &dyn Queue, _clock: &Clock)
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, "plugin failed: trap");
     assert!(dead[0].attempts.is_empty());
+    // It has no body to send: replay leaves it, by name or with the rest.
+    let id = dead[0].delivery.id.clone();
+    assert_eq!(q.replay("bot-a", Some(&id)).await.expect("replay"), 0);
+    assert_eq!(q.replay("bot-a", None).await.expect("replay"), 0);
+    assert!(q.claim(10, 10, LEASE).await.expect("claim").jobs.is_empty());
+    assert_eq!(q.dead_letters("bot-a", 10).await.expect("list").len(), 1);
 }
 
 async fn an_event_with_no_deliveries_still_dedupes(q: &dyn Queue, _clock: &Clock) {

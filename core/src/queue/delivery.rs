@@ -89,6 +89,11 @@ pub fn now_ms() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// How the reason of a delivery dead at birth begins: its plugin failed, so
+/// it has no body, and replaying it would send nothing; replay leaves it.
+/// (`lua/replay.lua` spells the same prefix.)
+pub const BORN_DEAD: &str = "plugin failed:";
+
 /// A delivery for the queue: due now, or dead at birth (its plugin failed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewDelivery {

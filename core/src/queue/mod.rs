@@ -34,8 +34,8 @@ pub use self::embedded::EmbeddedQueue;
 pub use self::redis::RedisQueue;
 pub use clock::Clock;
 pub use delivery::{
-    Attempt, AttemptOutcome, Claimed, DeadLetter, Delivery, Lease, NewDelivery, NewEvent, lane,
-    new_delivery_id, now_ms,
+    Attempt, AttemptOutcome, BORN_DEAD, Claimed, DeadLetter, Delivery, Lease, NewDelivery,
+    NewEvent, lane, new_delivery_id, now_ms,
 };
 pub use error::QueueError;
 
@@ -146,8 +146,9 @@ pub trait Queue: Send + Sync + 'static {
     async fn dead_letters(&self, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
 
     /// Queues dead letters of `bot` again (all, or the one with `id`), due
-    /// now, with a fresh attempt count; their past attempts are kept.
-    /// Returns how many were replayed.
+    /// now, with a fresh attempt count; their past attempts are kept. Those
+    /// dead at birth ([`BORN_DEAD`]) have nothing to send and stay. Returns
+    /// how many were replayed.
     async fn replay(&self, bot: &str, id: Option<&str>) -> Result<usize, QueueError>;
 
     /// How much work is waiting.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use super::Snapshot;
 use crate::event::StatusEvent;
 use crate::plugin::RenderError;
-use crate::queue::{Delivery, NewDelivery, NewEvent, new_delivery_id, now_ms};
+use crate::queue::{BORN_DEAD, Delivery, NewDelivery, NewEvent, new_delivery_id, now_ms};
 
 /// What rendering did, for metrics and logs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
                     Ok(None) => report.dropped.push(key),
                     Err(error) => {
                         tracing::warn!(bot = bot_id, webhook = %webhook.config.name, event = %event.id, %error, "plugin failed; the delivery is a dead letter");
-                        let reason = format!("plugin failed: {error}");
+                        let reason = format!("{BORN_DEAD} {error}");
                         out[i].deliveries.push(NewDelivery::Dead(
                             base(String::new(), Vec::new(), Vec::new()),
                             reason,

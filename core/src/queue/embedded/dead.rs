@@ -5,7 +5,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use super::fault::{Fault, corrupt};
 use super::job::{Job, Stage};
 use super::tables::{ATTEMPTS, Commit, DEAD, DEAD_END_MS, JOBS, PAYLOADS, Tables};
-use crate::queue::{Attempt, DeadLetter, Delivery};
+use crate::queue::{Attempt, BORN_DEAD, DeadLetter, Delivery};
 
 /// The newest `limit` dead letters of `bot`, newest first (ties by id,
 /// descending, as Redis orders them).
@@ -81,6 +81,9 @@ pub(super) fn replay(
     let mut lanes = std::collections::BTreeSet::new();
     for id in &ids {
         let Some(mut job) = t.job(id)? else { continue };
+        if matches!(&job.stage, Stage::Dead { reason, .. } if reason.starts_with(BORN_DEAD)) {
+            continue;
+        }
         t.unindex(id, &job)?;
         job.base = job.attempts;
         t.schedule(id, &mut job, now)?;
