@@ -343,6 +343,54 @@ async fn gone_stops_at_once_and_a_plugin_failure_is_a_dead_letter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_header_never_doubles_the_webhooks_auth_or_signature() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let hostile = support::guest("hostile").display().to_string();
+    // The plugin sets `X-Api-Key: x` (the auth header) on one webhook and
+    // `X-Signature: x` (the HMAC header) on the other.
+    let hooks = [
+        webhook(
+            "keyed",
+            &format!("{}/keyed", receiver.url()),
+            &hostile,
+            r#"["all"]"#,
+            r#"settings = { mode = "forbidden-header", header = "X-Api-Key" }
+  auth = { type = "header", name = "X-Api-Key", value = "the-real-key" }"#,
+        ),
+        webhook(
+            "signed",
+            &format!("{}/signed", receiver.url()),
+            &hostile,
+            r#"["all"]"#,
+            r#"settings = { mode = "forbidden-header", header = "x-signature" }
+  sign = { type = "hmac", secret = "s3cret", header = "X-Signature" }"#,
+        ),
+    ]
+    .join("\n");
+    let running = start(&config_text(&redis, r#"["50ms"]"#, &hooks), dir.path()).await;
+    assert_eq!(
+        post_events(&running, INGEST_TOKEN, &event("e1", "read"))
+            .await
+            .0,
+        202
+    );
+    let got = receiver.wait_for(2, WAIT).await;
+    let at = |path: &str| got.iter().find(|r| r.path == path).expect(path);
+    let keys: Vec<_> = at("/keyed").headers.get_all("x-api-key").iter().collect();
+    assert_eq!(keys, ["the-real-key"], "one auth header, the webhook's");
+    let signatures: Vec<_> = at("/signed")
+        .headers
+        .get_all("x-signature")
+        .iter()
+        .collect();
+    assert_eq!(signatures.len(), 1, "{signatures:?}");
+    assert_ne!(signatures[0], "x", "the signature is the host's");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_answered_as_documented_and_queues_nothing() {
     let redis = RedisServer::start();
     let receiver = Receiver::start().await;
