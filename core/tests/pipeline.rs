@@ -345,48 +345,81 @@ async fn gone_stops_at_once_and_a_plugin_failure_is_a_dead_letter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_header_never_doubles_the_webhooks_auth_or_signature() {
     let redis = RedisServer::start();
-    let receiver = Receiver::start().await;
+    let receiver = Receiver::with(|_, n| {
+        // The first attempt fails, so the second goes out after the reload.
+        if n == 0 {
+            Reply::status(500)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
     let dir = tempfile::tempdir().expect("dir");
     let hostile = support::guest("hostile").display().to_string();
     // The plugin sets `X-Api-Key: x` (the auth header) on one webhook and
-    // `X-Signature: x` (the HMAC header) on the other.
+    // `X-Signature: x` (the HMAC header) on the other: refused when
+    // rendering, like any header the host owns.
+    let hook = |name: &str, header: &str, extra: &str| {
+        webhook(
+            name,
+            &format!("{}/{name}", receiver.url()),
+            &hostile,
+            r#"["all"]"#,
+            &format!(
+                "settings = {{ mode = \"forbidden-header\", header = \"{header}\" }}\n  {extra}"
+            ),
+        )
+    };
     let hooks = [
-        webhook(
+        hook(
             "keyed",
-            &format!("{}/keyed", receiver.url()),
-            &hostile,
-            r#"["all"]"#,
-            r#"settings = { mode = "forbidden-header", header = "X-Api-Key" }
-  auth = { type = "header", name = "X-Api-Key", value = "the-real-key" }"#,
+            "X-Api-Key",
+            r#"auth = { type = "header", name = "X-Api-Key", value = "the-real-key" }"#,
         ),
-        webhook(
+        hook(
             "signed",
-            &format!("{}/signed", receiver.url()),
-            &hostile,
-            r#"["all"]"#,
-            r#"settings = { mode = "forbidden-header", header = "x-signature" }
-  sign = { type = "hmac", secret = "s3cret", header = "X-Signature" }"#,
+            "x-signature",
+            r#"sign = { type = "hmac", secret = "s3cret", header = "X-Signature" }"#,
         ),
+        hook("later", "X-Api-Key", ""),
     ]
     .join("\n");
-    let running = start(&config_text(&redis, r#"["50ms"]"#, &hooks), dir.path()).await;
+    let config = dir.path().join("config.toml");
+    let running = start(&config_text(&redis, r#"["2s"]"#, &hooks), dir.path()).await;
     assert_eq!(
         post_events(&running, INGEST_TOKEN, &event("e1", "read"))
             .await
             .0,
         202
     );
+    let dead = wait_dead_letters(&running, 2).await;
+    for name in ["keyed", "signed"] {
+        let letter = dead.iter().find(|d| d["webhook"] == name).expect(name);
+        let reason = letter["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("may not set the header"), "{reason}");
+    }
+
+    // "later" had no auth header when its body was rendered; its first
+    // attempt fails, a reload gives it `X-Api-Key`, and the retry must carry
+    // the webhook's key alone.
+    receiver.wait_for(1, WAIT).await;
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "header = \"X-Api-Key\" }\n  \n",
+        "header = \"X-Api-Key\" }\n  auth = { type = \"header\", name = \"X-Api-Key\", value = \"rotated\" }\n",
+    );
+    std::fs::write(&config, text).expect("write config");
+    support::until("the reload gives \"later\" its auth", || {
+        running
+            .routes()
+            .webhook("acme", "later")
+            .is_some_and(|w| w.config.owns_header("x-api-key"))
+    })
+    .await;
     let got = receiver.wait_for(2, WAIT).await;
-    let at = |path: &str| got.iter().find(|r| r.path == path).expect(path);
-    let keys: Vec<_> = at("/keyed").headers.get_all("x-api-key").iter().collect();
-    assert_eq!(keys, ["the-real-key"], "one auth header, the webhook's");
-    let signatures: Vec<_> = at("/signed")
-        .headers
-        .get_all("x-signature")
-        .iter()
-        .collect();
-    assert_eq!(signatures.len(), 1, "{signatures:?}");
-    assert_ne!(signatures[0], "x", "the signature is the host's");
+    let keys: Vec<_> = got[1].headers.get_all("x-api-key").iter().collect();
+    assert_eq!(keys, ["rotated"], "one auth header, the webhook's");
+    assert_eq!(got.iter().filter(|r| r.path != "/later").count(), 0);
     running.shutdown().await;
 }
 

@@ -182,6 +182,33 @@ pub struct WebhookConfig {
     pub settings: BTreeMap<String, String>,
 }
 
+impl WebhookConfig {
+    /// The headers this webhook's `auth` and `sign` set, which its plugin
+    /// may not set too (lowercase where the name is fixed; compare without
+    /// case).
+    pub fn own_headers(&self) -> Vec<&str> {
+        let mut own = Vec::new();
+        match &self.auth {
+            Auth::Header { name, .. } => own.push(name.as_str()),
+            Auth::Basic { .. } | Auth::Bearer { .. } => own.push("authorization"),
+            Auth::None => {}
+        }
+        match &self.sign {
+            Sign::Hmac { header, .. } => own.push(header.as_str()),
+            Sign::StandardWebhooks { .. } => own.push("webhook-signature"),
+            Sign::None => {}
+        }
+        own
+    }
+
+    /// Whether `header` is one of [`WebhookConfig::own_headers`].
+    pub fn owns_header(&self, header: &str) -> bool {
+        self.own_headers()
+            .iter()
+            .any(|own| own.eq_ignore_ascii_case(header))
+    }
+}
+
 /// The statuses a webhook subscribes to (`events`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventFilter {

@@ -53,11 +53,10 @@ pub async fn send(
         .header(reqwest::header::CONTENT_TYPE, &delivery.content_type)
         .header("webhook-id", &delivery.id)
         .header("webhook-timestamp", timestamp);
-    // The webhook's own auth and signature headers are the host's: a plugin
-    // header of the same name is dropped, never sent beside them.
-    let owned = owned_headers(webhook);
     for (name, value) in &delivery.headers {
-        if owned.iter().any(|own| own.eq_ignore_ascii_case(name)) {
+        // Refused at render time; this catches a delivery rendered before
+        // a reload gave the webhook an auth or signature header of this name.
+        if webhook.owns_header(name) {
             tracing::warn!(header = %name, "the plugin set a header this webhook's auth or signature sets; the plugin's value is dropped");
             continue;
         }
@@ -109,23 +108,6 @@ pub async fn send(
             endpoint_down: status >= 500 || status == 429,
         },
     }
-}
-
-/// The headers `webhook`'s `auth` and `sign` set, which a plugin header
-/// must not add a second value to.
-fn owned_headers(webhook: &WebhookConfig) -> Vec<&str> {
-    let mut owned = Vec::new();
-    match &webhook.auth {
-        Auth::Header { name, .. } => owned.push(name.as_str()),
-        Auth::Basic { .. } | Auth::Bearer { .. } => owned.push("authorization"),
-        Auth::None => {}
-    }
-    match &webhook.sign {
-        Sign::Hmac { header, .. } => owned.push(header.as_str()),
-        Sign::StandardWebhooks { .. } => owned.push("webhook-signature"),
-        Sign::None => {}
-    }
-    owned
 }
 
 /// Reads (a bounded part of) the response so the connection can be reused.

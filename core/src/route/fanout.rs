@@ -90,6 +90,23 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
                     headers,
                     body,
                 };
+                // The webhook's own auth and signature headers are the
+                // host's alone: a plugin setting one is refused like any
+                // host-owned header.
+                let result = result.and_then(|rendered| match rendered {
+                    Some(r) => match r
+                        .headers
+                        .iter()
+                        .find(|(name, _)| webhook.config.owns_header(name))
+                    {
+                        Some((name, _)) => Err(RenderError::ForbiddenHeader {
+                            plugin: webhook.plugin.name().to_string(),
+                            header: name.clone(),
+                        }),
+                        None => Ok(Some(r)),
+                    },
+                    None => Ok(None),
+                });
                 match result {
                     Ok(Some(rendered)) => {
                         out[i].deliveries.push(NewDelivery::Pending(base(
