@@ -108,6 +108,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })??;
     let listen = config.server.listen;
+    let limits = server::Limits::of(&config.server);
     let delivery = config.delivery.clone();
     let build_host = host.clone();
     let (composed, fragments) = tokio::task::spawn_blocking(move || {
@@ -159,6 +160,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ingest,
         stop.clone(),
         Duration::from_secs(10),
+        limits,
     ));
     let reloader = Arc::new(Reloader::new(
         main,

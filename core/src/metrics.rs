@@ -94,6 +94,14 @@ pub struct Metrics {
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// Time of one reload (parse, validate, compile changed plugins, swap).
     pub config_reload_seconds: Histogram,
+    /// Client connections open on the listener.
+    pub server_connections: Gauge,
+    /// Times the listener reached `max_connections` and left new
+    /// connections waiting in the kernel's backlog.
+    pub server_connection_limit_reached: Counter,
+    /// Connections closed for being too slow: `reason` is `header_read`
+    /// (request headers not complete in time) or `idle`.
+    pub server_timeouts: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -127,6 +135,9 @@ impl Metrics {
             queue_due: Gauge::default(),
             config_reloads: Family::default(),
             config_reload_seconds: latency_histogram(),
+            server_connections: Gauge::default(),
+            server_connection_limit_reached: Counter::default(),
+            server_timeouts: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -209,6 +220,21 @@ impl Metrics {
             "statushook_config_reload_seconds",
             "Time of one config reload",
             m.config_reload_seconds.clone(),
+        );
+        r.register(
+            "statushook_server_connections",
+            "Client connections open on the listener",
+            m.server_connections.clone(),
+        );
+        r.register(
+            "statushook_server_connection_limit_reached",
+            "Times the listener reached max_connections",
+            m.server_connection_limit_reached.clone(),
+        );
+        r.register(
+            "statushook_server_timeouts",
+            "Connections closed for being too slow, by reason",
+            m.server_timeouts.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -73,6 +73,18 @@ pub struct ServerConfig {
     pub admin_tokens: Vec<String>,
     /// The largest request body accepted, in bytes (default 1 MiB).
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers
+    /// (`header_read_timeout`, default 10 s); then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may sit without a request
+    /// (`idle_timeout`, default 60 s).
+    pub idle_timeout: Duration,
+    /// How long a client may take to send a request's body
+    /// (`body_read_timeout`, default 30 s); then it gets `408`.
+    pub body_read_timeout: Duration,
+    /// The most client connections open at once (`max_connections`, default
+    /// 1,000); more wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
 }
 
 /// `[queue]`.

@@ -25,6 +25,10 @@ impl fmt::Debug for ServerConfig {
             .field("ingest_tokens", &Secrets(self.ingest_tokens.len()))
             .field("admin_tokens", &Secrets(self.admin_tokens.len()))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }

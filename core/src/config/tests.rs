@@ -168,6 +168,21 @@ fn the_example_of_interfaces_md_is_valid() {
 }
 
 #[test]
+fn the_listener_limits_are_read_and_checked() {
+    let config = parse_ok(
+        "[server]\nheader_read_timeout = \"2s\"\nidle_timeout = \"5m\"\nbody_read_timeout = \"500ms\"\nmax_connections = 64\n",
+    );
+    assert_eq!(config.server.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(300));
+    assert_eq!(config.server.body_read_timeout, Duration::from_millis(500));
+    assert_eq!(config.server.max_connections, 64);
+    let p = problem("[server]\nidle_timeout = \"0s\"\n", "server.idle_timeout", 2);
+    assert_contains(&p, "must be longer than 0");
+    problem("[server]\nmax_connections = 0\n", "server.max_connections", 2);
+    problem("[server]\nheader_read_timeout = 10\n", "server.header_read_timeout", 2);
+}
+
+#[test]
 fn absent_sections_take_their_defaults() {
     let config = parse_ok("# nothing but defaults\n");
     assert_eq!(
@@ -177,6 +192,10 @@ fn absent_sections_take_their_defaults() {
     assert!(config.server.ingest_tokens.is_empty());
     assert!(config.server.admin_tokens.is_empty());
     assert_eq!(config.server.max_body_bytes, 1 << 20);
+    assert_eq!(config.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.server.body_read_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.max_connections, 1_000);
     assert_eq!(
         config.queue.backend,
         QueueBackend::Embedded {

@@ -23,7 +23,16 @@ use crate::plugin::PluginLimits;
 const ROOT_KEYS: &[&str] = &[
     "include", "server", "queue", "delivery", "plugins", "meta", "bots",
 ];
-const SERVER_KEYS: &[&str] = &["listen", "ingest_tokens", "admin_tokens", "max_body_bytes"];
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "ingest_tokens",
+    "admin_tokens",
+    "max_body_bytes",
+    "header_read_timeout",
+    "idle_timeout",
+    "body_read_timeout",
+    "max_connections",
+];
 const DELIVERY_KEYS: &[&str] = &[
     "timeout",
     "retry_schedule",
@@ -42,6 +51,12 @@ const META_KEYS: &[&str] = &["verify_token", "app_secrets"];
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Well under the usual `ulimit -n` of 1,024, leaving room for the
+/// connections to receivers and Redis.
+const DEFAULT_MAX_CONNECTIONS: usize = 1_000;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETRY_SCHEDULE: [Duration; 5] = [
     Duration::from_secs(5),
@@ -132,11 +147,27 @@ fn server(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<ServerConfig> {
             Reader::positive::<usize>,
         )
         .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    let header_read_timeout =
+        optional_duration(r, t, "header_read_timeout", DEFAULT_HEADER_READ_TIMEOUT);
+    let idle_timeout = optional_duration(r, t, "idle_timeout", DEFAULT_IDLE_TIMEOUT);
+    let body_read_timeout = optional_duration(r, t, "body_read_timeout", DEFAULT_BODY_READ_TIMEOUT);
+    let max_connections = r
+        .field(
+            t,
+            "max_connections",
+            Need::Optional,
+            Reader::positive::<usize>,
+        )
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS);
     Some(ServerConfig {
         listen: listen?,
         ingest_tokens,
         admin_tokens,
         max_body_bytes,
+        header_read_timeout: header_read_timeout?,
+        idle_timeout: idle_timeout?,
+        body_read_timeout: body_read_timeout?,
+        max_connections,
     })
 }
 

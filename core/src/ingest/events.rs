@@ -51,7 +51,12 @@ async fn accept(ingest: &Ingest, request: Request<Incoming>) -> Result<HttpRespo
             "send the events as Content-Type: application/json",
         ));
     }
-    let body = read_body(request, routes.config.server.max_body_bytes).await?;
+    let body = read_body(
+        request,
+        routes.config.server.max_body_bytes,
+        routes.config.server.body_read_timeout,
+    )
+    .await?;
     let events = parse_batch(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -93,7 +93,11 @@ pub fn text(
 /// # Errors
 ///
 /// `413` over the limit, `400` if the connection fails mid-body.
-pub async fn read_body(request: http::Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    request: http::Request<Incoming>,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -109,7 +113,18 @@ pub async fn read_body(request: http::Request<Incoming>, limit: usize) -> Result
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(request.into_body(), limit).collect().await {
+    let collect = Limited::new(request.into_body(), limit).collect();
+    let Ok(collected) = tokio::time::timeout(deadline, collect).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive within body_read_timeout ({} s)",
+                deadline.as_secs_f64()
+            ),
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(error) => Err(ApiError::new(

@@ -259,6 +259,21 @@ fn keep_running_values(running: &Config, new: &mut Config) -> Vec<&'static str> 
         new.server.listen = running.server.listen;
         kept.push("server.listen");
     }
+    let (old, fresh) = (&running.server, &mut new.server);
+    if (
+        fresh.header_read_timeout,
+        fresh.idle_timeout,
+        fresh.max_connections,
+    ) != (
+        old.header_read_timeout,
+        old.idle_timeout,
+        old.max_connections,
+    ) {
+        fresh.header_read_timeout = old.header_read_timeout;
+        fresh.idle_timeout = old.idle_timeout;
+        fresh.max_connections = old.max_connections;
+        kept.push("server (header_read_timeout, idle_timeout, max_connections)");
+    }
     if new.queue.backend != running.queue.backend {
         new.queue.backend = running.queue.backend.clone();
         kept.push("queue (backend, path, url, prefix)");

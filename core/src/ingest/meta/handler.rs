@@ -98,7 +98,12 @@ async fn accept(ingest: &Ingest, request: Request<Incoming>) -> Result<HttpRespo
     // Refuse an unsigned request before reading its body.
     let signature = Signature::from_headers(request.headers())
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    let body = read_body(request, routes.config.server.max_body_bytes).await?;
+    let body = read_body(
+        request,
+        routes.config.server.max_body_bytes,
+        routes.config.server.body_read_timeout,
+    )
+    .await?;
     signature
         .verify(&meta.app_secrets, &body)
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
