@@ -176,10 +176,22 @@ fn the_listener_limits_are_read_and_checked() {
     assert_eq!(config.server.idle_timeout, Duration::from_secs(300));
     assert_eq!(config.server.body_read_timeout, Duration::from_millis(500));
     assert_eq!(config.server.max_connections, 64);
-    let p = problem("[server]\nidle_timeout = \"0s\"\n", "server.idle_timeout", 2);
+    let p = problem(
+        "[server]\nidle_timeout = \"0s\"\n",
+        "server.idle_timeout",
+        2,
+    );
     assert_contains(&p, "must be longer than 0");
-    problem("[server]\nmax_connections = 0\n", "server.max_connections", 2);
-    problem("[server]\nheader_read_timeout = 10\n", "server.header_read_timeout", 2);
+    problem(
+        "[server]\nmax_connections = 0\n",
+        "server.max_connections",
+        2,
+    );
+    problem(
+        "[server]\nheader_read_timeout = 10\n",
+        "server.header_read_timeout",
+        2,
+    );
 }
 
 #[test]

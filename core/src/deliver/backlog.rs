@@ -84,6 +84,14 @@ impl Backlog {
         parked
     }
 
+    /// Every job waiting for `endpoint`, oldest first.
+    pub(crate) fn take_all(&self, endpoint: &str) -> Vec<Parked> {
+        self.lock()
+            .remove(endpoint)
+            .map(Vec::from)
+            .unwrap_or_default()
+    }
+
     /// How many jobs wait, across endpoints.
     pub(crate) fn len(&self) -> usize {
         self.lock().values().map(VecDeque::len).sum()

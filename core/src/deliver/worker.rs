@@ -311,6 +311,14 @@ impl Deliverer {
                 // Wait out the open period, or a probe's whole timeout.
                 let wait = until.saturating_duration_since(now).max(settings.timeout);
                 self.set_aside(&job, wait, "breaker_open").await;
+                // Jobs parked for this endpoint would wait for a send that
+                // will not come while the breaker is open: back to the
+                // queue with the rest of their lane, now, not when their
+                // leases run out.
+                for parked in self.backlog.take_all(endpoint) {
+                    self.postpone(&parked.job, Duration::ZERO, "breaker_open")
+                        .await;
+                }
                 Err(Ended::Other)
             }
         }
