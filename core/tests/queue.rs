@@ -535,6 +535,95 @@ conformance!(embedded_backend:
     a_held_lane_is_skipped_until_its_hold_ends,
 );
 
+// ---- A record this version cannot read --------------------------------------
+
+/// Checks a queue in which the delivery `poisoned` of `bot-a` cannot be
+/// read, and `good` can: claims go on, the poisoned one becomes a dead
+/// letter (left out of the listing, which still works) and never returns.
+async fn a_poison_record_is_set_aside_alone(q: &dyn Queue, good: &str) {
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    assert_eq!(claimed.len(), 1, "the readable job is claimed");
+    assert_eq!(claimed[0].delivery.id, good);
+    assert!(q.ack(&claimed[0].lease).await.expect("ack"));
+    assert!(q.claim(10, 10, LEASE).await.expect("claim").jobs.is_empty());
+    assert_eq!(
+        q.depth().await.expect("depth").pending,
+        0,
+        "nothing pending"
+    );
+    // The listing answers (without the unreadable letter).
+    q.dead_letters("bot-a", 10).await.expect("list");
+}
+
+fn poison_pair() -> (NewEvent, String, String) {
+    let e = event("bot-a", "e1", &["good", "poisoned"]);
+    let id = |i: usize| e.deliveries[i].delivery().id.clone();
+    let (good, poisoned) = (id(0), id(1));
+    (e, good, poisoned)
+}
+
+#[tokio::test]
+async fn redis_a_poison_record_is_dead_lettered_alone() {
+    let server = RedisServer::start();
+    let q = RedisQueue::new(&server.url(), "poison").expect("queue");
+    let (e, good, poisoned) = poison_pair();
+    q.enqueue(&[e], WINDOW).await.expect("enqueue");
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    redis::cmd("HSET")
+        .arg(format!("{{poison}}:job:{poisoned}"))
+        .arg("meta")
+        .arg("{not json")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("corrupt the record");
+    a_poison_record_is_set_aside_alone(&q, &good).await;
+    let dead: Vec<String> = redis::cmd("ZRANGE")
+        .arg("{poison}:dead:bot-a")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("dead set");
+    assert_eq!(dead, std::slice::from_ref(&poisoned));
+    let reason: String = redis::cmd("HGET")
+        .arg(format!("{{poison}}:job:{poisoned}"))
+        .arg("reason")
+        .query_async(&mut conn)
+        .await
+        .expect("reason");
+    assert!(reason.starts_with("unreadable queue record"), "{reason}");
+}
+
+#[tokio::test]
+async fn embedded_a_poison_record_is_dead_lettered_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (e, good, poisoned) = poison_pair();
+    {
+        let q = EmbeddedQueue::open(dir.path()).expect("open");
+        q.enqueue(&[e], WINDOW).await.expect("enqueue");
+    }
+    {
+        // The delivery's stored metadata, damaged behind the queue's back.
+        const PAYLOADS: redb::TableDefinition<&str, (&[u8], &[u8])> =
+            redb::TableDefinition::new("payloads");
+        let db = redb::Database::open(dir.path().join("queue.redb")).expect("db");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut payloads = txn.open_table(PAYLOADS).expect("payloads");
+            payloads
+                .insert(poisoned.as_str(), (b"{not json".as_slice(), b"".as_slice()))
+                .expect("corrupt");
+        }
+        txn.commit().expect("commit");
+    }
+    let q = EmbeddedQueue::open(dir.path()).expect("reopen");
+    a_poison_record_is_set_aside_alone(&q, &good).await;
+}
+
 // ---- Redis-specific: wake-ups between dispatchers -----------------------------
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 
 use super::fault::{Fault, corrupt};
-use super::job::Stage;
+use super::job::{Job, Stage};
 use super::tables::{Commit, TOKEN_SEQ, Tables};
 use crate::queue::{Claim, Claimed, Delivery, Lease};
 
@@ -56,13 +56,22 @@ pub(super) fn claim(
         for (due_ms, id) in due {
             t.lane_due.remove((lane, due_ms, id.as_str()))?;
             // A due entry without its job is dropped, as the Redis backend does.
-            let Some(mut job) = t.job(&id)? else { continue };
-            let delivery = {
-                let Some(payload) = t.payloads.get(id.as_str())? else {
-                    return Err(corrupt(&id, "job without its payload"));
-                };
-                let (meta, body) = payload.value();
-                Delivery::from_parts(&id, meta, body.to_vec())?
+            let mut job = match t.job(&id) {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(fault) if fault.is_corrupt() => {
+                    poisoned(t, lane, &id, None, &fault, now)?;
+                    continue;
+                }
+                Err(fault) => return Err(fault),
+            };
+            let delivery = match read_delivery(t, &id) {
+                Ok(delivery) => delivery,
+                Err(fault) if fault.is_corrupt() => {
+                    poisoned(t, lane, &id, Some(job), &fault, now)?;
+                    continue;
+                }
+                Err(fault) => return Err(fault),
             };
             token += 1;
             job.token = token;
@@ -86,4 +95,38 @@ pub(super) fn claim(
         },
         Commit::Yes,
     ))
+}
+
+/// The stored delivery of job `id`.
+fn read_delivery(t: &Tables<'_>, id: &str) -> Result<Delivery, Fault> {
+    let Some(payload) = t.payloads.get(id)? else {
+        return Err(corrupt(id, "job without its payload"));
+    };
+    let (meta, body) = payload.value();
+    Ok(Delivery::from_parts(id, meta, body.to_vec())?)
+}
+
+/// Moves job `id` of `lane`, whose record (`job`, when that much could be
+/// read) or delivery cannot be read, to its bot's dead letters with the
+/// reason, in the claim's own transaction: one bad record must not fail
+/// the claim of every other job, nor come back every cycle.
+fn poisoned(
+    t: &mut Tables<'_>,
+    lane: &str,
+    id: &str,
+    job: Option<Job>,
+    fault: &Fault,
+    now: u64,
+) -> Result<(), Fault> {
+    let (bot, webhook) = lane.split_once('/').unwrap_or((lane, ""));
+    let mut job = job.unwrap_or_else(|| Job::new(bot, webhook, Stage::Pending { due_ms: now }));
+    let reason = format!("unreadable queue record: {}", fault.0);
+    tracing::error!(delivery = id, %reason, "dead-lettering a queue record this version cannot read");
+    job.token = 0;
+    job.stage = Stage::Dead {
+        dead_ms: now,
+        reason,
+    };
+    t.dead.insert((job.bot.as_str(), now, id), ())?;
+    t.put_job(id, &job)
 }

@@ -23,30 +23,43 @@ pub(super) fn list(db: &Database, bot: &str, limit: usize) -> Result<Vec<DeadLet
     {
         let (key, _) = entry?;
         let (_, _, id) = key.value();
-        let Some(job) = jobs.get(id)? else { continue };
-        let job = Job::decode(id, job.value())?;
-        let Stage::Dead { dead_ms, reason } = job.stage else {
-            continue;
-        };
-        let Some(payload) = payloads.get(id)? else {
-            return Err(corrupt(id, "job without its payload"));
-        };
-        let (meta, body) = payload.value();
-        let mut history = Vec::with_capacity(job.attempts as usize);
-        for seq in 0..job.attempts {
-            if let Some(attempt) = attempts.get((id, seq))? {
-                let attempt: Attempt = serde_json::from_slice(attempt.value())
-                    .map_err(|e| corrupt(id, format!("attempt {seq}: {e}")))?;
-                history.push(attempt);
+        let read = || -> Result<Option<DeadLetter>, Fault> {
+            let Some(job) = jobs.get(id)? else {
+                return Ok(None);
+            };
+            let job = Job::decode(id, job.value())?;
+            let Stage::Dead { dead_ms, reason } = job.stage else {
+                return Ok(None);
+            };
+            let Some(payload) = payloads.get(id)? else {
+                return Err(corrupt(id, "job without its payload"));
+            };
+            let (meta, body) = payload.value();
+            let mut history = Vec::with_capacity(job.attempts as usize);
+            for seq in 0..job.attempts {
+                if let Some(attempt) = attempts.get((id, seq))? {
+                    let attempt: Attempt = serde_json::from_slice(attempt.value())
+                        .map_err(|e| corrupt(id, format!("attempt {seq}: {e}")))?;
+                    history.push(attempt);
+                }
             }
+            Ok(Some(DeadLetter {
+                delivery: Delivery::from_parts(id, meta, Vec::new())?,
+                body_bytes: body.len(),
+                reason,
+                dead_ms,
+                attempts: history,
+            }))
+        };
+        match read() {
+            Ok(Some(letter)) => out.push(letter),
+            Ok(None) => {}
+            // One unreadable letter must not hide the others.
+            Err(fault) if fault.is_corrupt() => {
+                tracing::warn!(delivery = id, error = %fault.0, "a dead letter cannot be read; left out of the list");
+            }
+            Err(fault) => return Err(fault),
         }
-        out.push(DeadLetter {
-            delivery: Delivery::from_parts(id, meta, Vec::new())?,
-            body_bytes: body.len(),
-            reason,
-            dead_ms,
-            attempts: history,
-        });
     }
     Ok(out)
 }

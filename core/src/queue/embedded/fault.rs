@@ -47,6 +47,14 @@ store_failures!(
 );
 
 /// A record of job `id` that this version cannot read.
+impl Fault {
+    /// Whether the fault is a record this version cannot read (rather than
+    /// the store failing): such a record is set aside, not retried.
+    pub(super) fn is_corrupt(&self) -> bool {
+        matches!(self.0, QueueError::Corrupt { .. })
+    }
+}
+
 pub(super) fn corrupt(id: &str, reason: impl Display) -> Fault {
     Fault(QueueError::Corrupt {
         id: id.to_string(),

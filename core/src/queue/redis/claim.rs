@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{RedisQueue, millis};
+use crate::queue::Queue as _;
 use crate::queue::{Claim, Claimed, Delivery, Lease, QueueError};
 
 /// Runs `claim.lua`; see [`Queue::claim`](crate::queue::Queue::claim).
@@ -22,16 +23,27 @@ pub(super) async fn claim(
                 .arg(per_lane);
         })
         .await?;
-    let jobs = rows
-        .into_iter()
-        .map(|(id, token, meta, body, attempts)| {
-            Ok(Claimed {
-                delivery: Delivery::from_parts(&id, &meta, body)?,
-                lease: Lease { id, token },
+    let mut jobs = Vec::with_capacity(rows.len());
+    for (id, token, meta, body, attempts) in rows {
+        let lease = Lease { id, token };
+        match Delivery::from_parts(&lease.id, &meta, body) {
+            Ok(delivery) => jobs.push(Claimed {
+                delivery,
+                lease,
                 attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
-            })
-        })
-        .collect::<Result<_, QueueError>>()?;
+            }),
+            // One record this version cannot read must not fail the claim
+            // of the others (which are leased now) nor come back every
+            // cycle: it becomes a dead letter with the reason. Should that
+            // write fail, its lease runs out and the next claim tries again.
+            Err(error) => {
+                let reason = format!("unreadable queue record: {error}");
+                tracing::error!(delivery = %lease.id, %reason, "dead-lettering a queue record this version cannot read");
+                let attempt = None;
+                queue.dead_letter(&lease, attempt, &reason).await?;
+            }
+        }
+    }
     Ok(Claim {
         jobs,
         next_due_ms: u64::try_from(next).ok(),

@@ -16,12 +16,13 @@ pub(super) async fn dead_letters(
             call.arg(bot).arg(limit.max(1));
         })
         .await?;
-    rows.into_iter()
-        .map(|(id, meta, body_bytes, reason, dead_ms, attempts)| {
-            let corrupt = |reason: String| QueueError::Corrupt {
-                id: id.clone(),
-                reason,
-            };
+    let mut letters = Vec::with_capacity(rows.len());
+    for (id, meta, body_bytes, reason, dead_ms, attempts) in rows {
+        let corrupt = |reason: String| QueueError::Corrupt {
+            id: id.clone(),
+            reason,
+        };
+        let read = || -> Result<DeadLetter, QueueError> {
             let attempts = attempts
                 .iter()
                 .map(|a| serde_json::from_slice(a).map_err(|e| corrupt(e.to_string())))
@@ -29,12 +30,20 @@ pub(super) async fn dead_letters(
             Ok(DeadLetter {
                 delivery: Delivery::from_parts(&id, &meta, Vec::new())?,
                 body_bytes,
-                reason,
+                reason: reason.clone(),
                 dead_ms: dead_ms
                     .parse()
                     .map_err(|e: std::num::ParseIntError| corrupt(e.to_string()))?,
                 attempts,
             })
-        })
-        .collect()
+        };
+        match read() {
+            Ok(letter) => letters.push(letter),
+            // One unreadable letter must not hide the others.
+            Err(error) => {
+                tracing::warn!(delivery = %id, %error, "a dead letter cannot be read; left out of the list");
+            }
+        }
+    }
+    Ok(letters)
 }
