@@ -323,3 +323,32 @@ fn check_file_checks_one_fragment_against_the_rest() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn urls_every_send_would_refuse_are_warned_about_without_failing() {
+    let config = |delivery: &str| {
+        format!(
+            "{delivery}\n[[bots]]\nid = \"acme\"\n\n  [[bots.webhooks]]\n  name = \"local\"\n  url = \"http://127.0.0.1:9000/hook\"\n  events = [\"all\"]\n  plugin = \"jelou\"\n\n  [[bots.webhooks]]\n  name = \"named\"\n  url = \"http://localhost:9000/hook\"\n  events = [\"all\"]\n  plugin = \"jelou\"\n"
+        )
+    };
+    let dir = folder(&config(""));
+    let out = check(dir.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    for webhook in ["\"local\"", "\"named\""] {
+        assert!(
+            stderr.lines().any(|l| l.contains("warning")
+                && l.contains(webhook)
+                && l.contains("will be refused")),
+            "{webhook} not warned about: {stderr}"
+        );
+    }
+    let dir = folder(&config("[delivery]\nallow_private_networks = true\n"));
+    let out = check(dir.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -168,3 +168,43 @@ async fn a_kept_alive_connection_is_closed_when_idle_and_a_slow_body_gets_408() 
     assert_eq!(running.queue().depth().await.expect("depth").pending, 0);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_every_send_would_refuse_is_a_dead_letter_at_once() {
+    // The default `allow_private_networks = false`, and a webhook on
+    // 127.0.0.1: no attempt can succeed, so the first one dead-letters it
+    // with the reason instead of walking the retry schedule.
+    let (running, _dir) = start("").await;
+    let body = serde_json::json!({"id": "e1", "bot_id": "acme", "message_id": "wamid.1",
+        "status": "read", "timestamp": 1777326001u64, "recipient": "15550002222"});
+    let response = support::http_client()
+        .post(format!("http://{}/v1/events", running.addr()))
+        .bearer_auth(INGEST_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 202);
+    let queue = running.queue().clone();
+    let mut dead = Vec::new();
+    for _ in 0..300 {
+        dead = queue.dead_letters("acme", 10).await.expect("list");
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead.len(), 1, "dead-lettered");
+    assert!(
+        dead[0].reason.starts_with("refused: "),
+        "{}",
+        dead[0].reason
+    );
+    assert!(
+        dead[0].reason.contains("allow_private_networks"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(dead[0].attempts.len(), 1, "one attempt, no retries");
+    running.shutdown().await;
+}

@@ -92,6 +92,11 @@ pub fn run(args: Args) -> ExitCode {
         }
         plugins.count(&config.bots);
         plugins.count(&composition.bots);
+        if !config.delivery.allow_private_networks {
+            for bot in config.bots.iter().chain(&composition.bots) {
+                warn_if_refused(bot);
+            }
+        }
     }
 
     if config.is_none() || !problems.is_empty() {
@@ -268,6 +273,45 @@ fn report(problems: Vec<Problem>) -> ExitCode {
 }
 
 /// `1 bot`, `2 bots`.
+/// Warns (on stderr, without failing) about each webhook of `bot` whose URL
+/// every send would refuse: a private or local address, literal or what its
+/// host name resolves to now, while `allow_private_networks` is off. Such a
+/// delivery becomes a dead letter at its first attempt.
+fn warn_if_refused(bot: &BotConfig) {
+    use std::net::ToSocketAddrs;
+
+    use crate::deliver::ssrf;
+    for webhook in &bot.webhooks {
+        let url = &webhook.url;
+        let why = match ssrf::check_url(url, false) {
+            Err(refused) => Some(refused.to_string()),
+            Ok(()) => match (url.host_str(), url.port_or_known_default()) {
+                // A name that does not resolve here may resolve where it
+                // runs: only a name resolving to private addresses alone
+                // is certain to be refused.
+                (Some(host), Some(port)) => (host, port)
+                    .to_socket_addrs()
+                    .ok()
+                    .map(|addrs| addrs.map(|a| a.ip()).collect::<Vec<_>>())
+                    .filter(|ips| !ips.is_empty() && !ips.iter().any(|ip| ssrf::is_public(*ip)))
+                    .map(|_| {
+                        format!(
+                            "host `{host}` resolves only to private or local addresses; \
+                             set allow_private_networks = true in [delivery] to permit it"
+                        )
+                    }),
+                _ => None,
+            },
+        };
+        if let Some(why) = why {
+            eprintln!(
+                "statushook: warning: bot {:?}, webhook {:?}: every send to {url} will be refused: {why}",
+                bot.id, webhook.name
+            );
+        }
+    }
+}
+
 fn count(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("{n} {noun}")

@@ -25,9 +25,12 @@ pub enum Answer {
         /// Whether the answer counts against the endpoint's health.
         endpoint_down: bool,
     },
-    /// No answer at all: timeout, refused connection, TLS failure, a refused
-    /// private address.
+    /// No answer at all: timeout, refused connection, TLS failure.
     Failed(String),
+    /// Not sent, and no send to this URL can succeed under the current
+    /// config: its host is (or resolves only to) a private address while
+    /// `allow_private_networks` is off. Retrying would only repeat it.
+    Refused(String),
 }
 
 /// Sends `delivery` to `webhook` once. Signs with the webhook's current
@@ -41,7 +44,7 @@ pub async fn send(
     allow_private_networks: bool,
 ) -> Answer {
     if let Err(e) = ssrf::check_url(&webhook.url, allow_private_networks) {
-        return Answer::Failed(e.to_string());
+        return Answer::Refused(e.to_string());
     }
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -86,7 +89,12 @@ pub async fn send(
     };
     let response = match request.body(delivery.body.clone()).send().await {
         Ok(response) => response,
-        Err(error) => return Answer::Failed(describe(&error)),
+        Err(error) => {
+            return match refusal(&error) {
+                Some(refused) => Answer::Refused(refused.to_string()),
+                None => Answer::Failed(describe(&error)),
+            };
+        }
     };
     let status = response.status().as_u16();
     let retry_after = if status == 429 || status == 503 {
@@ -119,6 +127,20 @@ async fn drain(mut response: reqwest::Response) {
             break;
         }
     }
+}
+
+/// The SSRF guard's refusal behind a failed request, if that is what it was
+/// (the resolver found only private addresses). A name that resolves to
+/// nothing is not one: DNS may recover, so that is retried.
+fn refusal(error: &reqwest::Error) -> Option<&ssrf::SsrfError> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<ssrf::SsrfError>() {
+            return (!matches!(refused, ssrf::SsrfError::NoAddresses { .. })).then_some(refused);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// A one-line reason for a failed request, with its cause chain.

@@ -71,6 +71,15 @@ pub(crate) fn decide(
             ..
         } => (*retry_after, *endpoint_down),
         Answer::Failed(_) => (None, true),
+        Answer::Refused(why) => {
+            return Decision {
+                step: Step::DeadLetter {
+                    reason: format!("refused: {why}"),
+                    code: "url_refused",
+                },
+                endpoint_down: false,
+            };
+        }
     };
     let step = match backoff::scheduled_wait(schedule, attempts_made, rng) {
         None => Step::DeadLetter {
@@ -164,6 +173,19 @@ mod tests {
         assert_eq!(short, S);
         let long = wait(&run(rejected(503, Some(3600 * S), true), 1));
         assert!(long <= 24 * S && long >= 16 * S, "{long:?}");
+    }
+
+    #[test]
+    fn a_refused_url_is_a_dead_letter_at_once_not_a_retry() {
+        let d = run(Answer::Refused("host 10.0.0.1 is private".into()), 1);
+        assert_eq!(
+            d.step,
+            Step::DeadLetter {
+                reason: "refused: host 10.0.0.1 is private".into(),
+                code: "url_refused",
+            }
+        );
+        assert!(!d.endpoint_down, "nothing was asked of the endpoint");
     }
 
     #[test]

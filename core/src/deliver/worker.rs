@@ -274,7 +274,7 @@ impl Deliverer {
                     AttemptOutcome::Status(status)
                 }
                 Answer::Gone => AttemptOutcome::Status(410),
-                Answer::Failed(error) => AttemptOutcome::Error(error),
+                Answer::Failed(error) | Answer::Refused(error) => AttemptOutcome::Error(error),
             },
         };
         self.settle(&job, &record, decision.step).await;
@@ -433,6 +433,9 @@ fn log_answer(answer: &Answer, took: Duration) {
             tracing::info!(status, took_ms, "receiver refused the delivery")
         }
         Answer::Failed(error) => tracing::info!(%error, took_ms, "delivery attempt failed"),
+        Answer::Refused(error) => {
+            tracing::warn!(%error, "delivery refused: the URL is not allowed")
+        }
     }
 }
 
