@@ -424,6 +424,49 @@ async fn a_plugin_header_never_doubles_the_webhooks_auth_or_signature() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_secret_verifies_with_the_old_and_the_new_secret() {
+    // While a receiver moves to a new secret, the webhook lists both: each
+    // request carries a signature under each, and the standardwebhooks
+    // package accepts it with either secret (and not with a third).
+    const OLD: &str = WHSEC;
+    const NEW: &str = "whsec_bmV3IHNlY3JldCBmb3Igcm90YXRpb24=";
+    const OTHER: &str = "whsec_c29tZSBvdGhlciBzZWNyZXQ=";
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let hooks = webhook(
+        "rolling",
+        &format!("{}/rolling", receiver.url()),
+        "jelou",
+        r#"["all"]"#,
+        &format!(r#"sign = {{ type = "standard-webhooks", secrets = ["{NEW}", "{OLD}"] }}"#),
+    );
+    let running = start(&config_text(&redis, r#"["50ms"]"#, &hooks), dir.path()).await;
+    assert_eq!(
+        post_events(&running, INGEST_TOKEN, &event("e1", "read"))
+            .await
+            .0,
+        202
+    );
+    let got = receiver.wait_for(1, WAIT).await;
+    let request = &got[0];
+    assert_eq!(request.header("webhook-signature").split(' ').count(), 2);
+    for secret in [NEW, OLD] {
+        standardwebhooks::Webhook::new(secret)
+            .expect("secret")
+            .verify(&request.body, &request.headers)
+            .unwrap_or_else(|e| panic!("{secret} does not verify: {e:?}"));
+    }
+    assert!(
+        standardwebhooks::Webhook::new(OTHER)
+            .expect("secret")
+            .verify(&request.body, &request.headers)
+            .is_err()
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_answered_as_documented_and_queues_nothing() {
     let redis = RedisServer::start();
     let receiver = Receiver::start().await;

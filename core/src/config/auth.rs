@@ -83,11 +83,36 @@ pub(super) fn sign(r: &mut Reader<'_>, path: &str, value: &Value<'_>) -> Option<
             Some(Sign::None)
         }
         "standard-webhooks" => {
-            r.unknown_keys(&t, &["type", "secret"]);
-            let secret = r
-                .field(&t, "secret", Need::Required, Reader::string)
-                .and_then(|secret| standard_webhooks_secret(r, &t.key("secret"), secret));
-            Some(Sign::StandardWebhooks { secret: secret? })
+            r.unknown_keys(&t, &["type", "secret", "secrets"]);
+            let secrets = match (t.has("secret"), t.has("secrets")) {
+                (true, true) => {
+                    r.problem(
+                        &t.key("secrets"),
+                        t.span(),
+                        "give either secret or secrets (while rolling a secret: secrets = [new, old]), not both",
+                    );
+                    None
+                }
+                (_, false) => r
+                    .field(&t, "secret", Need::Required, Reader::string)
+                    .and_then(|secret| standard_webhooks_secret(r, &t.key("secret"), secret))
+                    .map(|key| vec![key]),
+                (false, true) => r
+                    .field(&t, "secrets", Need::Required, Reader::strings)
+                    .and_then(|list| {
+                        if list.is_empty() {
+                            r.problem(&t.key("secrets"), t.span(), "must list at least one secret");
+                            return None;
+                        }
+                        let count = list.len();
+                        let keys: Vec<Vec<u8>> = list
+                            .into_iter()
+                            .filter_map(|(path, secret)| standard_webhooks_secret(r, &path, secret))
+                            .collect();
+                        (keys.len() == count).then_some(keys)
+                    }),
+            };
+            Some(Sign::StandardWebhooks { secrets: secrets? })
         }
         _hmac => {
             r.unknown_keys(&t, &["type", "secret", "header", "encoding", "prefix"]);

@@ -273,8 +273,10 @@ pub enum Sign {
     None,
     /// `webhook-signature` as Standard Webhooks defines it.
     StandardWebhooks {
-        /// The key: the base64 after `whsec_`, decoded.
-        secret: Vec<u8>,
+        /// The keys (the base64 after `whsec_`, decoded), never empty: one
+        /// `secret`, or `secrets` while a receiver rolls from one to the
+        /// next (one `v1,` signature per key in the header).
+        secrets: Vec<Vec<u8>>,
     },
     /// HMAC-SHA256 of the body bytes in a header of the receiver's choosing.
     Hmac {

@@ -157,10 +157,11 @@ fn the_example_of_interfaces_md_is_valid() {
             token: "crm-token".into()
         }
     );
-    let Sign::StandardWebhooks { secret } = &webhook.sign else {
+    let Sign::StandardWebhooks { secrets } = &webhook.sign else {
         panic!("expected standard-webhooks, got {:?}", webhook.sign);
     };
-    assert_eq!(secret.len(), 24);
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].len(), 24);
     assert!(webhook.settings.is_empty());
     assert_eq!(config.path, path());
     assert_eq!(config.base_dir(), Path::new("/etc/statushook"));
@@ -748,15 +749,32 @@ fn standard_webhooks_secrets_are_whsec_and_base64() {
     assert_eq!(
         sign_of("{ type = \"standard-webhooks\", secret = \"whsec_aGVsbG8=\" }"),
         Sign::StandardWebhooks {
-            secret: b"hello".to_vec()
+            secrets: vec![b"hello".to_vec()]
         }
     );
     assert_eq!(
         sign_of("{ type = \"standard-webhooks\", secret = \"whsec_aGVsbG8\" }"),
         Sign::StandardWebhooks {
-            secret: b"hello".to_vec()
+            secrets: vec![b"hello".to_vec()]
         }
     );
+    // Rolling a secret: both, the new one first.
+    assert_eq!(
+        sign_of("{ type = \"standard-webhooks\", secrets = [\"whsec_bmV3\", \"whsec_b2xk\"] }"),
+        Sign::StandardWebhooks {
+            secrets: vec![b"new".to_vec(), b"old".to_vec()]
+        }
+    );
+    sign_problem(
+        "{ type = \"standard-webhooks\", secrets = [\"whsec_bmV3\", \"nope\"] }",
+        ".secrets[1]",
+    );
+    sign_problem("{ type = \"standard-webhooks\", secrets = [] }", ".secrets");
+    let p = sign_problem(
+        "{ type = \"standard-webhooks\", secret = \"whsec_bmV3\", secrets = [\"whsec_b2xk\"] }",
+        ".secrets",
+    );
+    assert_contains(&p, "not both");
     let p = sign_problem(
         "{ type = \"standard-webhooks\", secret = \"aGVsbG8=\" }",
         ".secret",

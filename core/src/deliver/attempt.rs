@@ -67,9 +67,17 @@ pub async fn send(
     }
     request = match &webhook.sign {
         Sign::None => request,
-        Sign::StandardWebhooks { secret } => request.header(
+        // One `v1,` signature per key, space-separated, as the spec allows:
+        // a receiver rolling its secret accepts either.
+        Sign::StandardWebhooks { secrets } => request.header(
             "webhook-signature",
-            sign::standard_webhooks(secret, &delivery.id, timestamp, &delivery.body),
+            secrets
+                .iter()
+                .map(|secret| {
+                    sign::standard_webhooks(secret, &delivery.id, timestamp, &delivery.body)
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
         ),
         Sign::Hmac {
             secret,
