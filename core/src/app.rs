@@ -154,6 +154,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         routes: Arc::clone(&routes),
         queue: Arc::clone(&queue),
         metrics: Arc::clone(&metrics),
+        rate_limits: crate::rate::Buckets::default(),
     });
     let server = tokio::spawn(server::serve(
         listener,

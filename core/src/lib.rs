@@ -35,5 +35,6 @@ pub mod testing;
 pub(crate) mod deliver;
 pub(crate) mod ingest;
 pub(crate) mod metrics;
+pub(crate) mod rate;
 pub(crate) mod reload;
 pub(crate) mod route;

@@ -467,6 +467,83 @@ async fn a_rolled_secret_verifies_with_the_old_and_the_new_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_a_bot_at_ingest_and_pace_a_webhook_losing_nothing() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    // The partner takes 10 deliveries a second; "other" may send 3 events a
+    // minute.
+    let hooks = webhook(
+        "paced",
+        &format!("{}/paced", receiver.url()),
+        "jelou",
+        r#"["all"]"#,
+        r#"rate_limit = "10/s""#,
+    );
+    let text = config_text(&redis, r#"["50ms"]"#, &hooks).replace(
+        "id = \"other\"\n",
+        "id = \"other\"\ningest_rate_limit = \"3/m\"\n",
+    );
+    let running = start(&text, dir.path()).await;
+
+    // Ingest: three events, then 429 with Retry-After, and nothing of the
+    // refused batch queued.
+    let other = |id: &str| {
+        let mut e = event(id, "read");
+        e["bot_id"] = "other".into();
+        e
+    };
+    for id in ["o1", "o2", "o3"] {
+        assert_eq!(post_events(&running, INGEST_TOKEN, &other(id)).await.0, 202);
+    }
+    let refused = client()
+        .post(format!("http://{}/v1/events", running.addr()))
+        .bearer_auth(INGEST_TOKEN)
+        .json(&serde_json::json!([other("o4"), other("o5")]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // Delivery: 30 events at once to a webhook paced at 10/s all arrive,
+    // once each, with no attempt spent on waiting; a burst of 10, then 10 a
+    // second, so the last cannot come before about 2 s after the first.
+    let batch: Vec<_> = (0..30).map(|i| event(&format!("p{i}"), "read")).collect();
+    assert_eq!(
+        post_events(&running, INGEST_TOKEN, &serde_json::Value::Array(batch))
+            .await
+            .0,
+        202
+    );
+    let got = receiver.wait_for(30, WAIT).await;
+    let paced: Vec<_> = got.iter().filter(|r| r.path == "/paced").collect();
+    assert_eq!(paced.len(), 30);
+    let ids: std::collections::BTreeSet<_> = paced.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 30, "each once");
+    let span = paced[29].at.duration_since(paced[0].at);
+    assert!(
+        span >= Duration::from_millis(1_800),
+        "30 at 10/s in {span:?}"
+    );
+    let dead = running
+        .queue()
+        .dead_letters("acme", 10)
+        .await
+        .expect("list");
+    assert!(dead.is_empty(), "{dead:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_answered_as_documented_and_queues_nothing() {
     let redis = RedisServer::start();
     let receiver = Receiver::start().await;

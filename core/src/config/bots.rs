@@ -14,6 +14,7 @@ const BOT_KEYS: &[&str] = &[
     "channel_name",
     "phone_number_ids",
     "ingest_tokens",
+    "ingest_rate_limit",
     "webhooks",
 ];
 const MAX_BOT_ID_BYTES: usize = 128;
@@ -121,6 +122,7 @@ fn bot(r: &mut Reader<'_>, t: &Table<'_, '_>, claims: &mut Claims) -> Option<Bot
     let phone_number_ids = non_empty_strings(r, listed);
 
     let ingest_tokens = tokens(r, t, "ingest_tokens");
+    let ingest_rate_limit = super::webhook::rate(r, t, "ingest_rate_limit");
 
     let webhooks = match t.get("webhooks") {
         None => Some(Vec::new()),
@@ -138,6 +140,7 @@ fn bot(r: &mut Reader<'_>, t: &Table<'_, '_>, claims: &mut Claims) -> Option<Bot
         channel_name: channel_name?,
         phone_number_ids,
         ingest_tokens,
+        ingest_rate_limit: ingest_rate_limit?,
         webhooks: webhooks?,
     })
 }

@@ -168,6 +168,9 @@ pub struct BotConfig {
     pub phone_number_ids: Vec<String>,
     /// Bearer tokens that may post events for this bot only.
     pub ingest_tokens: Vec<String>,
+    /// The most events a second or minute this dispatcher accepts for the
+    /// bot (`ingest_rate_limit`); more are answered `429`.
+    pub ingest_rate_limit: Option<crate::rate::Rate>,
     /// Where the bot's events go, in file order.
     pub webhooks: Vec<WebhookConfig>,
 }
@@ -192,6 +195,9 @@ pub struct WebhookConfig {
     pub sign: Sign,
     /// String key/values handed to the plugin.
     pub settings: BTreeMap<String, String>,
+    /// The most deliveries a second or minute this dispatcher sends to the
+    /// webhook (`rate_limit`, the partner's capacity); the rest wait.
+    pub rate_limit: Option<crate::rate::Rate>,
 }
 
 impl WebhookConfig {

@@ -196,6 +196,27 @@ fn the_listener_limits_are_read_and_checked() {
 }
 
 #[test]
+fn rate_limits_are_n_per_second_or_minute() {
+    let text = with_webhook(&format!("{WEBHOOK}\nrate_limit = \"50/s\"")).replace(
+        "id = \"acme\"\n",
+        "id = \"acme\"\ningest_rate_limit = \"600/m\"\n",
+    );
+    let config = parse_ok(&text);
+    let bot = &config.bots[0];
+    assert_eq!(
+        bot.ingest_rate_limit.map(|r| r.to_string()),
+        Some("600/m".into())
+    );
+    assert_eq!(
+        bot.webhooks[0].rate_limit.map(|r| r.to_string()),
+        Some("50/s".into())
+    );
+    let text = with_webhook(&format!("{WEBHOOK}\nrate_limit = \"50/h\""));
+    let p = problem(&text, "bots[0].webhooks[0].rate_limit", 9);
+    assert_contains(&p, "unknown unit \"h\"");
+}
+
+#[test]
 fn absent_sections_take_their_defaults() {
     let config = parse_ok("# nothing but defaults\n");
     assert_eq!(

@@ -14,7 +14,14 @@ use crate::plugin::BUILTIN_NAMES;
 
 /// The keys of a webhook table.
 pub(super) const WEBHOOK_KEYS: &[&str] = &[
-    "name", "url", "events", "plugin", "auth", "sign", "settings",
+    "name",
+    "url",
+    "events",
+    "plugin",
+    "auth",
+    "sign",
+    "settings",
+    "rate_limit",
 ];
 
 /// One webhook; `names` holds the names (and key paths) of the bot's
@@ -56,7 +63,9 @@ pub(super) fn webhook(
         Some(value) => settings(r, &t.key("settings"), value),
         None => Some(BTreeMap::new()),
     };
+    let rate_limit = rate(r, t, "rate_limit");
     Some(WebhookConfig {
+        rate_limit: rate_limit?,
         name: name?,
         url: url?,
         events: events?,
@@ -65,6 +74,26 @@ pub(super) fn webhook(
         sign: sign?,
         settings: settings?,
     })
+}
+
+/// An optional rate under `key` (`"N/s"` or `"N/m"`): `Some(None)` when
+/// absent, `None` when invalid (and recorded).
+pub(super) fn rate(
+    r: &mut Reader<'_>,
+    t: &Table<'_, '_>,
+    key: &str,
+) -> Option<Option<crate::rate::Rate>> {
+    match r.field(t, key, Need::Optional, Reader::string) {
+        Some(text) => match crate::rate::Rate::parse(text.get_ref()) {
+            Ok(rate) => Some(Some(rate)),
+            Err(why) => {
+                r.problem(&t.key(key), Some(text.span()), why);
+                None
+            }
+        },
+        None if t.has(key) => None,
+        None => Some(None),
+    }
 }
 
 /// A non-blank name no earlier webhook of the bot has.

@@ -47,6 +47,8 @@ pub struct Deliverer {
     /// retry, a postponement): the sleeping claim loop's idea of when the
     /// next job is due came from before it, so it must look again.
     put_back: tokio::sync::Notify,
+    /// Each webhook's `rate_limit` bucket, by lane.
+    rate_limits: crate::rate::Buckets,
 }
 
 /// How one job's turn in a task ended.
@@ -84,6 +86,7 @@ impl Deliverer {
             metrics,
             backlog: Backlog::new(per_endpoint),
             put_back: tokio::sync::Notify::new(),
+            rate_limits: crate::rate::Buckets::default(),
         }
     }
 
@@ -225,6 +228,16 @@ impl Deliverer {
         // A job that waited in the backlog must still finish within its lease.
         if claimed_at.elapsed() + settings.timeout + Duration::from_secs(5) > lease_for(&routes) {
             self.postpone(&job, Duration::ZERO, "lease_budget").await;
+            return Ended::Other;
+        }
+        // Over the partner's rate: the whole lane waits until a send is due
+        // again; nothing is attempted, so no attempt is spent.
+        if let Some(rate) = webhook.config.rate_limit
+            && let Err(wait) = self
+                .rate_limits
+                .take(&job.delivery.lane(), rate, 1, Instant::now())
+        {
+            self.set_aside(&job, wait, "rate_limited").await;
             return Ended::Other;
         }
         let (job, in_flight) = match self

@@ -119,6 +119,7 @@ pub async fn queue_events(
     routes: std::sync::Arc<Snapshot>,
     events: Vec<StatusEvent>,
 ) -> Result<(usize, usize), ApiError> {
+    within_rate_limits(ingest, &routes, &events)?;
     let started = std::time::Instant::now();
     // A built-in render costs tens of microseconds: a request whose renders
     // are known to be that cheap renders right here, which at a moderate
@@ -151,6 +152,37 @@ pub async fn queue_events(
         .map_err(|e| ApiError::unavailable(format!("{e}; nothing was queued, retry later")))?;
     count_events(ingest, &new_events, &outcome.duplicate);
     Ok((outcome.accepted, outcome.duplicates))
+}
+
+/// Takes each bot's events from its `ingest_rate_limit` bucket; `429` with
+/// `Retry-After` (and nothing queued) when a bot is over its limit.
+fn within_rate_limits(
+    ingest: &Ingest,
+    routes: &Snapshot,
+    events: &[StatusEvent],
+) -> Result<(), ApiError> {
+    let mut per_bot: Vec<(&str, u32)> = Vec::new();
+    for event in events {
+        match per_bot.iter_mut().find(|(bot, _)| *bot == event.bot_id) {
+            Some((_, n)) => *n += 1,
+            None => per_bot.push((&event.bot_id, 1)),
+        }
+    }
+    let now = std::time::Instant::now();
+    for (bot, n) in per_bot {
+        let Some(rate) = routes.bot(bot).and_then(|b| b.config.ingest_rate_limit) else {
+            continue;
+        };
+        if let Err(wait) = ingest.rate_limits.take(bot, rate, n, now) {
+            return Err(ApiError::rate_limited(
+                format!(
+                    "bot {bot:?} is over its ingest_rate_limit of {rate}; nothing was queued, send again later"
+                ),
+                wait,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn record_render(ingest: &Ingest, report: &FanOutReport, took: std::time::Duration) {

@@ -33,4 +33,6 @@ pub struct Ingest {
     pub(crate) queue: Arc<dyn Queue>,
     /// Metrics.
     pub(crate) metrics: Arc<Metrics>,
+    /// Each bot's `ingest_rate_limit` bucket.
+    pub(crate) rate_limits: crate::rate::Buckets,
 }

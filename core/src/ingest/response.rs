@@ -17,15 +17,18 @@ pub struct ApiError {
     pub code: &'static str,
     /// A sentence for the person reading it.
     pub message: String,
+    /// `Retry-After`, in seconds, when the client should come back.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    /// A new error.
+    /// A new error; a `503` says to come back in 5 s.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(5),
         }
     }
 
@@ -43,14 +46,23 @@ impl ApiError {
         )
     }
 
+    /// `429` with `Retry-After` (whole seconds, at least 1): over a rate limit.
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError {
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
     /// The response.
     pub fn into_response(self) -> HttpResponse {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         let mut response = json(self.status, &body);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response
