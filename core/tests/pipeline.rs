@@ -591,6 +591,19 @@ async fn bad_input_is_answered_as_documented_and_queues_nothing() {
         (403, Some("forbidden")),
         "{body}"
     );
+    // A tenant's token cannot tell a bot that does not exist from one that
+    // belongs to someone else: the same 403, word for word but the id.
+    let mut nobody = event("e1", "read");
+    nobody["bot_id"] = "nobody".into();
+    let (status, unknown, _) =
+        send(Some("other-only"), "application/json", nobody.to_string()).await;
+    assert_eq!(status, 403, "{unknown}");
+    assert_eq!(
+        unknown["error"]["message"]
+            .as_str()
+            .map(|m| m.replace("\"nobody\"", "\"acme\"")),
+        body["error"]["message"].as_str().map(str::to_string)
+    );
     assert_eq!(
         send(Some(INGEST_TOKEN), "text/plain", good.clone()).await.0,
         415

@@ -81,7 +81,12 @@ fn check_bots(routes: &Snapshot, token: &str, events: &[StatusEvent]) -> Result<
         } else {
             "bot_id".to_string()
         };
-        if routes.bot(&event.bot_id).is_none() {
+        // A bot-scoped token learns nothing of bots it may not post for:
+        // one that does not exist is answered as one that belongs to
+        // someone else. Only a server-wide token gets the precise 422.
+        if routes.ingest_access(token, &event.bot_id) == Access::Allowed
+            && routes.bot(&event.bot_id).is_none()
+        {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_bot",
