@@ -43,6 +43,8 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_formatter",
         default_bindings_module: "statushook_plugin::bindings",
+        // So a plugin's unit tests can compare whole results.
+        additional_derives: [PartialEq],
     });
 }
 
@@ -196,6 +198,9 @@ pub fn json_body(value: &serde_json::Value) -> Outgoing {
     }
 }
 
+pub mod time;
+pub use time::rfc3339_utc;
+
 /// Logging into the host's log; each line is tagged with the bot and webhook.
 ///
 /// The host truncates long lines and caps how much one call may log. On a
@@ -234,5 +239,22 @@ pub mod log {
         crate::bindings::statushook::plugin::log::log(Level::Error, message);
         #[cfg(not(target_arch = "wasm32"))]
         let _ = message;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outgoing, json_body};
+
+    #[test]
+    fn a_plugin_test_can_compare_whole_requests() {
+        assert_eq!(
+            json_body(&serde_json::json!({"a": 1})),
+            Outgoing {
+                content_type: "application/json".into(),
+                headers: Vec::new(),
+                body: b"{\"a\":1}".to_vec(),
+            }
+        );
     }
 }
