@@ -17,6 +17,7 @@ use crate::config::{Config, FileChange, Fragments, QueueBackend, QueueConfig, Re
 use crate::deliver::Deliverer;
 use crate::deliver::client::ClientError;
 use crate::deliver::endpoint::{BreakerPolicy, Endpoints};
+use crate::ingest::router::Door;
 use crate::ingest::{Ingest, server};
 use crate::metrics::Metrics;
 use crate::plugin::{HostError, HostOptions, PluginHost};
@@ -61,11 +62,12 @@ pub enum StartError {
 /// A running dispatcher: stop it with [`Running::shutdown`].
 pub struct Running {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     routes: Arc<ArcSwap<Snapshot>>,
     queue: Arc<dyn Queue>,
     metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
-    server: JoinHandle<()>,
+    servers: Vec<JoinHandle<()>>,
     deliverer: JoinHandle<()>,
     reload: JoinHandle<()>,
 }
@@ -108,6 +110,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })??;
     let listen = config.server.listen;
+    let admin_listen = config.server.admin_listen;
     let limits = server::Limits::of(&config.server);
     let delivery = config.delivery.clone();
     let build_host = host.clone();
@@ -147,6 +150,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: listen,
         source,
     })?;
+    // The operations listener, when configured: bound now too, so a port
+    // taken fails the start rather than a later request.
+    let admin = match admin_listen {
+        None => None,
+        Some(wanted) => {
+            let bind_error = |source| StartError::Bind {
+                addr: wanted,
+                source,
+            };
+            let listener = TcpListener::bind(wanted).await.map_err(bind_error)?;
+            let addr = listener.local_addr().map_err(bind_error)?;
+            Some((listener, addr))
+        }
+    };
+    let admin_addr = admin.as_ref().map(|(_, addr)| *addr);
 
     let (shutdown, stop) = watch::channel(false);
     let grace = delivery.timeout + Duration::from_secs(5);
@@ -156,13 +174,29 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics: Arc::clone(&metrics),
         rate_limits: crate::rate::Buckets::default(),
     });
-    let server = tokio::spawn(server::serve(
+    let door = if admin.is_some() {
+        Door::Ingest
+    } else {
+        Door::All
+    };
+    let mut servers = vec![tokio::spawn(server::serve(
         listener,
-        ingest,
+        Arc::clone(&ingest),
         stop.clone(),
         Duration::from_secs(10),
         limits,
-    ));
+        door,
+    ))];
+    if let Some((listener, _)) = admin {
+        servers.push(tokio::spawn(server::serve(
+            listener,
+            ingest,
+            stop.clone(),
+            Duration::from_secs(10),
+            limits,
+            Door::Operations,
+        )));
+    }
     let reloader = Arc::new(Reloader::new(
         main,
         Arc::clone(&routes),
@@ -201,11 +235,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let deliverer = tokio::spawn(deliverer.run(stop, grace));
     Ok(Running {
         addr,
+        admin_addr,
         routes,
         queue,
         metrics,
         shutdown,
-        server,
+        servers,
         deliverer,
         reload,
     })
@@ -216,6 +251,12 @@ impl Running {
     /// asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the operations listener (`[server] admin_listen`),
+    /// when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The routing table serving now (a reload swaps in a new one).
@@ -237,7 +278,9 @@ impl Running {
     /// (bounded), and returns when everything has stopped.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        for server in self.servers {
+            let _ = server.await;
+        }
         let _ = self.deliverer.await;
         let _ = self.reload.await;
     }

@@ -208,3 +208,42 @@ async fn a_url_every_send_would_refuse_is_a_dead_letter_at_once() {
     assert_eq!(dead[0].attempts.len(), 1, "one attempt, no retries");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_routes_move_to_admin_listen() {
+    let (running, _dir) =
+        start("admin_listen = \"127.0.0.1:0\"\nadmin_tokens = [\"admin-secret\"]").await;
+    let public = running.addr();
+    let operations = running.admin_addr().expect("an operations listener");
+    assert_ne!(public, operations);
+    let client = support::http_client();
+    let get = |addr: SocketAddr, path: &str| {
+        let request = client
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth("admin-secret");
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    // Metrics and the admin routes are on the operations listener only.
+    assert_eq!(get(public, "/metrics").await, 404);
+    assert_eq!(get(public, "/v1/bots/acme/dead-letters").await, 404);
+    assert_eq!(get(operations, "/metrics").await, 200);
+    assert_eq!(get(operations, "/v1/bots/acme/dead-letters").await, 200);
+    // Health on both; events on the public one only.
+    for addr in [public, operations] {
+        assert_eq!(get(addr, "/healthz").await, 200);
+        assert_eq!(get(addr, "/readyz").await, 200);
+    }
+    let post = |addr: SocketAddr| {
+        client
+            .post(format!("http://{addr}/v1/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .json(
+                &serde_json::json!({"id": "e1", "bot_id": "acme", "message_id": "wamid.1",
+                "status": "read", "timestamp": 1777326001u64, "recipient": "15550002222"}),
+            )
+            .send()
+    };
+    assert_eq!(post(operations).await.expect("post").status(), 404);
+    assert_eq!(post(public).await.expect("post").status(), 202);
+    running.shutdown().await;
+}

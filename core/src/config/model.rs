@@ -67,6 +67,10 @@ pub(crate) fn base_dir_of(path: &Path) -> &Path {
 pub struct ServerConfig {
     /// Address and port to listen on (`listen`, default `127.0.0.1:8080`).
     pub listen: SocketAddr,
+    /// Where `/metrics`, the admin routes and `/readyz` with detail are
+    /// served instead of on `listen` (`admin_listen`), so they need not face
+    /// the internet; unset: everything on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// Bearer tokens that may post events for any bot.
     pub ingest_tokens: Vec<String>,
     /// Bearer tokens for the admin API.

@@ -22,6 +22,7 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
             .field("ingest_tokens", &Secrets(self.ingest_tokens.len()))
             .field("admin_tokens", &Secrets(self.admin_tokens.len()))
             .field("max_body_bytes", &self.max_body_bytes)

@@ -193,6 +193,18 @@ fn the_listener_limits_are_read_and_checked() {
         "server.header_read_timeout",
         2,
     );
+    let config = parse_ok("[server]\nadmin_listen = \"127.0.0.1:9090\"\n");
+    assert_eq!(
+        config.server.admin_listen,
+        Some("127.0.0.1:9090".parse().expect("addr"))
+    );
+    assert_eq!(parse_ok("# defaults\n").server.admin_listen, None);
+    let p = problem(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:8080\"\n",
+        "server.admin_listen",
+        3,
+    );
+    assert_contains(&p, "same address as listen");
 }
 
 #[test]
@@ -298,7 +310,7 @@ fn unknown_keys_are_reported_with_their_path_and_line() {
     );
     assert_contains(
         &p,
-        "expected one of listen, ingest_tokens, admin_tokens, max_body_bytes",
+        "expected one of listen, admin_listen, ingest_tokens, admin_tokens, max_body_bytes",
     );
     let p = problem("[servr]\n", "servr", 1);
     assert_contains(&p, "did you mean server?");

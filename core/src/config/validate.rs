@@ -25,6 +25,7 @@ const ROOT_KEYS: &[&str] = &[
 ];
 const SERVER_KEYS: &[&str] = &[
     "listen",
+    "admin_listen",
     "ingest_tokens",
     "admin_tokens",
     "max_body_bytes",
@@ -137,6 +138,32 @@ fn server(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<ServerConfig> {
         None if t.has("listen") => None,
         None => Some(DEFAULT_LISTEN),
     };
+    let admin_listen = match r.field(t, "admin_listen", Need::Optional, Reader::string) {
+        Some(text) => match text.get_ref().parse::<SocketAddr>() {
+            Ok(addr) if Some(addr) == listen && addr.port() != 0 => {
+                r.problem(
+                    &t.key("admin_listen"),
+                    Some(text.span()),
+                    "is the same address as listen; give the operations listener its own port, or remove the key",
+                );
+                None
+            }
+            Ok(addr) => Some(Some(addr)),
+            Err(_) => {
+                r.problem(
+                    &t.key("admin_listen"),
+                    Some(text.span()),
+                    format!(
+                        "{:?} is not an IP address and port, e.g. \"127.0.0.1:9090\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        None if t.has("admin_listen") => None,
+        None => Some(None),
+    };
     let ingest_tokens = tokens(r, t, "ingest_tokens");
     let admin_tokens = tokens(r, t, "admin_tokens");
     let max_body_bytes = r
@@ -161,6 +188,7 @@ fn server(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<ServerConfig> {
         .unwrap_or(DEFAULT_MAX_CONNECTIONS);
     Some(ServerConfig {
         listen: listen?,
+        admin_listen: admin_listen?,
         ingest_tokens,
         admin_tokens,
         max_body_bytes,

@@ -8,12 +8,32 @@ use hyper::body::Incoming;
 use super::response::{ApiError, HttpResponse, json, text};
 use super::{Ingest, admin, events, meta};
 
-/// Routes one request.
-pub async fn route(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// Every route: the one listener when `[server] admin_listen` is unset.
+    All,
+    /// What senders need: events, Meta's webhook, `/healthz`, and
+    /// `/readyz` without the backend's error text.
+    Ingest,
+    /// What operators need (`admin_listen`): `/metrics`, `/readyz` with
+    /// detail, `/healthz` and the admin routes.
+    Operations,
+}
+
+/// Routes one request that came in through `door`.
+pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> HttpResponse {
     let path = request.uri().path().to_string();
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let senders = door != Door::Operations;
+    let operators = door != Door::Ingest;
     match (segments.as_slice(), &method) {
+        (["v1", ..], _) if !senders && matches!(segments.get(1), Some(&"events" | &"meta")) => {
+            not_found(&method, &path)
+        }
+        (["metrics"], _) | (["v1", "bots", ..], _) if !operators => not_found(&method, &path),
+        (["readyz"], &Method::GET) if !operators => ready_without_detail(ingest).await,
         (["v1", "events"], &Method::POST) => events::post(ingest, request).await,
         (["v1", "meta", "webhook"], &Method::GET) => meta::handler::verify(ingest, &request),
         (["v1", "meta", "webhook"], &Method::POST) => meta::handler::post(ingest, request).await,
@@ -37,12 +57,25 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse 
             format!("{method} is not supported on {path}"),
         )
         .into_response(),
-        _ => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no route {method} {path}"),
-        )
-        .into_response(),
+        _ => not_found(&method, &path),
+    }
+}
+
+fn not_found(method: &Method, path: &str) -> HttpResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {method} {path}"),
+    )
+    .into_response()
+}
+
+/// `/readyz` where the public may ask: whether the queue answers, without
+/// the backend's error text (that is on the operations listener).
+async fn ready_without_detail(ingest: &Ingest) -> HttpResponse {
+    match tokio::time::timeout(Duration::from_secs(2), ingest.queue.ping()).await {
+        Ok(Ok(())) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        _ => ApiError::unavailable("the queue is not ready").into_response(),
     }
 }
 

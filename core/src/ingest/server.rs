@@ -60,6 +60,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     limits: Limits,
+    door: router::Door,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -100,7 +101,7 @@ pub async fn serve(
                 let metrics = Arc::clone(&ingest.metrics);
                 let service = service_fn(move |request| {
                     let ingest = Arc::clone(&ingest);
-                    async move { Ok::<_, Infallible>(router::route(&ingest, request).await) }
+                    async move { Ok::<_, Infallible>(router::route(&ingest, request, door).await) }
                 });
                 let activity = Activity::new();
                 let io = TokioIo::new(Watched { inner: stream, activity: Arc::clone(&activity) });

@@ -259,6 +259,10 @@ fn keep_running_values(running: &Config, new: &mut Config) -> Vec<&'static str> 
         new.server.listen = running.server.listen;
         kept.push("server.listen");
     }
+    if new.server.admin_listen != running.server.admin_listen {
+        new.server.admin_listen = running.server.admin_listen;
+        kept.push("server.admin_listen");
+    }
     let (old, fresh) = (&running.server, &mut new.server);
     if (
         fresh.header_read_timeout,
