@@ -17,7 +17,7 @@ use super::bots::bots;
 use super::include::includes;
 use super::model::{Config, DeliveryConfig, MetaConfig, PluginsConfig, ServerConfig, base_dir_of};
 use super::queue::{QUEUE_KEYS, queue};
-use super::reader::{Need, Reader, Table};
+use super::reader::{Need, Reader, Span, Table};
 use crate::plugin::PluginLimits;
 
 const ROOT_KEYS: &[&str] = &[
@@ -120,47 +120,21 @@ fn section<'t, 'i>(
 }
 
 fn server(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<ServerConfig> {
-    let listen = match r.field(t, "listen", Need::Optional, Reader::string) {
-        Some(text) => match text.get_ref().parse::<SocketAddr>() {
-            Ok(listen) => Some(listen),
-            Err(_) => {
-                r.problem(
-                    &t.key("listen"),
-                    Some(text.span()),
-                    format!(
-                        "{:?} is not an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\"",
-                        text.get_ref()
-                    ),
-                );
-                None
-            }
-        },
+    let listen = match address(r, t, "listen") {
+        Some(listen) => listen.map(|(addr, _)| addr),
         None if t.has("listen") => None,
         None => Some(DEFAULT_LISTEN),
     };
-    let admin_listen = match r.field(t, "admin_listen", Need::Optional, Reader::string) {
-        Some(text) => match text.get_ref().parse::<SocketAddr>() {
-            Ok(addr) if Some(addr) == listen && addr.port() != 0 => {
-                r.problem(
-                    &t.key("admin_listen"),
-                    Some(text.span()),
-                    "is the same address as listen; give the operations listener its own port, or remove the key",
-                );
-                None
-            }
-            Ok(addr) => Some(Some(addr)),
-            Err(_) => {
-                r.problem(
-                    &t.key("admin_listen"),
-                    Some(text.span()),
-                    format!(
-                        "{:?} is not an IP address and port, e.g. \"127.0.0.1:9090\"",
-                        text.get_ref()
-                    ),
-                );
-                None
-            }
-        },
+    let admin_listen = match address(r, t, "admin_listen") {
+        Some(Some((addr, span))) if Some(addr) == listen && addr.port() != 0 => {
+            r.problem(
+                &t.key("admin_listen"),
+                span,
+                "is the same address as listen; give the operations listener its own port, or remove the key",
+            );
+            None
+        }
+        Some(parsed) => parsed.map(|(addr, _)| Some(addr)),
         None if t.has("admin_listen") => None,
         None => Some(None),
     };
@@ -197,6 +171,30 @@ fn server(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<ServerConfig> {
         body_read_timeout: body_read_timeout?,
         max_connections,
     })
+}
+
+/// The socket address under `key`, with where it was written: `None` when
+/// absent, `Some(None)` when invalid (and recorded).
+fn address(
+    r: &mut Reader<'_>,
+    t: &Table<'_, '_>,
+    key: &str,
+) -> Option<Option<(SocketAddr, Option<Span>)>> {
+    let text = r.field(t, key, Need::Optional, Reader::string)?;
+    match text.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(Some((addr, Some(text.span())))),
+        Err(_) => {
+            r.problem(
+                &t.key(key),
+                Some(text.span()),
+                format!(
+                    "{:?} is not an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\"",
+                    text.get_ref()
+                ),
+            );
+            Some(None)
+        }
+    }
 }
 
 /// An optional list of bearer tokens under `key`; each must be non-empty.

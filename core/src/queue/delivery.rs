@@ -123,12 +123,24 @@ pub struct NewEvent {
     pub deliveries: Vec<NewDelivery>,
 }
 
-/// `attempt` of the job leased as `id`, as stored JSON.
-pub(crate) fn attempt_json(id: &str, attempt: &Attempt) -> Result<Vec<u8>, QueueError> {
-    serde_json::to_vec(attempt).map_err(|source| QueueError::Encode {
-        id: id.to_string(),
-        source,
-    })
+/// `attempt` (if any) of the job leased as `id`, as stored JSON.
+pub(crate) fn attempt_json(
+    id: &str,
+    attempt: Option<&Attempt>,
+) -> Result<Option<Vec<u8>>, QueueError> {
+    attempt
+        .map(|attempt| {
+            serde_json::to_vec(attempt).map_err(|source| QueueError::Encode {
+                id: id.to_string(),
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// `duration` in whole milliseconds, as the stores keep times.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What happened on one attempt.

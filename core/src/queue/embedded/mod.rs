@@ -42,6 +42,7 @@ use tokio::sync::Notify;
 
 use self::fault::Fault;
 use self::tables::{Commit, Tables};
+use super::delivery::{attempt_json, millis};
 use super::{
     Attempt, Claim, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
 };
@@ -120,16 +121,6 @@ impl fmt::Debug for EmbeddedQueue {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn attempt_json(lease: &Lease, attempt: Option<&Attempt>) -> Result<Option<Vec<u8>>, QueueError> {
-    attempt
-        .map(|a| super::delivery::attempt_json(&lease.id, a))
-        .transpose()
-}
-
 #[async_trait::async_trait]
 impl Queue for EmbeddedQueue {
     async fn enqueue(
@@ -183,7 +174,7 @@ impl Queue for EmbeddedQueue {
         attempt: Option<&Attempt>,
         due_ms: u64,
     ) -> Result<bool, QueueError> {
-        let attempt = attempt_json(lease, attempt)?;
+        let attempt = attempt_json(&lease.id, attempt)?;
         let Lease { id, token } = lease.clone();
         let now = self.clock.now_ms();
         self.write(move |t| settle::retry(t, &id, token, attempt.as_deref(), due_ms, now))
@@ -196,7 +187,7 @@ impl Queue for EmbeddedQueue {
         attempt: Option<&Attempt>,
         reason: &str,
     ) -> Result<bool, QueueError> {
-        let attempt = attempt_json(lease, attempt)?;
+        let attempt = attempt_json(&lease.id, attempt)?;
         let Lease { id, token } = lease.clone();
         let reason = reason.to_string();
         let now = self.clock.now_ms();

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::{RedisQueue, millis};
+use super::RedisQueue;
 use crate::queue::Queue as _;
+use crate::queue::delivery::millis;
 use crate::queue::{Claim, Claimed, Delivery, Lease, QueueError};
 
 /// Runs `claim.lua`; see [`Queue::claim`](crate::queue::Queue::claim).

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{RedisQueue, millis};
+use super::RedisQueue;
+use crate::queue::delivery::millis;
 use crate::queue::{Enqueued, NewDelivery, NewEvent, QueueError};
 
 /// Runs `enqueue.lua` over `events`; see [`Queue::enqueue`](crate::queue::Queue::enqueue).

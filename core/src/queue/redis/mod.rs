@@ -44,6 +44,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, OnceCell};
 
 use self::scripts::Scripts;
+use super::delivery::attempt_json;
 use super::{
     Attempt, Claim, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
 };
@@ -120,17 +121,6 @@ fn unavailable(e: redis::RedisError) -> QueueError {
     QueueError::unavailable("Redis", e)
 }
 
-/// The attempt as stored JSON; the scripts take an empty string for none.
-fn attempt_json(lease: &Lease, attempt: Option<&Attempt>) -> Result<Vec<u8>, QueueError> {
-    attempt.map_or(Ok(Vec::new()), |a| {
-        super::delivery::attempt_json(&lease.id, a)
-    })
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[async_trait::async_trait]
 impl Queue for RedisQueue {
     async fn enqueue(
@@ -171,7 +161,8 @@ impl Queue for RedisQueue {
         attempt: Option<&Attempt>,
         due_ms: u64,
     ) -> Result<bool, QueueError> {
-        let attempt = attempt_json(lease, attempt)?;
+        // The scripts take an empty string for no attempt.
+        let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
         let done: i64 = self
             .run(&self.scripts.retry, |call| {
                 call.arg(&lease.id)
@@ -201,7 +192,8 @@ impl Queue for RedisQueue {
         attempt: Option<&Attempt>,
         reason: &str,
     ) -> Result<bool, QueueError> {
-        let attempt = attempt_json(lease, attempt)?;
+        // The scripts take an empty string for no attempt.
+        let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
         let done: i64 = self
             .run(&self.scripts.dead, |call| {
                 call.arg(&lease.id)
