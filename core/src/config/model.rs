@@ -207,26 +207,25 @@ pub struct WebhookConfig {
 impl WebhookConfig {
     /// The headers this webhook's `auth` and `sign` set, which its plugin
     /// may not set too (lowercase where the name is fixed; compare without
-    /// case).
-    pub fn own_headers(&self) -> Vec<&str> {
-        let mut own = Vec::new();
-        match &self.auth {
-            Auth::Header { name, .. } => own.push(name.as_str()),
-            Auth::Basic { .. } | Auth::Bearer { .. } => own.push("authorization"),
-            Auth::None => {}
-        }
-        match &self.sign {
-            Sign::Hmac { header, .. } => own.push(header.as_str()),
-            Sign::StandardWebhooks { .. } => own.push("webhook-signature"),
-            Sign::None => {}
-        }
-        own
+    /// case). Checked for every plugin header at render and at send, so it
+    /// allocates nothing.
+    pub fn own_headers(&self) -> impl Iterator<Item = &str> {
+        let auth = match &self.auth {
+            Auth::Header { name, .. } => Some(name.as_str()),
+            Auth::Basic { .. } | Auth::Bearer { .. } => Some("authorization"),
+            Auth::None => None,
+        };
+        let sign = match &self.sign {
+            Sign::Hmac { header, .. } => Some(header.as_str()),
+            Sign::StandardWebhooks { .. } => Some("webhook-signature"),
+            Sign::None => None,
+        };
+        auth.into_iter().chain(sign)
     }
 
     /// Whether `header` is one of [`WebhookConfig::own_headers`].
     pub fn owns_header(&self, header: &str) -> bool {
         self.own_headers()
-            .iter()
             .any(|own| own.eq_ignore_ascii_case(header))
     }
 }

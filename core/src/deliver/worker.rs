@@ -14,7 +14,7 @@ use super::backlog::{Backlog, Parked};
 use super::decide::{Step, decide};
 use super::endpoint::{Busy, Endpoints, InFlight};
 use crate::config::DeliveryConfig;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, WebhookLabels};
 use crate::queue::{Attempt, AttemptOutcome, Claimed, Queue, now_ms};
 use crate::route::Snapshot;
 
@@ -290,7 +290,7 @@ impl Deliverer {
                 Answer::Failed(error) | Answer::Refused(error) => AttemptOutcome::Error(error),
             },
         };
-        self.settle(&job, &record, decision.step).await;
+        self.settle(&job, &labels, &record, decision.step).await;
         Ended::Sent(webhook.endpoint.clone())
     }
 
@@ -339,20 +339,19 @@ impl Deliverer {
 
     /// Carries out `step` for an attempted job: its metrics and its one
     /// queue write.
-    async fn settle(&self, job: &Claimed, record: &Attempt, step: Step) {
-        let labels = metrics::webhook(&job.delivery.bot, &job.delivery.webhook);
+    async fn settle(&self, job: &Claimed, labels: &WebhookLabels, record: &Attempt, step: Step) {
         match step {
             Step::Ack => {
                 self.metrics
                     .deliveries_delivered
-                    .get_or_create(&labels)
+                    .get_or_create(labels)
                     .inc();
                 self.step("ack", self.queue.ack(&job.lease).await);
             }
             Step::Retry { wait } => {
                 tracing::debug!(wait_ms = millis(wait), "retry scheduled");
-                self.metrics.deliveries_failed.get_or_create(&labels).inc();
-                self.metrics.deliveries_retried.get_or_create(&labels).inc();
+                self.metrics.deliveries_failed.get_or_create(labels).inc();
+                self.metrics.deliveries_retried.get_or_create(labels).inc();
                 self.step(
                     "retry",
                     self.queue
@@ -362,7 +361,7 @@ impl Deliverer {
                 self.put_back.notify_one();
             }
             Step::DeadLetter { reason, code } => {
-                self.metrics.deliveries_failed.get_or_create(&labels).inc();
+                self.metrics.deliveries_failed.get_or_create(labels).inc();
                 self.dead(job, Some(record), &reason, code).await;
             }
         }

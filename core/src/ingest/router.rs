@@ -33,12 +33,11 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
             not_found(&method, &path)
         }
         (["metrics"], _) | (["v1", "bots", ..], _) if !operators => not_found(&method, &path),
-        (["readyz"], &Method::GET) if !operators => ready_without_detail(ingest).await,
+        (["readyz"], &Method::GET) => ready(ingest, operators).await,
         (["v1", "events"], &Method::POST) => events::post(ingest, request).await,
         (["v1", "meta", "webhook"], &Method::GET) => meta::handler::verify(ingest, &request),
         (["v1", "meta", "webhook"], &Method::POST) => meta::handler::post(ingest, request).await,
         (["healthz"], &Method::GET) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        (["readyz"], &Method::GET) => ready(ingest).await,
         (["metrics"], &Method::GET) => metrics(ingest).await,
         (["v1", "bots", bot, "dead-letters"], &Method::GET) => {
             admin::list(ingest, request, bot).await
@@ -70,19 +69,13 @@ fn not_found(method: &Method, path: &str) -> HttpResponse {
     .into_response()
 }
 
-/// `/readyz` where the public may ask: whether the queue answers, without
-/// the backend's error text (that is on the operations listener).
-async fn ready_without_detail(ingest: &Ingest) -> HttpResponse {
-    match tokio::time::timeout(Duration::from_secs(2), ingest.queue.ping()).await {
-        Ok(Ok(())) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
-        _ => ApiError::unavailable("the queue is not ready").into_response(),
-    }
-}
-
 /// `200` when config is loaded and the queue answers, else `503`.
-async fn ready(ingest: &Ingest) -> HttpResponse {
+/// With `detail`, a failure says why (the backend's error text); without
+/// (the public side of a split listener) only that the queue is not ready.
+async fn ready(ingest: &Ingest, detail: bool) -> HttpResponse {
     match tokio::time::timeout(Duration::from_secs(2), ingest.queue.ping()).await {
         Ok(Ok(())) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Ok(Err(_)) if !detail => ApiError::unavailable("the queue is not ready").into_response(),
         Ok(Err(e)) => ApiError::unavailable(e.to_string()).into_response(),
         Err(_) => ApiError::unavailable("the queue did not answer within 2 s").into_response(),
     }
