@@ -165,18 +165,23 @@ fn within_rate_limits(
     routes: &Snapshot,
     events: &[StatusEvent],
 ) -> Result<(), ApiError> {
-    let mut per_bot: Vec<(&str, u32)> = Vec::new();
+    // Only bots with a limit are counted: most have none, and a batch may
+    // carry a thousand bots.
+    let mut limited: Vec<(&str, crate::rate::Rate, u32)> = Vec::new();
     for event in events {
-        match per_bot.iter_mut().find(|(bot, _)| *bot == event.bot_id) {
-            Some((_, n)) => *n += 1,
-            None => per_bot.push((&event.bot_id, 1)),
+        let Some(rate) = routes
+            .bot(&event.bot_id)
+            .and_then(|b| b.config.ingest_rate_limit)
+        else {
+            continue;
+        };
+        match limited.iter_mut().find(|(bot, ..)| *bot == event.bot_id) {
+            Some((.., n)) => *n += 1,
+            None => limited.push((&event.bot_id, rate, 1)),
         }
     }
     let now = std::time::Instant::now();
-    for (bot, n) in per_bot {
-        let Some(rate) = routes.bot(bot).and_then(|b| b.config.ingest_rate_limit) else {
-            continue;
-        };
+    for (bot, rate, n) in limited {
         if let Err(wait) = ingest.rate_limits.take(bot, rate, n, now) {
             return Err(ApiError::rate_limited(
                 format!(
