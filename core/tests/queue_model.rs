@@ -362,23 +362,25 @@ proptest! {
     }
 }
 
-/// One Redis for every case; each case gets a prefix of its own.
-fn redis() -> &'static (RedisServer, AtomicU32) {
-    static SERVER: std::sync::OnceLock<(RedisServer, AtomicU32)> = std::sync::OnceLock::new();
-    SERVER.get_or_init(|| (RedisServer::start(), AtomicU32::new(0)))
-}
-
-proptest! {
-    #![proptest_config(cases(1000))]
-
-    #[test]
-    fn the_redis_store_behaves_as_the_model(ops in prop::collection::vec(op(), 1..40)) {
-        let (server, next) = redis();
+/// One Redis for every case (owned by the test, so it is stopped when the
+/// test ends; a static would outlive the process's exit as an orphan), each
+/// case under a prefix of its own.
+#[test]
+fn the_redis_store_behaves_as_the_model() {
+    let server = RedisServer::start();
+    let next = AtomicU32::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(cases(1000));
+    let outcome = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
         let prefix = format!("model{}", next.fetch_add(1, Ordering::Relaxed));
         let clock = Clock::adjustable();
         runtime().block_on(async {
-            let q: Arc<dyn Queue> = Arc::new(RedisQueue::with_clock(&server.url(), &prefix, clock.clone()).expect("queue"));
+            let q: Arc<dyn Queue> = Arc::new(
+                RedisQueue::with_clock(&server.url(), &prefix, clock.clone()).expect("queue"),
+            );
             run(&*q, &clock, &ops).await
-        })?;
+        })
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
     }
 }
