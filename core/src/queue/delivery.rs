@@ -155,6 +155,17 @@ pub struct Attempt {
     pub outcome: AttemptOutcome,
 }
 
+impl Attempt {
+    /// Reads an attempt as both stores keep it (JSON); `id` and `seq` (the
+    /// attempt's number) name it in the error.
+    pub(crate) fn from_json(id: &str, seq: usize, bytes: &[u8]) -> Result<Self, QueueError> {
+        serde_json::from_slice(bytes).map_err(|e| QueueError::Corrupt {
+            id: id.to_string(),
+            reason: format!("attempt {seq}: {e}"),
+        })
+    }
+}
+
 /// The result of an attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

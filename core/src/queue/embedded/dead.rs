@@ -38,9 +38,7 @@ pub(super) fn list(db: &Database, bot: &str, limit: usize) -> Result<Vec<DeadLet
             let mut history = Vec::with_capacity(job.attempts as usize);
             for seq in 0..job.attempts {
                 if let Some(attempt) = attempts.get((id, seq))? {
-                    let attempt: Attempt = serde_json::from_slice(attempt.value())
-                        .map_err(|e| corrupt(id, format!("attempt {seq}: {e}")))?;
-                    history.push(attempt);
+                    history.push(Attempt::from_json(id, seq as usize, attempt.value())?);
                 }
             }
             Ok(Some(DeadLetter {

@@ -32,6 +32,15 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+/// Decodes a stored job record and encodes it again: the record format as
+/// [`testing::records`](crate::testing::records) exposes it to the fuzz
+/// targets. A record that does not decode gives the reason.
+pub(crate) fn reencode_job(bytes: &[u8]) -> Result<Vec<u8>, QueueError> {
+    job::Job::decode("job", bytes)
+        .map(|job| job.encode())
+        .map_err(QueueError::from)
+}
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Reading a bot's dead letters back.
 
 use super::RedisQueue;
-use crate::queue::{DeadLetter, Delivery, QueueError};
+use crate::queue::{Attempt, DeadLetter, Delivery, QueueError};
 
 /// Runs `dead_letters.lua`; see
 /// [`Queue::dead_letters`](crate::queue::Queue::dead_letters).
@@ -25,7 +25,8 @@ pub(super) async fn dead_letters(
         let read = || -> Result<DeadLetter, QueueError> {
             let attempts = attempts
                 .iter()
-                .map(|a| serde_json::from_slice(a).map_err(|e| corrupt(e.to_string())))
+                .enumerate()
+                .map(|(seq, a)| Attempt::from_json(&id, seq, a))
                 .collect::<Result<_, _>>()?;
             Ok(DeadLetter {
                 delivery: Delivery::from_parts(&id, &meta, Vec::new())?,
