@@ -14,6 +14,8 @@ const BOT_KEYS: &[&str] = &[
     "channel_name",
     "phone_number_ids",
     "ingest_tokens",
+    "admin_tokens",
+    "meta_app_secrets",
     "ingest_rate_limit",
     "webhooks",
 ];
@@ -122,6 +124,8 @@ fn bot(r: &mut Reader<'_>, t: &Table<'_, '_>, claims: &mut Claims) -> Option<Bot
     let phone_number_ids = non_empty_strings(r, listed);
 
     let ingest_tokens = tokens(r, t, "ingest_tokens");
+    let admin_tokens = tokens(r, t, "admin_tokens");
+    let meta_app_secrets = tokens(r, t, "meta_app_secrets");
     let ingest_rate_limit = super::webhook::rate(r, t, "ingest_rate_limit");
 
     let webhooks = match t.get("webhooks") {
@@ -140,6 +144,8 @@ fn bot(r: &mut Reader<'_>, t: &Table<'_, '_>, claims: &mut Claims) -> Option<Bot
         channel_name: channel_name?,
         phone_number_ids,
         ingest_tokens,
+        admin_tokens,
+        meta_app_secrets,
         ingest_rate_limit: ingest_rate_limit?,
         webhooks: webhooks?,
     })

@@ -73,8 +73,12 @@ pub struct ServerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Bearer tokens that may post events for any bot.
     pub ingest_tokens: Vec<String>,
-    /// Bearer tokens for the admin API.
+    /// Bearer tokens for the admin API of every bot.
     pub admin_tokens: Vec<String>,
+    /// Bearer tokens that may read `/metrics` (`metrics_tokens`); when
+    /// empty, `/metrics` is open (serve it on `admin_listen` then). A
+    /// server-wide admin token may read it too.
+    pub metrics_tokens: Vec<String>,
     /// The largest request body accepted, in bytes (default 1 MiB).
     pub max_body_bytes: usize,
     /// How long a client may take to send a request's headers
@@ -156,8 +160,9 @@ pub struct PluginsConfig {
 pub struct MetaConfig {
     /// The token Meta's verification handshake must present.
     pub verify_token: String,
-    /// App secrets that `X-Hub-Signature-256` may be made with (several
-    /// during a rotation).
+    /// App secrets that `X-Hub-Signature-256` may be made with, for any
+    /// bot's phone numbers (several during a rotation). May be empty when
+    /// bots list their own [`BotConfig::meta_app_secrets`].
     pub app_secrets: Vec<String>,
 }
 
@@ -172,6 +177,11 @@ pub struct BotConfig {
     pub phone_number_ids: Vec<String>,
     /// Bearer tokens that may post events for this bot only.
     pub ingest_tokens: Vec<String>,
+    /// Bearer tokens valid for this bot's admin routes only.
+    pub admin_tokens: Vec<String>,
+    /// Meta app secrets that may sign webhooks for this bot's phone numbers
+    /// only (a tenant's own Meta app); `[meta] app_secrets` sign for any bot.
+    pub meta_app_secrets: Vec<String>,
     /// The most events a second or minute this dispatcher accepts for the
     /// bot (`ingest_rate_limit`); more are answered `429`.
     pub ingest_rate_limit: Option<crate::rate::Rate>,

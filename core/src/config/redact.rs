@@ -25,6 +25,7 @@ impl fmt::Debug for ServerConfig {
             .field("admin_listen", &self.admin_listen)
             .field("ingest_tokens", &Secrets(self.ingest_tokens.len()))
             .field("admin_tokens", &Secrets(self.admin_tokens.len()))
+            .field("metrics_tokens", &Secrets(self.metrics_tokens.len()))
             .field("max_body_bytes", &self.max_body_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -77,6 +78,9 @@ impl fmt::Debug for BotConfig {
             .field("channel_name", &self.channel_name)
             .field("phone_number_ids", &self.phone_number_ids)
             .field("ingest_tokens", &Secrets(self.ingest_tokens.len()))
+            .field("admin_tokens", &Secrets(self.admin_tokens.len()))
+            .field("meta_app_secrets", &Secrets(self.meta_app_secrets.len()))
+            .field("ingest_rate_limit", &self.ingest_rate_limit)
             .field("webhooks", &self.webhooks)
             .finish()
     }

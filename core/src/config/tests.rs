@@ -310,7 +310,7 @@ fn unknown_keys_are_reported_with_their_path_and_line() {
     );
     assert_contains(
         &p,
-        "expected one of listen, admin_listen, ingest_tokens, admin_tokens, max_body_bytes",
+        "expected one of listen, admin_listen, ingest_tokens, admin_tokens, metrics_tokens, max_body_bytes",
     );
     let p = problem("[servr]\n", "servr", 1);
     assert_contains(&p, "did you mean server?");
@@ -543,6 +543,36 @@ fn plugin_limits_and_cache_dir_are_read() {
         2,
     );
     assert_contains(&p, "too large");
+}
+
+#[test]
+fn bots_may_bring_their_own_admin_tokens_and_meta_apps() {
+    let config = parse_ok(
+        "[server]\nmetrics_tokens = [\"scrape\"]\n[meta]\nverify_token = \"v\"\n\
+         [[bots]]\nid = \"acme\"\nadmin_tokens = [\"acme-admin\"]\nmeta_app_secrets = [\"acme-app\"]\n",
+    );
+    assert_eq!(config.server.metrics_tokens, ["scrape"]);
+    let meta = config.meta.as_ref().expect("[meta]");
+    assert!(meta.app_secrets.is_empty(), "the bot's app is the only one");
+    assert_eq!(config.bots[0].admin_tokens, ["acme-admin"]);
+    assert_eq!(config.bots[0].meta_app_secrets, ["acme-app"]);
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("acme-admin") && !shown.contains("acme-app") && !shown.contains("scrape")
+    );
+
+    let p = problem(
+        "[[bots]]\nid = \"acme\"\nmeta_app_secrets = [\"acme-app\"]\n",
+        "bots[0].meta_app_secrets",
+        3,
+    );
+    assert_contains(&p, "needs a [meta] section with verify_token");
+    let p = problem(
+        "[[bots]]\nid = \"acme\"\nadmin_tokens = [\"\"]\n",
+        "bots[0].admin_tokens[0]",
+        3,
+    );
+    assert_contains(&p, "must not be an empty string");
 }
 
 #[test]

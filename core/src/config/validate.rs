@@ -8,6 +8,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -15,7 +16,9 @@ use toml::de::DeTable;
 
 use super::bots::bots;
 use super::include::includes;
-use super::model::{Config, DeliveryConfig, MetaConfig, PluginsConfig, ServerConfig, base_dir_of};
+use super::model::{
+    BotConfig, Config, DeliveryConfig, MetaConfig, PluginsConfig, ServerConfig, base_dir_of,
+};
 use super::queue::{QUEUE_KEYS, queue};
 use super::reader::{Need, Reader, Span, Table};
 use crate::plugin::PluginLimits;
@@ -28,6 +31,7 @@ const SERVER_KEYS: &[&str] = &[
     "admin_listen",
     "ingest_tokens",
     "admin_tokens",
+    "metrics_tokens",
     "max_body_bytes",
     "header_read_timeout",
     "idle_timeout",
@@ -94,6 +98,11 @@ pub(super) fn config(
         .canonicalize()
         .unwrap_or_else(|_| base_dir.to_path_buf());
     let include = includes(r, &root, &include_base);
+    if let Some(bots) = &bots {
+        // Included files may hold the only bots with secrets of their own.
+        let may_have_more = !include.is_empty();
+        meta_secrets_somewhere(r, &root, bots, may_have_more);
+    }
     Some(Config {
         server: server?,
         queue: queue?,
@@ -140,6 +149,7 @@ fn server(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<ServerConfig> {
     };
     let ingest_tokens = tokens(r, t, "ingest_tokens");
     let admin_tokens = tokens(r, t, "admin_tokens");
+    let metrics_tokens = tokens(r, t, "metrics_tokens");
     let max_body_bytes = r
         .field(
             t,
@@ -165,6 +175,7 @@ fn server(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<ServerConfig> {
         admin_listen: admin_listen?,
         ingest_tokens,
         admin_tokens,
+        metrics_tokens,
         max_body_bytes,
         header_read_timeout: header_read_timeout?,
         idle_timeout: idle_timeout?,
@@ -320,30 +331,62 @@ fn meta(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<MetaConfig> {
         }
         other => other.map(Spanned::into_inner),
     };
-    let secrets = r.field(t, "app_secrets", Need::Required, Reader::strings);
-    let app_secrets = match secrets {
-        Some(list) if list.is_empty() && !has_items(t, "app_secrets") => {
-            r.missing(
-                t,
-                "app_secrets",
-                "must list at least one app secret (from the Meta app's settings)",
-            );
-            None
-        }
-        Some(list) => Some(non_empty_strings(r, list)),
-        None => None,
-    };
+    // Whether any secret is listed at all is checked with the bots', whose
+    // `meta_app_secrets` may be the only ones.
+    let app_secrets = r
+        .field(t, "app_secrets", Need::Optional, Reader::strings)
+        .map(|list| non_empty_strings(r, list));
     Some(MetaConfig {
         verify_token: verify_token?,
-        app_secrets: app_secrets?,
+        app_secrets: app_secrets.unwrap_or_default(),
     })
 }
 
-/// Whether the array under `key` has entries (even invalid ones).
-fn has_items(t: &Table<'_, '_>, key: &str) -> bool {
-    t.get(key)
+/// Meta webhooks need a secret to verify with, in `[meta] app_secrets` or a
+/// bot's `meta_app_secrets`; and a bot's secrets need `[meta]` (its
+/// `verify_token` answers Meta's handshake).
+fn meta_secrets_somewhere(
+    r: &mut Reader<'_>,
+    root: &Table<'_, '_>,
+    bots: &[Arc<BotConfig>],
+    may_have_more: bool,
+) {
+    let bot_secrets = bots.iter().position(|b| !b.meta_app_secrets.is_empty());
+    let Some(meta) = root.get("meta") else {
+        if let Some(index) = bot_secrets {
+            let span = root
+                .get("bots")
+                .and_then(|bots| bots.get_ref().as_array()?.get(index))
+                .and_then(|bot| bot.get_ref().as_table()?.get("meta_app_secrets"))
+                .map(|secrets| secrets.span());
+            r.problem(
+                &format!("bots[{index}].meta_app_secrets"),
+                span,
+                "needs a [meta] section with verify_token: Meta's verification handshake answers with it",
+            );
+        }
+        return;
+    };
+    // Not a table: that problem is recorded already.
+    let Some(table) = meta.get_ref().as_table() else {
+        return;
+    };
+    // Entries count even when invalid: those have their own problems.
+    let listed = table
+        .get("app_secrets")
         .and_then(|v| v.get_ref().as_array())
-        .is_some_and(|items| !items.is_empty())
+        .is_some_and(|a| !a.is_empty());
+    if !listed
+        && bot_secrets.is_none()
+        && !may_have_more
+        && let Some(t) = r.table("meta", meta, None)
+    {
+        r.missing(
+            &t,
+            "app_secrets",
+            "must list at least one app secret (from the Meta app's settings), or bots must list their own meta_app_secrets",
+        );
+    }
 }
 
 /// `key` as a duration greater than zero, `default` when absent; `None`

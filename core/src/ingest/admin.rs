@@ -5,21 +5,31 @@ use hyper::body::Incoming;
 
 use super::Ingest;
 use super::response::{ApiError, HttpResponse, bearer_token, json};
+use crate::route::Access;
 
 /// The most dead letters one listing returns.
 const MAX_LIST: usize = 1000;
 
-/// Checks the admin bearer token.
-fn authorize(ingest: &Ingest, request: &Request<Incoming>) -> Result<(), ApiError> {
+/// Checks that the request's admin token may act for `bot`.
+///
+/// A server-wide token may act for any bot id, configured or not (dead
+/// letters of a bot removed from the config stay readable and
+/// replayable). A bot's own token gets the same `403` for another tenant's
+/// bot and for one that does not exist, so it cannot enumerate bot ids.
+pub fn authorize(ingest: &Ingest, request: &Request<Incoming>, bot: &str) -> Result<(), ApiError> {
     let token = bearer_token(request.headers()).ok_or_else(|| {
         ApiError::unauthorized("missing bearer token: send Authorization: Bearer <admin token>")
     })?;
-    if ingest.routes.load().is_admin_token(token) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized(
+    match ingest.routes.load().admin_access(token, bot) {
+        Access::AnyBot | Access::OwnBot => Ok(()),
+        Access::NotThisBot => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token may not act for bot {bot:?}"),
+        )),
+        Access::Invalid => Err(ApiError::unauthorized(
             "the bearer token is not an admin token",
-        ))
+        )),
     }
 }
 
@@ -33,7 +43,7 @@ fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
 /// `GET /v1/bots/{bot}/dead-letters[?limit=N]`: newest first, with every
 /// attempt (time, status code or error, duration).
 pub async fn list(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> HttpResponse {
-    if let Err(e) = authorize(ingest, &request) {
+    if let Err(e) = authorize(ingest, &request, bot) {
         return e.into_response();
     }
     let limit = match query_param(&request, "limit").map(|n| n.parse::<usize>()) {
@@ -59,7 +69,7 @@ pub async fn list(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> Htt
 
 /// `POST /v1/bots/{bot}/dead-letters/replay[?id=ID]`: queues them again.
 pub async fn replay(ingest: &Ingest, request: Request<Incoming>, bot: &str) -> HttpResponse {
-    if let Err(e) = authorize(ingest, &request) {
+    if let Err(e) = authorize(ingest, &request, bot) {
         return e.into_response();
     }
     let id = query_param(&request, "id").filter(|id| !id.is_empty());

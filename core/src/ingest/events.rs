@@ -84,15 +84,15 @@ fn check_bots(routes: &Snapshot, token: &str, events: &[StatusEvent]) -> Result<
         // A bot-scoped token learns nothing of bots it may not post for:
         // one that does not exist is answered as one that belongs to
         // someone else. Only a server-wide token gets the precise 422.
-        let allowed = routes.ingest_access(token, &event.bot_id) == Access::Allowed;
-        if allowed && routes.bot(&event.bot_id).is_none() {
+        let access = routes.ingest_access(token, &event.bot_id);
+        if access == Access::AnyBot && routes.bot(&event.bot_id).is_none() {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_bot",
                 format!("{place}: no bot {:?} is configured", event.bot_id),
             ));
         }
-        if !allowed {
+        if !access.is_allowed() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::response::{ApiError, HttpResponse, json, text};
+use super::response::{ApiError, HttpResponse, bearer_token, json, text};
 use super::{Ingest, admin, events, meta};
 
 /// Which routes a listener serves.
@@ -38,7 +38,7 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
         (["v1", "meta", "webhook"], &Method::GET) => meta::handler::verify(ingest, &request),
         (["v1", "meta", "webhook"], &Method::POST) => meta::handler::post(ingest, request).await,
         (["healthz"], &Method::GET) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        (["metrics"], &Method::GET) => metrics(ingest).await,
+        (["metrics"], &Method::GET) => metrics(ingest, &request).await,
         (["v1", "bots", bot, "dead-letters"], &Method::GET) => {
             admin::list(ingest, request, bot).await
         }
@@ -81,8 +81,21 @@ async fn ready(ingest: &Ingest, detail: bool) -> HttpResponse {
     }
 }
 
-/// Prometheus text, with the queue depth read at scrape time.
-async fn metrics(ingest: &Ingest) -> HttpResponse {
+/// Prometheus text, with the queue depth read at scrape time; behind a
+/// bearer token when `[server] metrics_tokens` lists any (the metrics name
+/// every bot and webhook).
+async fn metrics(ingest: &Ingest, request: &Request<Incoming>) -> HttpResponse {
+    let routes = ingest.routes.load();
+    if routes.metrics_need_token() {
+        let allowed = bearer_token(request.headers()).is_some_and(|t| routes.may_read_metrics(t));
+        if !allowed {
+            return ApiError::unauthorized(
+                "/metrics needs Authorization: Bearer <a metrics token or server-wide admin token>",
+            )
+            .into_response();
+        }
+    }
+    drop(routes);
     if let Ok(Ok(depth)) = tokio::time::timeout(Duration::from_secs(2), ingest.queue.depth()).await
     {
         ingest

@@ -8,7 +8,9 @@
 //!   becomes a dead letter for that webhook alone.
 
 mod fanout;
+mod scope;
 mod snapshot;
 
 pub use fanout::{FanOutReport, fan_out};
-pub use snapshot::{Access, Snapshot, SnapshotError};
+pub use scope::{Access, Scope};
+pub use snapshot::{Snapshot, SnapshotError};

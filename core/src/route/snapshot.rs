@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::scope::{Access, MetaApps, Scope, Tokens};
 use crate::config::{BotConfig, Config, WebhookConfig};
+use crate::ingest::meta::Signature;
 use crate::plugin::{LoadError, Plugin, PluginHost, PluginSource, Settings};
 
 /// The routing table built from one config, with every plugin loaded.
@@ -16,10 +18,14 @@ pub struct Snapshot {
     /// are unchanged.
     bots: HashMap<String, Arc<Bot>>,
     by_phone: HashMap<String, String>,
-    /// Ingest tokens by their SHA-256: one lookup per request whatever the
-    /// number of bots, and nothing compared but digests (no timing leak).
-    ingest_tokens: HashMap<[u8; 32], TokenScope>,
-    admin_tokens: HashSet<[u8; 32]>,
+    /// Who may post events for which bots.
+    ingest_tokens: Tokens,
+    /// Who may use which bots' admin routes.
+    admin_tokens: Tokens,
+    /// Who may read `/metrics` besides server-wide admin tokens.
+    metrics_tokens: Tokens,
+    /// Which Meta apps may sign for which bots.
+    meta_apps: MetaApps,
     /// Plugins this build compiled rather than reused from the previous
     /// snapshot (for the reload log).
     pub compiled: Vec<String>,
@@ -63,26 +69,6 @@ pub struct SnapshotError {
     /// Why its plugin could not be loaded.
     #[source]
     pub source: LoadError,
-}
-
-/// Which bots an ingest token may post for.
-#[derive(Debug)]
-enum TokenScope {
-    /// A `[server]` token: every bot.
-    AnyBot,
-    /// Bot tokens: these bots only.
-    Bots(HashSet<String>),
-}
-
-/// What an ingest token may do for a bot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// The token may post events for the bot.
-    Allowed,
-    /// The token is valid, but for other bots only (`403`).
-    OtherBot,
-    /// The token is not valid at all (`401`).
-    Invalid,
 }
 
 impl Snapshot {
@@ -187,33 +173,19 @@ impl Snapshot {
                 }),
             );
         }
-        let mut ingest_tokens = HashMap::new();
-        for bot in &config.bots {
-            for token in &bot.ingest_tokens {
-                let scope = ingest_tokens
-                    .entry(digest(token))
-                    .or_insert_with(|| TokenScope::Bots(HashSet::new()));
-                if let TokenScope::Bots(bots) = scope {
-                    bots.insert(bot.id.clone());
-                }
-            }
-        }
-        // A server token is valid for every bot, whatever a bot also lists.
-        for token in &config.server.ingest_tokens {
-            ingest_tokens.insert(digest(token), TokenScope::AnyBot);
-        }
-        let admin_tokens = config
-            .server
-            .admin_tokens
-            .iter()
-            .map(|t| digest(t))
-            .collect();
+        let server = &config.server;
+        let ingest_tokens = Tokens::build(&config, &server.ingest_tokens, |b| &b.ingest_tokens);
+        let admin_tokens = Tokens::build(&config, &server.admin_tokens, |b| &b.admin_tokens);
+        let metrics_tokens = Tokens::build(&config, &server.metrics_tokens, |_| &[]);
+        let meta_apps = MetaApps::build(&config);
         Ok(Snapshot {
             config: Arc::new(config),
             bots,
             by_phone,
             ingest_tokens,
             admin_tokens,
+            metrics_tokens,
+            meta_apps,
             compiled,
         })
     }
@@ -263,25 +235,39 @@ impl Snapshot {
         self.bots.values().map(|bot| &**bot)
     }
 
-    /// Whether `token` may post events for `bot`: a server-wide ingest token
-    /// may post for any bot, a bot's own token only for that bot.
+    /// What ingest `token` may do for `bot`: a server-wide token posts for
+    /// any bot, a bot's own token for that bot only.
     pub fn ingest_access(&self, token: &str, bot: &str) -> Access {
-        match self.ingest_tokens.get(&digest(token)) {
-            None => Access::Invalid,
-            Some(TokenScope::AnyBot) => Access::Allowed,
-            Some(TokenScope::Bots(bots)) if bots.contains(bot) => Access::Allowed,
-            Some(TokenScope::Bots(_)) => Access::OtherBot,
-        }
+        self.ingest_tokens.access(token, bot)
     }
 
-    /// Whether `token` is valid for posting events to at least one bot.
+    /// Whether `token` may post events for at least one bot.
     pub fn is_ingest_token(&self, token: &str) -> bool {
-        self.ingest_tokens.contains_key(&digest(token))
+        self.ingest_tokens.scope(token).is_some()
     }
 
-    /// Whether `token` is an admin token.
-    pub fn is_admin_token(&self, token: &str) -> bool {
-        self.admin_tokens.contains(&digest(token))
+    /// What admin `token` may do for `bot`.
+    pub fn admin_access(&self, token: &str, bot: &str) -> Access {
+        self.admin_tokens.access(token, bot)
+    }
+
+    /// Whether `/metrics` asks for a token (`[server] metrics_tokens`).
+    pub fn metrics_need_token(&self) -> bool {
+        !self.config.server.metrics_tokens.is_empty()
+    }
+
+    /// Whether `token` may read `/metrics`: a metrics token or a
+    /// server-wide admin token (a bot's admin token may not: the metrics
+    /// name every bot).
+    pub fn may_read_metrics(&self, token: &str) -> bool {
+        self.metrics_tokens.scope(token).is_some()
+            || self.admin_tokens.scope(token) == Some(&Scope::AnyBot)
+    }
+
+    /// The bots the Meta app that signed `body` may speak for; `None` when
+    /// no configured app secret made `signature`.
+    pub fn meta_signer(&self, signature: &Signature, body: &[u8]) -> Option<Scope> {
+        self.meta_apps.signer(signature, body)
     }
 }
 
@@ -299,10 +285,4 @@ fn load(
         return Ok(((*previous).clone(), false));
     }
     Ok((host.load_bytes(&source.name, &source.wasm)?, true))
-}
-
-/// The SHA-256 of a token: what token lookups compare.
-fn digest(token: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes()).into()
 }

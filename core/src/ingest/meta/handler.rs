@@ -9,19 +9,21 @@
 //! skipped updates (only once the body is accepted, so Meta's re-sends after
 //! a `503` are not counted twice).
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 use http::{HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::envelope::Envelope;
-use super::mapping::{Mapped, SkipReason, map};
-use super::signature::Signature;
+use super::mapping::{BotLookup, BotRef, Mapped, SkipReason, map};
+use super::signature::{Signature, SignatureError};
 use crate::config::MetaConfig;
 use crate::ingest::Ingest;
 use crate::ingest::events::queue_events;
 use crate::ingest::response::{ApiError, HttpResponse, json, read_body, text};
 use crate::metrics::ReasonLabels;
+use crate::route::{Scope, Snapshot};
 
 /// Handles `GET /v1/meta/webhook`: answers `hub.challenge` (text/plain) when
 /// `hub.mode` is `subscribe` and `hub.verify_token` is the configured one;
@@ -94,7 +96,9 @@ pub async fn post(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
 
 async fn accept(ingest: &Ingest, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let routes = ingest.routes.load_full();
-    let meta = routes.config.meta.as_ref().ok_or_else(not_configured)?;
+    if routes.config.meta.is_none() {
+        return Err(not_configured());
+    }
     // Refuse an unsigned request before reading its body.
     let signature = Signature::from_headers(request.headers())
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
@@ -104,9 +108,9 @@ async fn accept(ingest: &Ingest, request: Request<Incoming>) -> Result<HttpRespo
         routes.config.server.body_read_timeout,
     )
     .await?;
-    signature
-        .verify(&meta.app_secrets, &body)
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let scope = routes
+        .meta_signer(&signature, &body)
+        .ok_or_else(|| ApiError::unauthorized(SignatureError::Mismatch.to_string()))?;
     let envelope = Envelope::parse(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -114,8 +118,40 @@ async fn accept(ingest: &Ingest, request: Request<Incoming>) -> Result<HttpRespo
             format!("not a WhatsApp webhook: {e}"),
         )
     })?;
-    let Mapped { events, skipped } = map(&envelope, routes.as_ref());
+    let lookup = SignedBy {
+        routes: routes.as_ref(),
+        scope: &scope,
+        refused: RefCell::new(BTreeSet::new()),
+    };
+    let Mapped {
+        events,
+        mut skipped,
+    } = map(&envelope, &lookup);
     drop(envelope);
+    let refused = lookup.refused.into_inner();
+    for skip in &mut skipped {
+        if skip.reason == SkipReason::UnknownPhoneNumberId
+            && skip
+                .phone_number_id
+                .as_ref()
+                .is_some_and(|phone| refused.contains(phone))
+        {
+            skip.reason = SkipReason::AppNotAllowed;
+        }
+    }
+    if events.is_empty() && !refused.is_empty() {
+        // Nothing in it was this app's to send: refuse it whole, so a
+        // misconfigured app (or a tenant's leaked secret) is noticed.
+        tracing::warn!(phone_number_ids = ?refused, "a Meta body signed by an app that may not speak for its bots was refused; check the bots' meta_app_secrets");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "app_not_allowed",
+            format!(
+                "signed by a Meta app that may not speak for phone number id(s) {}",
+                refused.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
     let (accepted, duplicates) = if events.is_empty() {
         (0, 0)
     } else {
@@ -126,6 +162,29 @@ async fn accept(ingest: &Ingest, request: Request<Incoming>) -> Result<HttpRespo
         StatusCode::OK,
         &serde_json::json!({"accepted": accepted, "duplicates": duplicates, "skipped": skipped.len()}),
     ))
+}
+
+/// The routing table as one Meta app sees it: the phone numbers of bots it
+/// may not speak for are not its to map (they are noted, to be told apart
+/// from numbers no bot owns).
+struct SignedBy<'a> {
+    routes: &'a Snapshot,
+    scope: &'a Scope,
+    refused: RefCell<BTreeSet<String>>,
+}
+
+impl BotLookup for SignedBy<'_> {
+    fn owner_of(&self, phone_number_id: &str) -> Option<BotRef<'_>> {
+        let owner = self.routes.owner_of(phone_number_id)?;
+        if self.scope.allows(owner.id) {
+            Some(owner)
+        } else {
+            self.refused
+                .borrow_mut()
+                .insert(phone_number_id.to_string());
+            None
+        }
+    }
 }
 
 /// Counts skipped updates by reason and logs them: unknown phone number ids
@@ -143,6 +202,8 @@ fn record_skips(ingest: &Ingest, skipped: &[super::mapping::Skipped]) {
             .inc();
         if skip.reason == SkipReason::UnknownPhoneNumberId {
             unknown_phones.insert(skip.phone_number_id.as_deref().unwrap_or_default());
+        } else if skip.reason == SkipReason::AppNotAllowed {
+            tracing::warn!(place = %skip.place, phone_number_id = skip.phone_number_id.as_deref(), "a Meta update signed by an app that may not speak for its bot was refused; check the bots' meta_app_secrets");
         } else {
             tracing::debug!(reason = skip.reason.as_str(), place = %skip.place, detail = %skip.detail, "Meta update skipped");
         }

@@ -81,6 +81,9 @@ pub enum SkipReason {
     /// An update that cannot become a valid canonical event (missing or
     /// mistyped id, timestamp or recipient; a value out of bounds).
     Invalid,
+    /// The phone number id belongs to a bot the signing Meta app may not
+    /// speak for (its secret is another bot's `meta_app_secrets`).
+    AppNotAllowed,
 }
 
 impl SkipReason {
@@ -95,6 +98,7 @@ impl SkipReason {
             SkipReason::NoUpdates => "no_updates",
             SkipReason::Malformed => "malformed",
             SkipReason::Invalid => "invalid_update",
+            SkipReason::AppNotAllowed => "app_not_allowed",
         }
     }
 
@@ -110,6 +114,7 @@ impl SkipReason {
             SkipReason::NoUpdates => "meta_no_updates",
             SkipReason::Malformed => "meta_malformed",
             SkipReason::Invalid => "meta_invalid_update",
+            SkipReason::AppNotAllowed => "meta_app_not_allowed",
         }
     }
 }
