@@ -21,7 +21,7 @@ use crate::ingest::router::Door;
 use crate::ingest::{Ingest, server};
 use crate::metrics::Metrics;
 use crate::plugin::{HostError, HostOptions, PluginHost};
-use crate::queue::{EmbeddedQueue, Queue, QueueError, RedisQueue};
+use crate::queue::{EmbeddedQueue, History, Queue, QueueError, RedisQueue};
 use crate::reload::{self, ComposeError, Composed, Reloader};
 use crate::route::Snapshot;
 
@@ -77,11 +77,15 @@ pub struct Running {
 /// # Errors
 ///
 /// [`QueueError::Open`] when the store cannot be opened.
-pub fn open_queue(config: &QueueConfig) -> Result<Arc<dyn Queue>, QueueError> {
+pub fn open_queue(config: &QueueConfig, history: History) -> Result<Arc<dyn Queue>, QueueError> {
     match &config.backend {
-        QueueBackend::Redis { url, prefix } => Ok(Arc::new(RedisQueue::new(url, prefix)?)),
+        QueueBackend::Redis { url, prefix } => Ok(Arc::new(
+            RedisQueue::new(url, prefix)?.with_history(history),
+        )),
         // Opening may repair the file after a crash: blocking, at start-up only.
-        QueueBackend::Embedded { path } => Ok(Arc::new(EmbeddedQueue::open(path)?)),
+        QueueBackend::Embedded { path } => {
+            Ok(Arc::new(EmbeddedQueue::open(path)?.with_history(history)))
+        }
     }
 }
 
@@ -100,9 +104,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     // Both block (a redb repair after a crash; the engine's memory pool), so
     // they run off the async threads.
-    let queue_config = config.queue.clone();
+    let (queue_config, history) = (config.queue.clone(), config.history);
     let (host, queue) = tokio::task::spawn_blocking(move || {
-        Ok::<_, StartError>((PluginHost::new(options)?, open_queue(&queue_config)?))
+        Ok::<_, StartError>((
+            PluginHost::new(options)?,
+            open_queue(&queue_config, history)?,
+        ))
     })
     .await
     .map_err(|source| StartError::Panicked {

@@ -26,6 +26,8 @@ fn delivery(bot: &str, event_id: &str, webhook: &str) -> Delivery {
         webhook: webhook.into(),
         event_id: event_id.into(),
         status: Status::Read,
+        message_id: None,
+        recipient: None,
         created_ms: now_ms(),
         content_type: "application/json".into(),
         headers: vec![("X-Crm".into(), "1".into())],
@@ -49,6 +51,7 @@ fn failed_attempt(status: u16) -> Attempt {
         at_ms: now_ms(),
         duration_ms: 12,
         outcome: AttemptOutcome::Status(status),
+        response: None,
     }
 }
 
@@ -110,7 +113,7 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue, _clock: 
         "leased jobs are not handed out twice"
     );
     for c in &claimed {
-        assert!(q.ack(&c.lease).await.expect("ack"));
+        assert!(q.ack(&c.lease, None).await.expect("ack"));
     }
     assert_eq!(q.depth().await.expect("depth").pending, 0);
 }
@@ -193,7 +196,7 @@ async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(
     assert_eq!(fresh.delivery.id, stale.delivery.id);
     assert_ne!(fresh.lease.token, stale.lease.token);
     assert!(
-        !q.ack(&stale.lease).await.expect("ack"),
+        !q.ack(&stale.lease, None).await.expect("ack"),
         "a stale worker cannot ack"
     );
     assert!(
@@ -206,9 +209,9 @@ async fn an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced(
         !q.dead_letter(&stale.lease, None, "x").await.expect("dead"),
         "nor dead-letter"
     );
-    assert!(q.ack(&fresh.lease).await.expect("ack"));
+    assert!(q.ack(&fresh.lease, None).await.expect("ack"));
     assert!(
-        !q.ack(&fresh.lease).await.expect("ack"),
+        !q.ack(&fresh.lease, None).await.expect("ack"),
         "an ack is not repeated"
     );
 }
@@ -252,6 +255,7 @@ async fn dead_letters_keep_every_attempt_and_replay_restarts_the_count(
         at_ms: clock.now_ms(),
         duration_ms: 10_000,
         outcome: AttemptOutcome::Error("timed out".into()),
+        response: None,
     };
     assert!(
         q.dead_letter(&a.lease, Some(&timeout), "ran out of attempts")
@@ -443,7 +447,7 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue, clock: &Clock
         (3, 0),
         "held jobs are pending, not due"
     );
-    assert!(q.ack(&claimed[0].lease).await.expect("ack"));
+    assert!(q.ack(&claimed[0].lease, None).await.expect("ack"));
     let next = q.next_due_ms().await.expect("next due").expect("some");
     assert!(
         next >= until,
@@ -544,7 +548,7 @@ async fn a_poison_record_is_set_aside_alone(q: &dyn Queue, good: &str) {
     let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 1, "the readable job is claimed");
     assert_eq!(claimed[0].delivery.id, good);
-    assert!(q.ack(&claimed[0].lease).await.expect("ack"));
+    assert!(q.ack(&claimed[0].lease, None).await.expect("ack"));
     assert!(q.claim(10, 10, LEASE).await.expect("claim").jobs.is_empty());
     assert_eq!(
         q.depth().await.expect("depth").pending,
@@ -723,7 +727,7 @@ async fn redis_jobs_survive_a_redis_crash_and_workers_resume() {
         if let Ok(batch) = q.claim(10, 10, LEASE).await {
             for c in batch.jobs {
                 seen.insert(c.delivery.event_id.clone());
-                q.ack(&c.lease).await.expect("ack");
+                q.ack(&c.lease, None).await.expect("ack");
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -806,7 +810,7 @@ async fn redis_jobs_queued_before_lanes_are_moved_into_them() {
     let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].delivery, old);
-    assert!(q.ack(&claimed[0].lease).await.expect("ack"));
+    assert!(q.ack(&claimed[0].lease, None).await.expect("ack"));
     let left: bool = redis::cmd("EXISTS")
         .arg("{old}:due")
         .query_async(&mut conn)
@@ -938,7 +942,7 @@ async fn embedded_jobs_survive_a_process_kill() {
                 "body intact"
             );
             assert_eq!(c.delivery.headers, [("X-Crm".to_string(), "1".to_string())]);
-            assert!(q.ack(&c.lease).await.expect("ack"));
+            assert!(q.ack(&c.lease, None).await.expect("ack"));
             seen.insert(c.delivery.event_id.clone(), c.attempts);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1006,8 +1010,8 @@ async fn embedded_tokens_keep_rising_across_a_restart() {
         after.lease.token > before.lease.token,
         "an old lease can never match a new one"
     );
-    assert!(!q.ack(&before.lease).await.expect("ack"));
-    assert!(q.ack(&after.lease).await.expect("ack"));
+    assert!(!q.ack(&before.lease, None).await.expect("ack"));
+    assert!(q.ack(&after.lease, None).await.expect("ack"));
     // Deduplication survives the restart too.
     assert_eq!(
         q.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)

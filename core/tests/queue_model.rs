@@ -150,6 +150,8 @@ fn delivery(bot: &str, event: &str, webhook: &str) -> Delivery {
         webhook: webhook.into(),
         event_id: event.into(),
         status: Status::Read,
+        message_id: None,
+        recipient: None,
         created_ms: 1,
         content_type: "application/json".into(),
         headers: Vec::new(),
@@ -262,7 +264,7 @@ async fn run(q: &dyn Queue, clock: &Clock, ops: &[Op]) -> Result<(), TestCaseErr
                 let lease = leases[lease % leases.len()].clone();
                 let current = model.current(&lease);
                 let (done, next) = match op {
-                    Op::Ack { .. } => (q.ack(&lease).await, State::Done),
+                    Op::Ack { .. } => (q.ack(&lease, None).await, State::Done),
                     Op::Retry { after_ms, .. } => (
                         q.retry(&lease, None, now + after_ms).await,
                         State::Pending {

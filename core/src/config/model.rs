@@ -28,6 +28,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// `[meta]`: Meta's webhook, when configured.
     pub meta: Option<MetaConfig>,
+    /// `[history]`: what the delivery log keeps.
+    pub history: crate::queue::History,
     /// `[[bots]]`: the tenants and their webhooks, in file order; after
     /// [`Fragments::compose`](super::Fragments::compose), the main file's
     /// bots followed by every included file's.

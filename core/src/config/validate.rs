@@ -22,10 +22,17 @@ use super::model::{
 use super::queue::{QUEUE_KEYS, queue};
 use super::reader::{Need, Reader, Span, Table};
 use crate::plugin::PluginLimits;
+use crate::queue::History;
 
 const ROOT_KEYS: &[&str] = &[
-    "include", "server", "queue", "delivery", "plugins", "meta", "bots",
+    "include", "server", "queue", "delivery", "plugins", "meta", "history", "bots",
 ];
+const HISTORY_KEYS: &[&str] = &["retention", "max_per_bot"];
+/// Three days: a partner's "did you send it?" usually comes within a day or
+/// two; at 1,000 deliveries/s and about 1 KiB each, a day is some 86 GB,
+/// which is why `max_per_bot` bounds it too.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(72 * 3600);
+const DEFAULT_MAX_PER_BOT: usize = 100_000;
 const SERVER_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
@@ -92,6 +99,7 @@ pub(super) fn config(
             .and_then(|t| meta(r, &t))
             .map(Some),
     };
+    let history = section(r, &root, "history", HISTORY_KEYS).and_then(|t| history(r, &t));
     let bots = bots(r, &root);
     // Absolute, so the files found match the paths a watcher reports.
     let include_base = base_dir
@@ -109,6 +117,7 @@ pub(super) fn config(
         delivery: delivery?,
         plugins: plugins?,
         meta: meta?,
+        history: history?,
         bots: bots?,
         include,
         path: path.to_path_buf(),
@@ -316,6 +325,22 @@ fn plugins(r: &mut Reader<'_>, t: &Table<'_, '_>, base_dir: &Path) -> Option<Plu
             ..defaults
         },
         cache_dir: cache_dir?,
+    })
+}
+
+fn history(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<History> {
+    // "0s" is allowed here: it turns the log off.
+    let retention = match r.field(t, "retention", Need::Optional, Reader::duration) {
+        Some(value) => Some(value.into_inner()),
+        None if t.has("retention") => None,
+        None => Some(DEFAULT_RETENTION),
+    };
+    let max_per_bot = r
+        .field(t, "max_per_bot", Need::Optional, Reader::positive::<usize>)
+        .unwrap_or(DEFAULT_MAX_PER_BOT);
+    Some(History {
+        retention: retention?,
+        max_per_bot,
     })
 }
 

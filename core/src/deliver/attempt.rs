@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{backoff, sign, ssrf};
 use crate::config::{Auth, Sign, WebhookConfig};
-use crate::queue::Delivery;
+use crate::queue::{Delivery, RESPONSE_EXCERPT};
 
 /// How an attempt ended, as far as retrying is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,25 @@ pub enum Answer {
     Refused(String),
 }
 
+/// What one send came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The answer, classified.
+    pub answer: Answer,
+    /// The start of the response body, for the delivery log (at most
+    /// [`RESPONSE_EXCERPT`] bytes, lossy UTF-8); `None` without one.
+    pub response: Option<String>,
+}
+
+impl From<Answer> for Sent {
+    fn from(answer: Answer) -> Self {
+        Sent {
+            answer,
+            response: None,
+        }
+    }
+}
+
 /// Sends `delivery` to `webhook` once. Signs with the webhook's current
 /// secret and `webhook-timestamp` of now; the body and `webhook-id` are the
 /// stored ones, identical on every attempt.
@@ -42,9 +61,9 @@ pub async fn send(
     delivery: &Delivery,
     timeout: Duration,
     allow_private_networks: bool,
-) -> Answer {
+) -> Sent {
     if let Err(e) = ssrf::check_url(&webhook.url, allow_private_networks) {
-        return Answer::Refused(e.to_string());
+        return Answer::Refused(e.to_string()).into();
     }
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -101,7 +120,8 @@ pub async fn send(
             return match refusal(&error) {
                 Some(refused) => Answer::Refused(refused.to_string()),
                 None => Answer::Failed(describe(&error)),
-            };
+            }
+            .into();
         }
     };
     let status = response.status().as_u16();
@@ -114,8 +134,8 @@ pub async fn send(
     } else {
         None
     };
-    drain(response).await;
-    match status {
+    let response = drain(response).await;
+    let answer = match status {
         200..=299 => Answer::Delivered(status),
         410 => Answer::Gone,
         _ => Answer::Rejected {
@@ -123,18 +143,72 @@ pub async fn send(
             retry_after,
             endpoint_down: status >= 500 || status == 429,
         },
-    }
+    };
+    Sent { answer, response }
 }
 
-/// Reads (a bounded part of) the response so the connection can be reused.
-async fn drain(mut response: reqwest::Response) {
+/// What a secret is shown as.
+const MASKED: &str = "****";
+
+/// The headers an attempt of `delivery` to `webhook` sends, in the order
+/// [`send`] sets them, with every secret masked: what the delivery log and
+/// `plugin-test` show. `webhook-timestamp` and signatures change with each
+/// attempt; they are described, not computed.
+pub fn shown_headers(webhook: &WebhookConfig, delivery: &Delivery) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("Content-Type".to_string(), delivery.content_type.clone()),
+        (
+            "User-Agent".to_string(),
+            super::client::USER_AGENT.to_string(),
+        ),
+        ("webhook-id".to_string(), delivery.id.clone()),
+        (
+            "webhook-timestamp".to_string(),
+            "<unix seconds of the attempt>".to_string(),
+        ),
+    ];
+    for (name, value) in &delivery.headers {
+        if !webhook.owns_header(name) {
+            headers.push((name.clone(), value.clone()));
+        }
+    }
+    match &webhook.sign {
+        Sign::None => {}
+        Sign::StandardWebhooks { secrets } => headers.push((
+            "webhook-signature".to_string(),
+            vec![format!("v1,{MASKED}"); secrets.len()].join(" "),
+        )),
+        Sign::Hmac { header, prefix, .. } => {
+            headers.push((header.clone(), format!("{prefix}{MASKED}")));
+        }
+    }
+    match &webhook.auth {
+        Auth::None => {}
+        Auth::Basic { .. } => {
+            headers.push(("Authorization".to_string(), format!("Basic {MASKED}")))
+        }
+        Auth::Bearer { .. } => {
+            headers.push(("Authorization".to_string(), format!("Bearer {MASKED}")));
+        }
+        Auth::Header { name, .. } => headers.push((name.clone(), MASKED.to_string())),
+    }
+    headers
+}
+
+/// Reads (a bounded part of) the response so the connection can be reused,
+/// keeping its first [`RESPONSE_EXCERPT`] bytes.
+async fn drain(mut response: reqwest::Response) -> Option<String> {
+    let mut excerpt = Vec::new();
     let mut read = 0usize;
     while let Ok(Some(chunk)) = response.chunk().await {
+        let room = RESPONSE_EXCERPT.saturating_sub(excerpt.len());
+        excerpt.extend_from_slice(&chunk[..room.min(chunk.len())]);
         read += chunk.len();
         if read > 64 << 10 {
             break;
         }
     }
+    (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned())
 }
 
 /// The SSRF guard's refusal behind a failed request, if that is what it was

@@ -250,7 +250,7 @@ impl Deliverer {
 
         let started = Instant::now();
         let started_ms = now_ms();
-        let answer = attempt::send(
+        let attempt::Sent { answer, response } = attempt::send(
             &self.client.load(),
             &webhook.config,
             &job.delivery,
@@ -289,6 +289,7 @@ impl Deliverer {
                 Answer::Gone => AttemptOutcome::Status(410),
                 Answer::Failed(error) | Answer::Refused(error) => AttemptOutcome::Error(error),
             },
+            response,
         };
         self.settle(&job, &labels, &record, decision.step).await;
         Ended::Sent(webhook.endpoint.clone())
@@ -346,7 +347,7 @@ impl Deliverer {
                     .deliveries_delivered
                     .get_or_create(labels)
                     .inc();
-                self.step("ack", self.queue.ack(&job.lease).await);
+                self.step("ack", self.queue.ack(&job.lease, Some(record)).await);
             }
             Step::Retry { wait } => {
                 tracing::debug!(wait_ms = millis(wait), "retry scheduled");

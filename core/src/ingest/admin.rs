@@ -34,7 +34,7 @@ pub fn authorize(ingest: &Ingest, request: &Request<Incoming>, bot: &str) -> Res
 }
 
 /// A query parameter's value, percent-decoded (`?id=msg%5F1` is `msg_1`).
-fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+pub fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
     form_urlencoded::parse(request.uri().query()?.as_bytes())
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())

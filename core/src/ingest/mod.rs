@@ -11,6 +11,7 @@
 //! request in one atomic step before answering `202`.
 
 pub mod admin;
+pub mod deliveries;
 pub mod events;
 pub mod meta;
 pub mod response;

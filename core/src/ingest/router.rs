@@ -6,7 +6,7 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::response::{ApiError, HttpResponse, bearer_token, json, text};
-use super::{Ingest, admin, events, meta};
+use super::{Ingest, admin, deliveries, events, meta};
 
 /// Which routes a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +45,24 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
         (["v1", "bots", bot, "dead-letters", "replay"], &Method::POST) => {
             admin::replay(ingest, request, bot).await
         }
+        (["v1", "bots", bot, "deliveries"], &Method::GET) => {
+            deliveries::list(ingest, request, bot).await
+        }
+        (["v1", "bots", bot, "deliveries", id], &Method::GET) => {
+            deliveries::show(ingest, request, bot, id).await
+        }
+        (["v1", "bots", bot, "deliveries", id, "resend"], &Method::POST) => {
+            deliveries::resend(ingest, request, bot, id).await
+        }
         (
             ["v1", "events"] | ["v1", "meta", "webhook"] | ["healthz"] | ["readyz"] | ["metrics"],
             _,
         )
         | (["v1", "bots", _, "dead-letters"], _)
-        | (["v1", "bots", _, "dead-letters", "replay"], _) => ApiError::new(
+        | (["v1", "bots", _, "dead-letters", "replay"], _)
+        | (["v1", "bots", _, "deliveries"], _)
+        | (["v1", "bots", _, "deliveries", _], _)
+        | (["v1", "bots", _, "deliveries", _, "resend"], _) => ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not supported on {path}"),

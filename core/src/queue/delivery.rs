@@ -24,6 +24,12 @@ pub struct Delivery {
     pub event_id: String,
     /// The canonical status, for logs and dead-letter listings.
     pub status: Status,
+    /// The event's `message_id`, for finding the delivery in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The event's `recipient`, for finding the delivery in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     /// When the delivery was created, unix ms.
     pub created_ms: u64,
     /// The plugin's content type.
@@ -153,7 +159,15 @@ pub struct Attempt {
     /// The HTTP status, or why there was none.
     #[serde(flatten)]
     pub outcome: AttemptOutcome,
+    /// The start of the receiver's answer (at most [`RESPONSE_EXCERPT`]
+    /// bytes, as lossy UTF-8), when it answered with a body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
+
+/// How much of a receiver's answer an attempt keeps: enough for an error
+/// message, not a whole page.
+pub const RESPONSE_EXCERPT: usize = 1024;
 
 impl Attempt {
     /// Reads an attempt as both stores keep it (JSON); `id` and `seq` (the

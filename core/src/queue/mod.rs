@@ -28,6 +28,7 @@ mod clock;
 mod delivery;
 pub mod embedded;
 mod error;
+mod history;
 pub mod redis;
 
 pub use self::embedded::EmbeddedQueue;
@@ -35,9 +36,12 @@ pub use self::redis::RedisQueue;
 pub use clock::Clock;
 pub use delivery::{
     Attempt, AttemptOutcome, BORN_DEAD, Claimed, DeadLetter, Delivery, Lease, NewDelivery,
-    NewEvent, lane, new_delivery_id, now_ms,
+    NewEvent, RESPONSE_EXCERPT, lane, new_delivery_id, now_ms,
 };
 pub use error::QueueError;
+pub use history::{
+    Cursor, DeliveryPage, DeliveryQuery, DeliveryRecord, History, Outcome, Resend, SCAN_LIMIT,
+};
 
 use std::time::Duration;
 
@@ -118,9 +122,12 @@ pub trait Queue: Send + Sync + 'static {
     /// dispatcher sharing the queue sees it.
     async fn hold(&self, bot: &str, webhook: &str, until_ms: u64) -> Result<(), QueueError>;
 
-    /// Removes a delivered job. `false` if the lease is no longer this
-    /// worker's (it ran out and another worker took the job).
-    async fn ack(&self, lease: &Lease) -> Result<bool, QueueError>;
+    /// Marks a job delivered, recording `attempt` (the one that succeeded)
+    /// if given: it stays in the [delivery log](History) until its
+    /// retention ends, or is removed at once when the log is off. `false`
+    /// if the lease is no longer this worker's (it ran out and another
+    /// worker took the job).
+    async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError>;
 
     /// Makes the job due again at `due_ms`, recording `attempt` if there was
     /// one (there is none when a send was skipped: endpoint busy or its
@@ -150,6 +157,22 @@ pub trait Queue: Send + Sync + 'static {
     /// dead at birth ([`BORN_DEAD`]) have nothing to send and stay. Returns
     /// how many were replayed.
     async fn replay(&self, bot: &str, id: Option<&str>) -> Result<usize, QueueError>;
+
+    /// A page of `bot`'s delivery log, newest first (see [`DeliveryQuery`]).
+    async fn deliveries(
+        &self,
+        bot: &str,
+        query: &DeliveryQuery,
+    ) -> Result<DeliveryPage, QueueError>;
+
+    /// Delivery `id` of `bot` with its body, if the log (or the queue)
+    /// still has it.
+    async fn delivery(&self, bot: &str, id: &str) -> Result<Option<DeliveryRecord>, QueueError>;
+
+    /// Sends delivery `id` of `bot` again: a delivered or dead one is
+    /// queued due now with a fresh attempt count (same `webhook-id` and
+    /// bytes; its past attempts are kept).
+    async fn resend(&self, bot: &str, id: &str) -> Result<Resend, QueueError>;
 
     /// How much work is waiting.
     async fn depth(&self) -> Result<Depth, QueueError>;

@@ -282,6 +282,10 @@ fn keep_running_values(running: &Config, new: &mut Config) -> Vec<&'static str> 
         new.queue.backend = running.queue.backend.clone();
         kept.push("queue (backend, path, url, prefix)");
     }
+    if new.history != running.history {
+        new.history = running.history;
+        kept.push("history (retention, max_per_bot)");
+    }
     if new.plugins != running.plugins {
         new.plugins = running.plugins.clone();
         kept.push("plugins (limits, cache_dir)");

@@ -85,6 +85,8 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
                     webhook: webhook.config.name.clone(),
                     event_id: event.id.clone(),
                     status: event.status,
+                    message_id: event.message_id.clone(),
+                    recipient: event.recipient.clone(),
                     created_ms: now_ms(),
                     content_type,
                     headers,

@@ -95,10 +95,7 @@ pub(super) fn replay(
         if matches!(&job.stage, Stage::Dead { reason, .. } if reason.starts_with(BORN_DEAD)) {
             continue;
         }
-        t.unindex(id, &job)?;
-        job.base = job.attempts;
-        t.schedule(id, &mut job, now)?;
-        lanes.insert(job.lane());
+        lanes.insert(t.requeue(id, &mut job, now)?);
         replayed += 1;
     }
     for lane in &lanes {

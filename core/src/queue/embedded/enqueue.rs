@@ -4,22 +4,25 @@ use redb::ReadableTable;
 
 use super::fault::Fault;
 use super::job::{Job, Stage};
+use super::log;
 use super::tables::{Commit, Tables};
-use crate::queue::{Enqueued, NewDelivery, NewEvent};
+use crate::queue::{Enqueued, History, NewDelivery, NewEvent};
 
 /// Expired dedup marks purged per enqueue at least; plus two per event in
 /// the batch, so purging keeps up with marking.
 const PURGE_BASE: usize = 64;
 
 /// Marks each event not seen within its window and queues its deliveries
-/// (due at `now`, or dead at birth); counts the rest as duplicates.
+/// (due at `now`, or dead at birth), logging them as `history` says;
+/// counts the rest as duplicates.
 pub(super) fn enqueue(
     t: &mut Tables<'_>,
     events: &[NewEvent],
     now: u64,
     window_ms: u64,
+    history: History,
 ) -> Result<(Enqueued, Commit), Fault> {
-    let purged = purge_expired_marks(t, now, PURGE_BASE + 2 * events.len())?;
+    let mut purged = purge_expired_marks(t, now, PURGE_BASE + 2 * events.len())?;
     let expiry = now.saturating_add(window_ms);
     let mut out = Enqueued::default();
     let mut lanes = std::collections::BTreeSet::new();
@@ -33,10 +36,20 @@ pub(super) fn enqueue(
             if let Some(lane) = insert(t, &event.bot, new, now)? {
                 lanes.insert(lane);
             }
+            if history.is_on() {
+                log::add(t, new.delivery(), now)?;
+            }
         }
     }
     for lane in &lanes {
         t.rescore(lane, now)?;
+    }
+    if history.is_on() {
+        let mut bots: Vec<&str> = events.iter().map(|e| e.bot.as_str()).collect();
+        bots.sort_unstable();
+        bots.dedup();
+        let logged = events.iter().map(|e| e.deliveries.len()).sum::<usize>();
+        purged += log::trim(t, history, &bots, now, 2 * logged)?;
     }
     let commit = if out.accepted > 0 || purged > 0 {
         Commit::Yes

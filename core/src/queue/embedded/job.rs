@@ -9,6 +9,7 @@ const VERSION: u8 = 2;
 const VERSION_WITHOUT_WEBHOOK: u8 = 1;
 const PENDING: u8 = 0;
 const DEAD: u8 = 1;
+const DELIVERED: u8 = 2;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,12 @@ pub(super) enum Stage {
         dead_ms: u64,
         /// Why.
         reason: String,
+    },
+    /// Delivered, and kept for the delivery log until its retention ends:
+    /// no index entry but its `log_order` one.
+    Delivered {
+        /// When the successful attempt was recorded, unix ms.
+        done_ms: u64,
     },
 }
 
@@ -80,6 +87,7 @@ impl Job {
         let (tag, at_ms, reason) = match &self.stage {
             Stage::Pending { due_ms } => (PENDING, *due_ms, None),
             Stage::Dead { dead_ms, reason } => (DEAD, *dead_ms, Some(reason.as_str())),
+            Stage::Delivered { done_ms } => (DELIVERED, *done_ms, None),
         };
         let mut out = Vec::with_capacity(
             44 + self.bot.len() + self.webhook.len() + reason.map_or(0, str::len),
@@ -126,6 +134,7 @@ impl Job {
                 dead_ms: at_ms,
                 reason: r.string()?,
             },
+            DELIVERED => Stage::Delivered { done_ms: at_ms },
             other => return Err(corrupt(id, format!("unknown job stage {other}"))),
         };
         if !r.bytes.is_empty() {

@@ -26,6 +26,7 @@ mod enqueue;
 mod fault;
 mod inspect;
 mod job;
+mod log;
 mod open;
 mod settle;
 mod tables;
@@ -53,7 +54,8 @@ use self::fault::Fault;
 use self::tables::{Commit, Tables};
 use super::delivery::{attempt_json, millis};
 use super::{
-    Attempt, Claim, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
+    Attempt, Claim, Clock, DeadLetter, DeliveryPage, DeliveryQuery, DeliveryRecord, Depth,
+    Enqueued, History, Lease, NewEvent, Queue, QueueError, Resend,
 };
 
 /// The queue in a local redb file, for a single dispatcher.
@@ -63,6 +65,7 @@ pub struct EmbeddedQueue {
     wake: Notify,
     committer: commit::Committer,
     clock: Clock,
+    history: History,
 }
 
 impl EmbeddedQueue {
@@ -98,7 +101,14 @@ impl EmbeddedQueue {
             wake: Notify::new(),
             committer,
             clock,
+            history: History::OFF,
         })
+    }
+
+    /// Keeps a [delivery log](History) as `history` says (off until set).
+    pub fn with_history(mut self, history: History) -> Self {
+        self.history = history;
+        self
     }
 
     /// Runs `op` on the blocking pool.
@@ -140,8 +150,9 @@ impl Queue for EmbeddedQueue {
         let events = events.to_vec();
         let window_ms = millis(dedup_window).max(1);
         let now = self.clock.now_ms();
+        let history = self.history;
         let enqueued = self
-            .write(move |t| enqueue::enqueue(t, &events, now, window_ms))
+            .write(move |t| enqueue::enqueue(t, &events, now, window_ms, history))
             .await?;
         if enqueued.accepted > 0 {
             self.wake.notify_one();
@@ -171,10 +182,13 @@ impl Queue for EmbeddedQueue {
         .await
     }
 
-    async fn ack(&self, lease: &Lease) -> Result<bool, QueueError> {
+    async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError> {
+        let attempt = attempt_json(&lease.id, attempt)?;
         let Lease { id, token } = lease.clone();
         let now = self.clock.now_ms();
-        self.write(move |t| settle::ack(t, &id, token, now)).await
+        let history = self.history;
+        self.write(move |t| settle::ack(t, &id, token, attempt.as_deref(), history, now))
+            .await
     }
 
     async fn retry(
@@ -220,6 +234,30 @@ impl Queue for EmbeddedQueue {
             self.wake.notify_one();
         }
         Ok(replayed)
+    }
+
+    async fn deliveries(
+        &self,
+        bot: &str,
+        query: &DeliveryQuery,
+    ) -> Result<DeliveryPage, QueueError> {
+        let (bot, query) = (bot.to_string(), query.clone());
+        self.run(move |db| log::page(db, &bot, &query)).await
+    }
+
+    async fn delivery(&self, bot: &str, id: &str) -> Result<Option<DeliveryRecord>, QueueError> {
+        let (bot, id) = (bot.to_string(), id.to_string());
+        self.run(move |db| log::one(db, &bot, &id)).await
+    }
+
+    async fn resend(&self, bot: &str, id: &str) -> Result<Resend, QueueError> {
+        let (bot, id) = (bot.to_string(), id.to_string());
+        let now = self.clock.now_ms();
+        let resend = self.write(move |t| log::resend(t, &bot, &id, now)).await?;
+        if resend == Resend::Queued {
+            self.wake.notify_one();
+        }
+        Ok(resend)
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {

@@ -3,25 +3,31 @@
 
 use super::fault::Fault;
 use super::job::Stage;
+use super::log;
 use super::tables::{Commit, Tables};
+use crate::queue::History;
 
-/// Removes a delivered job with its payload and attempts. `false` for a
-/// stale lease.
+/// Marks a delivered job, recording `attempt` (JSON) if any: kept in the
+/// delivery log while `history` keeps it, else removed with its payload
+/// and attempts. `false` for a stale lease.
 pub(super) fn ack(
     t: &mut Tables<'_>,
     id: &str,
     token: u64,
+    attempt: Option<&[u8]>,
+    history: History,
     now: u64,
 ) -> Result<(bool, Commit), Fault> {
-    let Some(job) = t.leased(id, token)? else {
+    let Some(mut job) = end_attempt(t, id, token, attempt)? else {
         return Ok((false, Commit::No));
     };
-    t.unindex(id, &job)?;
     t.rescore(&job.lane(), now)?;
-    t.jobs.remove(id)?;
-    t.payloads.remove(id)?;
-    for seq in 0..job.attempts {
-        t.attempts.remove((id, seq))?;
+    if log::keeps(t, history, id, now)? {
+        job.token = 0;
+        job.stage = Stage::Delivered { done_ms: now };
+        t.put_job(id, &job)?;
+    } else {
+        t.delete(id, &job)?;
     }
     Ok((true, Commit::Yes))
 }
@@ -70,7 +76,7 @@ pub(super) fn dead_letter(
 
 /// The job leased as `id` with `token`, taken out of its lane's index with
 /// `attempt` (JSON) recorded; `None` for a stale lease (nothing changed).
-/// Shared by retry and dead-letter.
+/// Shared by ack, retry and dead-letter.
 fn end_attempt(
     t: &mut Tables<'_>,
     id: &str,

@@ -9,9 +9,11 @@
 //! | `lane_order` | (score, lane) | — : the lanes with jobs, by score |
 //! | `attempts` | (id, seq) | attempt JSON, seq from 0 |
 //! | `dead` | (bot, dead ms, id) | — : the bot's dead letters |
+//! | `log` | (bot, by, created ms, id) | — : the bot's [delivery log](crate::queue::History); by is `""` for the whole log, `m:<message_id>` and `r:<recipient>` for one message or recipient |
+//! | `log_order` | (created ms, id) | (bot, message id, recipient): every logged delivery by age, to expire and cap the log |
 //! | `dedup` | (bot, event id) | expiry ms of the mark |
 //! | `dedup_expiry` | (expiry ms, bot, event id) | — : marks in expiry order, to purge |
-//! | `counters` | name | `token` (last fencing token), `schema` (layout version) |
+//! | `counters` | name | `token` (last fencing token), `schema` (layout version), `log:<bot>` (entries in the bot's log) |
 
 use redb::{Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -32,6 +34,9 @@ pub(super) const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::ne
 pub(super) const DEDUP_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("dedup_expiry");
 pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+pub(super) const LOG: TableDefinition<(&str, &str, u64, &str), ()> = TableDefinition::new("log");
+pub(super) const LOG_ORDER: TableDefinition<(u64, &str), (&str, &str, &str)> =
+    TableDefinition::new("log_order");
 
 /// `counters` key: the last fencing token handed out.
 pub(super) const TOKEN_SEQ: &str = "token";
@@ -71,6 +76,9 @@ pub(super) struct Tables<'txn> {
     pub(super) dedup: Table<'txn, (&'static str, &'static str), u64>,
     pub(super) dedup_expiry: Table<'txn, (u64, &'static str, &'static str), ()>,
     pub(super) counters: Table<'txn, &'static str, u64>,
+    pub(super) log: Table<'txn, (&'static str, &'static str, u64, &'static str), ()>,
+    pub(super) log_order:
+        Table<'txn, (u64, &'static str), (&'static str, &'static str, &'static str)>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -87,6 +95,8 @@ impl<'txn> Tables<'txn> {
             dedup: txn.open_table(DEDUP)?,
             dedup_expiry: txn.open_table(DEDUP_EXPIRY)?,
             counters: txn.open_table(COUNTERS)?,
+            log: txn.open_table(LOG)?,
+            log_order: txn.open_table(LOG_ORDER)?,
         })
     }
 
@@ -135,6 +145,27 @@ impl<'txn> Tables<'txn> {
             Stage::Dead { dead_ms, .. } => {
                 self.dead.remove((job.bot.as_str(), *dead_ms, id))?;
             }
+            Stage::Delivered { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Queues `job` again, due at `now`, with a fresh attempt count: its
+    /// attempts so far are kept and the base moves past them. Returns its
+    /// lane, which the caller rescores. Shared by replay and resend.
+    pub(super) fn requeue(&mut self, id: &str, job: &mut Job, now: u64) -> Result<String, Fault> {
+        self.unindex(id, job)?;
+        job.base = job.attempts;
+        self.schedule(id, job, now)?;
+        Ok(job.lane())
+    }
+
+    /// Removes job `id` with its payload and attempts.
+    pub(super) fn delete(&mut self, id: &str, job: &Job) -> Result<(), Fault> {
+        self.jobs.remove(id)?;
+        self.payloads.remove(id)?;
+        for seq in 0..job.attempts {
+            self.attempts.remove((id, seq))?;
         }
         Ok(())
     }

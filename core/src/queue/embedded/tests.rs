@@ -63,13 +63,19 @@ fn expired_dedup_marks_are_purged_a_bounded_number_at_a_time() {
         })
         .collect();
     // Marked at t=1000 for 10 ms, plus one marked at t=5000 for an hour.
-    tables::write(&db, |t| enqueue(t, &events, 1_000, 10)).expect("enqueue");
+    tables::write(&db, |t| {
+        enqueue(t, &events, 1_000, 10, crate::queue::History::OFF)
+    })
+    .expect("enqueue");
     let live = vec![NewEvent {
         bot: "bot-a".into(),
         event_id: "live".into(),
         deliveries: vec![],
     }];
-    tables::write(&db, |t| enqueue(t, &live, 5_000, 3_600_000)).expect("enqueue");
+    tables::write(&db, |t| {
+        enqueue(t, &live, 5_000, 3_600_000, crate::queue::History::OFF)
+    })
+    .expect("enqueue");
 
     let marks = |db: &redb::Database| {
         tables::write(db, |t| {
@@ -83,7 +89,10 @@ fn expired_dedup_marks_are_purged_a_bounded_number_at_a_time() {
     assert_eq!(marks(&db), (1, 1));
 
     // A bounded purge takes only that many, oldest first.
-    tables::write(&db, |t| enqueue(t, &events, 6_000, 10)).expect("enqueue");
+    tables::write(&db, |t| {
+        enqueue(t, &events, 6_000, 10, crate::queue::History::OFF)
+    })
+    .expect("enqueue");
     assert_eq!(marks(&db), (6, 6));
     let purged = tables::write(&db, |t| {
         Ok((purge_expired_marks(t, 7_000, 2)?, Commit::Yes))
@@ -113,15 +122,24 @@ fn an_expired_mark_is_absent_even_before_it_is_purged() {
         event_id: "e1".into(),
         deliveries: vec![],
     }];
-    let first = tables::write(&db, |t| enqueue(t, &event, 1_000, 10)).expect("enqueue");
+    let first = tables::write(&db, |t| {
+        enqueue(t, &event, 1_000, 10, crate::queue::History::OFF)
+    })
+    .expect("enqueue");
     assert_eq!((first.accepted, first.duplicates), (1, 0));
-    let again = tables::write(&db, |t| enqueue(t, &event, 1_009, 10)).expect("enqueue");
+    let again = tables::write(&db, |t| {
+        enqueue(t, &event, 1_009, 10, crate::queue::History::OFF)
+    })
+    .expect("enqueue");
     assert_eq!(
         (again.accepted, again.duplicates),
         (0, 1),
         "live until its expiry"
     );
-    let later = tables::write(&db, |t| enqueue(t, &event, 1_010, 10)).expect("enqueue");
+    let later = tables::write(&db, |t| {
+        enqueue(t, &event, 1_010, 10, crate::queue::History::OFF)
+    })
+    .expect("enqueue");
     assert_eq!(
         (later.accepted, later.duplicates),
         (1, 0),
@@ -142,6 +160,8 @@ fn a_file_laid_out_before_lanes_is_migrated_on_open() {
         webhook: "crm".into(),
         event_id: "e1".into(),
         status: Status::Read,
+        message_id: None,
+        recipient: None,
         created_ms: 1,
         content_type: "application/json".into(),
         headers: vec![],
@@ -189,7 +209,7 @@ fn a_file_laid_out_before_lanes_is_migrated_on_open() {
             .jobs;
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].delivery, delivery);
-        assert!(q.ack(&claimed[0].lease).await.expect("ack"));
+        assert!(q.ack(&claimed[0].lease, None).await.expect("ack"));
         assert_eq!(q.depth().await.expect("depth").pending, 0);
     });
 }

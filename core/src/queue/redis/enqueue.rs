@@ -26,6 +26,8 @@ pub(super) async fn enqueue(
             call.arg(queue.clock.now_ms())
                 .arg(millis(dedup_window).max(1))
                 .arg(queue.origin)
+                .arg(queue.keep_ms())
+                .arg(queue.history.max_per_bot)
                 .arg(events.len());
             let mut metas = metas.into_iter();
             for event in events {
@@ -42,7 +44,9 @@ pub(super) async fn enqueue(
                         .arg(delivery.lane())
                         .arg(metas.next().unwrap_or_default())
                         .arg(&delivery.body)
-                        .arg(dead);
+                        .arg(dead)
+                        .arg(delivery.message_id.as_deref().unwrap_or(""))
+                        .arg(delivery.recipient.as_deref().unwrap_or(""));
                 }
             }
         })

@@ -8,10 +8,12 @@
 //! | `{p}:lane:<bot>/<webhook>` | sorted set | the lane's pending job ids scored by the unix ms they are next due (leased: when the lease ends) |
 //! | `{p}:lanes` | sorted set | non-empty lanes scored by when they can next be claimed from: their earliest job, or their hold if later |
 //! | `{p}:hold:<lane>` | string with expiry | the unix ms a [held](Queue::hold) lane is set aside until |
-//! | `{p}:job:<id>` | hash | `meta` (JSON), `body`, `bot`, `lane`, `token` while leased, `base`, `reason`/`dead_ms` when dead |
+//! | `{p}:job:<id>` | hash | `meta` (JSON), `body`, `bot`, `lane`, `token` while leased, `base`, `reason`/`dead_ms` when dead, `done_ms` when delivered (then it expires with the log's retention) |
 //! | `{p}:att:<id>` | list | attempts, JSON, oldest first |
 //! | `{p}:dead:<bot>` | sorted set | the bot's dead letters by time of death |
 //! | `{p}:dedup:<bot>:<event>` | string with TTL | the dedup mark of an accepted event |
+//! | `{p}:hist:<bot>` | sorted set | the bot's [delivery log](crate::queue::History): ids by creation ms |
+//! | `{p}:hist:<bot>:m:<message_id>`, `...:r:<recipient>` | sorted set with expiry | the same, for one message or recipient |
 //! | `{p}:seq` | counter | fencing tokens |
 //! | `{p}:dispatchers` | sorted set | the live dispatchers' origins, scored by their last heartbeat (unix ms) |
 //! | `{p}:wake:<origin>` | pub/sub channel | "work was enqueued", for one dispatcher |
@@ -26,13 +28,14 @@
 //! The files follow the operations, as the embedded backend's do:
 //! `connect.rs` (the connection, the durability check, the key migration),
 //! `scripts.rs` (the scripts and the one way to call them), `enqueue.rs`,
-//! `claim.rs`, `dead.rs` (reading dead letters), and `wake.rs` (pub/sub
-//! wake-ups between dispatchers).
+//! `claim.rs`, `dead.rs` (reading dead letters), `log.rs` (the delivery
+//! log), and `wake.rs` (pub/sub wake-ups between dispatchers).
 
 mod claim;
 mod connect;
 mod dead;
 mod enqueue;
+mod log;
 mod scripts;
 mod wake;
 
@@ -44,9 +47,10 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, OnceCell};
 
 use self::scripts::Scripts;
-use super::delivery::attempt_json;
+use super::delivery::{attempt_json, millis};
 use super::{
-    Attempt, Claim, Clock, DeadLetter, Depth, Enqueued, Lease, NewEvent, Queue, QueueError,
+    Attempt, Claim, Clock, DeadLetter, DeliveryPage, DeliveryQuery, DeliveryRecord, Depth,
+    Enqueued, History, Lease, NewEvent, Queue, QueueError, Resend,
 };
 
 /// The Redis-backed queue.
@@ -58,6 +62,8 @@ pub struct RedisQueue {
     wake: Arc<Notify>,
     subscriber: tokio::task::JoinHandle<()>,
     clock: Clock,
+    /// What the delivery log keeps.
+    history: History,
     /// This queue's name in the wake-ups it publishes, so its own come back
     /// ignored: it has woken its workers already, and a second wake-up would
     /// cost them a claim that finds nothing.
@@ -105,8 +111,24 @@ impl RedisQueue {
             wake,
             subscriber,
             clock,
+            history: History::OFF,
             origin,
         })
+    }
+
+    /// Keeps a [delivery log](History) as `history` says (off until set).
+    pub fn with_history(mut self, history: History) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The log's retention in ms, as the scripts take it (0 = no log).
+    fn keep_ms(&self) -> u64 {
+        if self.history.is_on() {
+            millis(self.history.retention)
+        } else {
+            0
+        }
     }
 }
 
@@ -144,12 +166,16 @@ impl Queue for RedisQueue {
         claim::claim(self, max, per_lane, lease).await
     }
 
-    async fn ack(&self, lease: &Lease) -> Result<bool, QueueError> {
+    async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError> {
+        // The scripts take an empty string for no attempt.
+        let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
         let done: i64 = self
             .run(&self.scripts.ack, |call| {
                 call.arg(&lease.id)
                     .arg(lease.token)
-                    .arg(self.clock.now_ms());
+                    .arg(self.clock.now_ms())
+                    .arg(attempt)
+                    .arg(self.keep_ms());
             })
             .await?;
         Ok(done == 1)
@@ -223,6 +249,39 @@ impl Queue for RedisQueue {
             self.wake.notify_one();
         }
         Ok(replayed)
+    }
+
+    async fn deliveries(
+        &self,
+        bot: &str,
+        query: &DeliveryQuery,
+    ) -> Result<DeliveryPage, QueueError> {
+        log::page(self, bot, query).await
+    }
+
+    async fn delivery(&self, bot: &str, id: &str) -> Result<Option<DeliveryRecord>, QueueError> {
+        log::one(self, bot, id).await
+    }
+
+    async fn resend(&self, bot: &str, id: &str) -> Result<Resend, QueueError> {
+        let answer: String = self
+            .run(&self.scripts.resend, |call| {
+                call.arg(bot)
+                    .arg(id)
+                    .arg(self.clock.now_ms())
+                    .arg(self.origin);
+            })
+            .await?;
+        let resend = match answer.as_str() {
+            "queued" => Resend::Queued,
+            "pending" => Resend::AlreadyPending,
+            "nothing_to_send" => Resend::NothingToSend,
+            _ => Resend::NotFound,
+        };
+        if resend == Resend::Queued {
+            self.wake.notify_one();
+        }
+        Ok(resend)
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {

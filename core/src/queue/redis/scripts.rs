@@ -17,6 +17,9 @@ pub(super) struct Scripts {
     pub(super) hold: Script,
     pub(super) depth: Script,
     pub(super) migrate: Script,
+    pub(super) log_page: Script,
+    pub(super) delivery: Script,
+    pub(super) resend: Script,
 }
 
 impl Scripts {
@@ -33,11 +36,15 @@ impl Scripts {
             hold: with_lanes(include_str!("lua/hold.lua")),
             depth: Script::new(include_str!("lua/depth.lua")),
             migrate: with_lanes(include_str!("lua/migrate.lua")),
+            log_page: with_lanes(include_str!("lua/log_page.lua")),
+            delivery: with_lanes(include_str!("lua/delivery.lua")),
+            resend: with_lanes(include_str!("lua/resend.lua")),
         }
     }
 }
 
-/// A script that moves jobs: the shared lane functions, then its own body.
+/// A script that moves or reads jobs: the shared functions of `lanes.lua`
+/// (lanes, requeueing, the delivery log), then its own body.
 fn with_lanes(body: &str) -> Script {
     Script::new(&[include_str!("lua/lanes.lua"), body].concat())
 }

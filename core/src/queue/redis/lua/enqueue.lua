@@ -1,18 +1,22 @@
 -- Enqueue a batch atomically: dedup marks and deliveries, all or nothing.
 -- ARGV: prefix, now_ms, dedup_ttl_ms, origin (who to name in the wake-up),
+--   keep_ms (the delivery log's retention; 0 = no log), max_per_bot,
 --   n_events, then per event:
 --   bot, event_id, n_deliveries, then per delivery: id, lane, meta, body,
---   dead_reason ('' = pending)
+--   dead_reason ('' = pending), message_id, recipient ('' = none)
 -- Returns one flag per event, in order: 1 accepted, 0 duplicate.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local origin = ARGV[4]
-local n_events = tonumber(ARGV[5])
-local i = 6
+local keep = tonumber(ARGV[5])
+local cap = tonumber(ARGV[6])
+local n_events = tonumber(ARGV[7])
+local i = 8
 local accepted = 0
 local flags = {}
 local touched = {}
+local logged = {}
 for _ = 1, n_events do
   local bot, eid, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -33,7 +37,7 @@ for _ = 1, n_events do
     table.insert(flags, 1)
     for _ = 1, nd do
       local id, meta, body, dead = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-      local lane = ARGV[i + 1]
+      local lane, msg, to = ARGV[i + 1], ARGV[i + 5], ARGV[i + 6]
       local jk = p .. ':job:' .. id
       redis.call('HSET', jk, 'meta', meta, 'body', body, 'bot', bot, 'lane', lane)
       if dead == '' then
@@ -43,15 +47,30 @@ for _ = 1, n_events do
         redis.call('HSET', jk, 'reason', dead, 'dead_ms', now)
         redis.call('ZADD', p .. ':dead:' .. bot, now, id)
       end
-      i = i + 5
+      if keep > 0 then
+        local hk = p .. ':hist:' .. bot
+        redis.call('ZADD', hk, now, id)
+        for _, by in ipairs({{':m:', msg}, {':r:', to}}) do
+          if by[2] ~= '' then
+            local k = hk .. by[1] .. by[2]
+            redis.call('ZADD', k, now, id)
+            redis.call('PEXPIRE', k, keep)
+          end
+        end
+        logged[bot] = true
+      end
+      i = i + 7
     end
   else
     table.insert(flags, 0)
-    i = i + 5 * nd
+    i = i + 7 * nd
   end
 end
 for lane in pairs(touched) do
   rescore(p, lane, now)
+end
+for bot in pairs(logged) do
+  trim_log(p, bot, now, keep, cap)
 end
 if accepted > 0 then
   wake_others(p, origin, now)

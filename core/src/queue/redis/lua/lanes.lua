@@ -67,3 +67,54 @@ local function rescore(p, lane, now)
   end
   redis.call('ZADD', p .. ':lanes', score, lane)
 end
+
+-- Queues job `id` again, due now, with a fresh attempt count: its attempts
+-- so far are kept and the base moves past them; a dead letter's reason and
+-- a delivered job's end (and expiry) are cleared. Returns its lane, which
+-- the caller rescores. Shared by replay and resend.
+local function requeue(p, id, now)
+  local jk, ak = p .. ':job:' .. id, p .. ':att:' .. id
+  redis.call('HSET', jk, 'base', redis.call('LLEN', ak))
+  redis.call('HDEL', jk, 'reason', 'dead_ms', 'done_ms')
+  redis.call('PERSIST', jk)
+  redis.call('PERSIST', ak)
+  local lane = lane_of(p, id)
+  redis.call('ZADD', p .. ':lane:' .. lane, now, id)
+  return lane
+end
+
+-- The delivery log. {p}:hist:<bot> indexes a bot's deliveries by creation
+-- ms; {p}:hist:<bot>:m:<message_id> and {p}:hist:<bot>:r:<recipient> the
+-- same ids by message and recipient (they expire with the retention and may
+-- hold ids already gone, which readers skip and drop). A delivered job is
+-- kept (field done_ms) until its creation + retention.
+
+-- Drops the log entries of `bot` created before now - keep, and the oldest
+-- past `cap` entries, a thousand at most per call; a delivered job leaving
+-- the log is deleted with its attempts (pending and dead ones stay).
+local function trim_log(p, bot, now, keep, cap)
+  local hk = p .. ':hist:' .. bot
+  local gone = redis.call('ZRANGEBYSCORE', hk, '-inf', '(' .. (now - keep), 'LIMIT', 0, 1000)
+  local over = redis.call('ZCARD', hk) - #gone - cap
+  if over > 0 then
+    gone = redis.call('ZRANGE', hk, 0, math.min(#gone + over, 1000) - 1)
+  end
+  for _, id in ipairs(gone) do
+    redis.call('ZREM', hk, id)
+    if redis.call('HEXISTS', p .. ':job:' .. id, 'done_ms') == 1 then
+      redis.call('DEL', p .. ':job:' .. id, p .. ':att:' .. id)
+    end
+  end
+end
+
+-- Job `id` as the log shows it: {meta, body length, reason, dead_ms,
+-- done_ms, attempts}, '' for what it lacks; nil if it is gone.
+local function read_job(p, id)
+  local jk = p .. ':job:' .. id
+  local rec = redis.call('HMGET', jk, 'meta', 'reason', 'dead_ms', 'done_ms')
+  if not rec[1] then
+    return nil
+  end
+  return {rec[1], redis.call('HSTRLEN', jk, 'body'), rec[2] or '', rec[3] or '',
+    rec[4] or '', redis.call('LRANGE', p .. ':att:' .. id, 0, -1)}
+end

@@ -19,13 +19,9 @@ for _, id in ipairs(ids) do
   local jk = p .. ':job:' .. id
   local reason = redis.call('HGET', jk, 'reason') or ''
   if string.sub(reason, 1, 14) ~= 'plugin failed:' then
-  replayed = replayed + 1
-  local lane = lane_of(p, id)
-  redis.call('ZREM', dead, id)
-  redis.call('HSET', jk, 'base', redis.call('LLEN', p .. ':att:' .. id))
-  redis.call('HDEL', jk, 'reason', 'dead_ms')
-  redis.call('ZADD', p .. ':lane:' .. lane, now, id)
-  touched[lane] = true
+    replayed = replayed + 1
+    redis.call('ZREM', dead, id)
+    touched[requeue(p, id, now)] = true
   end
 end
 for lane in pairs(touched) do
