@@ -98,10 +98,16 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(dir: &Path) -> Result<Self, String> {
+        Self::start_on(dir, free_port(), "everysec")
+    }
+
+    /// A `redis-server` on `port` with its data in `dir` and
+    /// `--appendfsync fsync` (`always`, `everysec`, `no`). Started again on
+    /// the same port and folder, it replays its AOF.
+    pub fn start_on(dir: &Path, port: u16, fsync: &str) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("redis dir: {e}"))?;
-        let port = free_port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", fsync])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -127,6 +133,24 @@ impl RedisServer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `SHUTDOWN NOSAVE` (with AOF on, Redis still flushes and fsyncs the
+    /// AOF first), then waits up to `wait` for the process to exit; true
+    /// when it did. Dropping the server afterwards kills it if it did not.
+    #[allow(dead_code)] // the soak bench's; the pipeline bench never stops its Redis
+    pub fn shutdown_nosave(&mut self, wait: Duration) -> bool {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = stream.write_all(b"SHUTDOWN NOSAVE\r\n");
+        }
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 }
 
@@ -365,6 +389,20 @@ impl Dispatcher {
         log: PathBuf,
         client: &reqwest::Client,
     ) -> Result<Self, String> {
+        Self::start_with_env(bin, config, port, cache, log, client, &[]).await
+    }
+
+    /// [`Dispatcher::start`] with more environment variables (for `${NAME}`
+    /// in a config several dispatchers share).
+    pub async fn start_with_env(
+        bin: &Path,
+        config: &Path,
+        port: u16,
+        cache: &Path,
+        log: PathBuf,
+        client: &reqwest::Client,
+        env: &[(&str, String)],
+    ) -> Result<Self, String> {
         let stderr = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
         let child = Command::new(bin)
             .args(["run", "--config"])
@@ -372,6 +410,7 @@ impl Dispatcher {
             .env("STATUSHOOK_CACHE_DIR", cache)
             .env("STATUSHOOK_LOG", "warn")
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
