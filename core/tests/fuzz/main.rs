@@ -374,41 +374,34 @@ fn check_job_record(bytes: &[u8]) -> bool {
 /// Checks the delivery and attempt decoders on one JSON record; whether
 /// either decoded it.
 fn check_queue_json(bytes: &[u8]) -> bool {
-    let delivery = match records::delivery(bytes) {
-        Ok(delivery) => {
-            let meta = records::delivery_meta(&delivery).expect("a decoded delivery encodes");
-            assert_eq!(
-                records::delivery(&meta).ok().as_ref(),
-                Some(&delivery),
-                "round trip"
-            );
-            true
-        }
-        Err(error) => {
-            assert!(
-                error.to_string().contains("fuzz"),
-                "names the record: {error}"
-            );
-            false
-        }
-    };
-    let attempt = match records::attempt(bytes) {
-        Ok(attempt) => {
-            let again = serde_json::to_vec(&attempt).expect("an attempt encodes");
-            assert_eq!(
-                records::attempt(&again).ok().as_ref(),
-                Some(&attempt),
-                "round trip"
-            );
-            true
-        }
-        Err(error) => {
-            assert!(
-                error.to_string().contains("fuzz"),
-                "names the record: {error}"
-            );
-            false
-        }
-    };
+    let delivery = round_trips(bytes, records::delivery, |d| {
+        records::delivery_meta(d).expect("a decoded delivery encodes")
+    });
+    let attempt = round_trips(bytes, records::attempt, |a| {
+        serde_json::to_vec(a).expect("an attempt encodes")
+    });
     delivery || attempt
+}
+
+/// Whether `decode` reads `bytes`; what it reads must encode and decode
+/// back to itself, and what it refuses must name the record.
+fn round_trips<T: PartialEq + std::fmt::Debug>(
+    bytes: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, statushook::queue::QueueError>,
+    encode: impl Fn(&T) -> Vec<u8>,
+) -> bool {
+    match decode(bytes) {
+        Ok(value) => {
+            let again = encode(&value);
+            assert_eq!(decode(&again).ok().as_ref(), Some(&value), "round trip");
+            true
+        }
+        Err(error) => {
+            assert!(
+                error.to_string().contains("fuzz"),
+                "names the record: {error}"
+            );
+            false
+        }
+    }
 }
