@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use statushook::event::Status;
 use statushook::queue::{
-    Attempt, AttemptOutcome, Clock, Delivery, EmbeddedQueue, NewDelivery, NewEvent, Queue,
-    QueueError, RedisQueue, new_delivery_id, now_ms,
+    Attempt, AttemptOutcome, Clock, Cursor, Delivery, DeliveryQuery, DeliveryRecord, EmbeddedQueue,
+    History, NewDelivery, NewEvent, Outcome, Queue, QueueError, RedisQueue, Resend,
+    new_delivery_id, now_ms,
 };
 use support::redis::RedisServer;
 
@@ -526,6 +527,20 @@ conformance!(redis_backend:
     a_held_lane_is_skipped_until_its_hold_ends,
 );
 
+conformance!(redis_logged_backend:
+    the_log_pages_newest_first_through_ties_and_filters,
+    one_delivery_shows_its_body_and_every_attempt,
+    resend_queues_a_delivered_or_dead_delivery_again,
+    the_log_forgets_past_its_retention_and_its_cap,
+);
+
+conformance!(embedded_logged_backend:
+    the_log_pages_newest_first_through_ties_and_filters,
+    one_delivery_shows_its_body_and_every_attempt,
+    resend_queues_a_delivered_or_dead_delivery_again,
+    the_log_forgets_past_its_retention_and_its_cap,
+);
+
 conformance!(embedded_backend:
     enqueued_jobs_are_claimed_once_with_body_intact,
     claims_follow_due_time,
@@ -538,6 +553,581 @@ conformance!(embedded_backend:
     a_deep_lane_does_not_keep_other_lanes_waiting,
     a_held_lane_is_skipped_until_its_hold_ends,
 );
+
+// ---- The delivery log ------------------------------------------------------
+
+/// How long the logged backends keep deliveries, and how many per bot.
+const RETENTION: Duration = Duration::from_secs(3600);
+const MAX_PER_BOT: usize = 20;
+
+fn logged() -> History {
+    History {
+        retention: RETENTION,
+        max_per_bot: MAX_PER_BOT,
+    }
+}
+
+async fn redis_logged_backend() -> Backend {
+    let server = RedisServer::start();
+    let clock = Clock::adjustable();
+    let queue = RedisQueue::with_clock(&server.url(), "test", clock.clone())
+        .expect("queue")
+        .with_history(logged());
+    Backend {
+        queue: Arc::new(queue),
+        clock,
+        _redis: Some(server),
+        _dir: None,
+    }
+}
+
+async fn embedded_logged_backend() -> Backend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Clock::adjustable();
+    let queue = EmbeddedQueue::open_with_clock(dir.path(), clock.clone())
+        .expect("queue")
+        .with_history(logged());
+    Backend {
+        queue: Arc::new(queue),
+        clock,
+        _redis: None,
+        _dir: Some(dir),
+    }
+}
+
+/// An event about `message` to `recipient`, for webhooks `webhooks`.
+fn about(
+    bot: &str,
+    event_id: &str,
+    message: &str,
+    recipient: &str,
+    status: Status,
+    webhooks: &[&str],
+) -> NewEvent {
+    let mut e = event(bot, event_id, webhooks);
+    for d in &mut e.deliveries {
+        let (NewDelivery::Pending(d) | NewDelivery::Dead(d, _)) = d;
+        d.message_id = Some(message.into());
+        d.recipient = Some(recipient.into());
+        d.status = status;
+    }
+    e
+}
+
+/// Every page of `query`, followed by its cursors to the end.
+async fn every_page(q: &dyn Queue, bot: &str, mut query: DeliveryQuery) -> Vec<DeliveryRecord> {
+    let mut found = Vec::new();
+    for _ in 0..1000 {
+        let page = q.deliveries(bot, &query).await.expect("page");
+        assert!(
+            page.deliveries.len() <= query.limit,
+            "a page holds at most its limit"
+        );
+        found.extend(page.deliveries);
+        match page.next_cursor {
+            Some(cursor) => {
+                query.cursor = Some(Cursor::decode(&cursor).expect("a cursor reads back"))
+            }
+            None => return found,
+        }
+    }
+    panic!("the pages never ended");
+}
+
+fn ids(records: &[DeliveryRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.delivery.id.as_str()).collect()
+}
+
+async fn the_log_pages_newest_first_through_ties_and_filters(q: &dyn Queue, clock: &Clock) {
+    // Seven events in one enqueue share a millisecond: pages must cut
+    // through the tie without skipping or repeating anything.
+    let tied: Vec<NewEvent> = (0..7)
+        .map(|n| {
+            about(
+                "bot-a",
+                &format!("t{n}"),
+                &format!("wamid.{}", n % 3),
+                "+5930001",
+                Status::Sent,
+                &["crm"],
+            )
+        })
+        .collect();
+    q.enqueue(&tied, WINDOW).await.expect("enqueue");
+    let tied_at = clock.now_ms();
+    clock.advance(Duration::from_millis(5));
+    let later = [
+        about(
+            "bot-a",
+            "l0",
+            "wamid.0",
+            "+5930002",
+            Status::Read,
+            &["crm", "bi"],
+        ),
+        about(
+            "bot-a",
+            "l1",
+            "wamid.9",
+            "+5930002",
+            Status::Failed,
+            &["bi"],
+        ),
+    ];
+    q.enqueue(&later, WINDOW).await.expect("enqueue");
+    q.enqueue(
+        &[about(
+            "bot-b",
+            "x",
+            "wamid.0",
+            "+5930001",
+            Status::Sent,
+            &["crm"],
+        )],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+
+    let all = DeliveryQuery {
+        limit: 100,
+        ..DeliveryQuery::default()
+    };
+    let whole = q.deliveries("bot-a", &all).await.expect("page");
+    assert_eq!(
+        whole.deliveries.len(),
+        10,
+        "7 + 3 deliveries of bot-a, none of bot-b"
+    );
+    assert_eq!(whole.next_cursor, None, "one page held everything");
+    assert!(
+        whole.deliveries[..3]
+            .iter()
+            .all(|r| r.delivery.event_id.starts_with('l')),
+        "newest first"
+    );
+    assert!(
+        whole
+            .deliveries
+            .iter()
+            .all(|r| r.outcome == Outcome::Pending && r.attempts.is_empty())
+    );
+    assert!(
+        whole
+            .deliveries
+            .iter()
+            .all(|r| r.delivery.body.is_empty() && r.body_bytes > 0),
+        "pages leave bodies out"
+    );
+
+    for limit in [1, 2, 3, 4, 9] {
+        let paged = every_page(
+            q,
+            "bot-a",
+            DeliveryQuery {
+                limit,
+                ..all.clone()
+            },
+        )
+        .await;
+        assert_eq!(
+            ids(&paged),
+            ids(&whole.deliveries),
+            "pages of {limit} walk the same log in the same order"
+        );
+    }
+
+    let count = |query: DeliveryQuery| async move {
+        every_page(q, "bot-a", DeliveryQuery { limit: 4, ..query }).await
+    };
+    let by_message = count(DeliveryQuery {
+        message_id: Some("wamid.0".into()),
+        ..all.clone()
+    })
+    .await;
+    // t0, t3, t6 and l0 (two webhooks).
+    assert_eq!(by_message.len(), 5);
+    assert!(
+        by_message
+            .iter()
+            .all(|r| r.delivery.message_id.as_deref() == Some("wamid.0"))
+    );
+    let by_recipient = count(DeliveryQuery {
+        recipient: Some("+5930002".into()),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(by_recipient.len(), 3);
+    let both = count(DeliveryQuery {
+        message_id: Some("wamid.0".into()),
+        recipient: Some("+5930002".into()),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(both.len(), 2, "every filter given must match");
+    let bi = count(DeliveryQuery {
+        webhook: Some("bi".into()),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(bi.len(), 2);
+    let failed = count(DeliveryQuery {
+        status: Some(Status::Failed),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(
+        ids(&failed),
+        vec![
+            whole
+                .deliveries
+                .iter()
+                .find(|r| r.delivery.event_id == "l1")
+                .expect("l1")
+                .delivery
+                .id
+                .as_str()
+        ]
+    );
+    assert!(
+        count(DeliveryQuery {
+            message_id: Some("wamid.none".into()),
+            ..all.clone()
+        })
+        .await
+        .is_empty()
+    );
+
+    // The time range, on the queue's clock: `until` the tied seven's
+    // millisecond leaves them, `since` the next one the later three.
+    let early = count(DeliveryQuery {
+        until_ms: Some(tied_at),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(early.len(), 7);
+    assert!(early.iter().all(|r| r.delivery.event_id.starts_with('t')));
+    let late = count(DeliveryQuery {
+        since_ms: Some(tied_at + 1),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(late.len(), 3);
+    assert!(late.iter().all(|r| r.delivery.event_id.starts_with('l')));
+    let none = count(DeliveryQuery {
+        since_ms: Some(clock.now_ms() + 60_000),
+        ..all.clone()
+    })
+    .await;
+    assert!(none.is_empty(), "nothing was created in the future");
+
+    // Outcomes follow the queue: ack one, dead-letter one.
+    let claimed = q.claim(100, 100, LEASE).await.expect("claim").jobs;
+    assert_eq!(claimed.len(), 11);
+    let (a, b) = (&claimed[0], &claimed[1]);
+    assert!(
+        q.ack(
+            &a.lease,
+            Some(&Attempt {
+                response: Some("thanks".into()),
+                ..failed_attempt(200)
+            })
+        )
+        .await
+        .expect("ack")
+    );
+    assert!(
+        q.dead_letter(&b.lease, Some(&failed_attempt(410)), "410 Gone")
+            .await
+            .expect("dead")
+    );
+    let delivered = every_page(
+        q,
+        &a.delivery.bot,
+        DeliveryQuery {
+            outcome: Some(Outcome::Delivered),
+            ..all.clone()
+        },
+    )
+    .await;
+    assert_eq!(ids(&delivered), vec![a.delivery.id.as_str()]);
+    assert_eq!(delivered[0].attempts[0].response.as_deref(), Some("thanks"));
+    assert!(delivered[0].finished_ms.is_some());
+    let dead = every_page(
+        q,
+        &b.delivery.bot,
+        DeliveryQuery {
+            outcome: Some(Outcome::Dead),
+            ..all.clone()
+        },
+    )
+    .await;
+    assert_eq!(ids(&dead), vec![b.delivery.id.as_str()]);
+    assert_eq!(dead[0].reason.as_deref(), Some("410 Gone"));
+}
+
+async fn one_delivery_shows_its_body_and_every_attempt(q: &dyn Queue, clock: &Clock) {
+    q.enqueue(
+        &[about(
+            "bot-a",
+            "e1",
+            "wamid.1",
+            "+5930001",
+            Status::Read,
+            &["crm"],
+        )],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+    let job = q.claim(10, 10, LEASE).await.expect("claim").jobs.remove(0);
+    let refused = Attempt {
+        response: Some("{\"error\":\"busy\"}".into()),
+        ..failed_attempt(503)
+    };
+    assert!(
+        q.retry(&job.lease, Some(&refused), clock.now_ms())
+            .await
+            .expect("retry")
+    );
+    let job = q.claim(10, 10, LEASE).await.expect("claim").jobs.remove(0);
+    let ok = Attempt {
+        response: Some("ok".into()),
+        ..failed_attempt(202)
+    };
+    assert!(q.ack(&job.lease, Some(&ok)).await.expect("ack"));
+
+    let record = q
+        .delivery("bot-a", &job.delivery.id)
+        .await
+        .expect("read")
+        .expect("logged");
+    assert_eq!(
+        record.delivery, job.delivery,
+        "the stored delivery, body included"
+    );
+    assert_eq!(record.outcome, Outcome::Delivered);
+    assert_eq!(record.attempts, vec![refused, ok]);
+    assert_eq!(record.body_bytes, job.delivery.body.len());
+    assert_eq!(
+        q.delivery("bot-b", &job.delivery.id).await.expect("read"),
+        None,
+        "another bot's id is not found"
+    );
+    assert_eq!(
+        q.delivery("bot-a", "msg_unknown").await.expect("read"),
+        None
+    );
+    assert_eq!(
+        q.depth().await.expect("depth").pending,
+        0,
+        "a logged delivery is not work"
+    );
+}
+
+async fn resend_queues_a_delivered_or_dead_delivery_again(q: &dyn Queue, _clock: &Clock) {
+    let mut e = about(
+        "bot-a",
+        "e1",
+        "wamid.1",
+        "+5930001",
+        Status::Read,
+        &["crm", "bi"],
+    );
+    e.deliveries.push(NewDelivery::Dead(
+        delivery("bot-a", "e1", "broken"),
+        "plugin failed: trap".into(),
+    ));
+    q.enqueue(&[e], WINDOW).await.expect("enqueue");
+    let mut jobs = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    jobs.sort_by(|a, b| a.delivery.webhook.cmp(&b.delivery.webhook));
+    let (bi, crm) = (&jobs[0], &jobs[1]);
+    assert_eq!(
+        q.resend("bot-a", &bi.delivery.id).await.expect("resend"),
+        Resend::AlreadyPending,
+        "a leased job is still pending"
+    );
+    assert!(
+        q.ack(&bi.lease, Some(&failed_attempt(200)))
+            .await
+            .expect("ack")
+    );
+    assert!(
+        q.dead_letter(&crm.lease, Some(&failed_attempt(410)), "410 Gone")
+            .await
+            .expect("dead")
+    );
+    let broken = q
+        .dead_letters("bot-a", 10)
+        .await
+        .expect("dead")
+        .into_iter()
+        .find(|d| d.delivery.webhook == "broken")
+        .expect("born dead");
+
+    assert_eq!(
+        q.resend("bot-a", &broken.delivery.id)
+            .await
+            .expect("resend"),
+        Resend::NothingToSend
+    );
+    assert_eq!(
+        q.resend("bot-b", &bi.delivery.id).await.expect("resend"),
+        Resend::NotFound,
+        "only its own bot may resend it"
+    );
+    assert_eq!(
+        q.resend("bot-a", "msg_unknown").await.expect("resend"),
+        Resend::NotFound
+    );
+    assert_eq!(
+        q.resend("bot-a", &bi.delivery.id).await.expect("resend"),
+        Resend::Queued
+    );
+    assert_eq!(
+        q.resend("bot-a", &crm.delivery.id).await.expect("resend"),
+        Resend::Queued
+    );
+    assert_eq!(
+        q.dead_letters("bot-a", 10).await.expect("dead").len(),
+        1,
+        "the resent dead letter left the list"
+    );
+
+    let mut again = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    again.sort_by(|a, b| a.delivery.webhook.cmp(&b.delivery.webhook));
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].delivery, bi.delivery, "same id and bytes");
+    assert_eq!(again[1].delivery, crm.delivery);
+    assert!(
+        again.iter().all(|j| j.attempts == 0),
+        "a resend gets a full schedule"
+    );
+    let record = q
+        .delivery("bot-a", &bi.delivery.id)
+        .await
+        .expect("read")
+        .expect("logged");
+    assert_eq!(record.outcome, Outcome::Pending);
+    assert_eq!(record.attempts.len(), 1, "past attempts stay in the log");
+    for job in &again {
+        assert!(
+            q.ack(&job.lease, Some(&failed_attempt(200)))
+                .await
+                .expect("ack")
+        );
+    }
+    let record = q
+        .delivery("bot-a", &crm.delivery.id)
+        .await
+        .expect("read")
+        .expect("logged");
+    assert_eq!(record.outcome, Outcome::Delivered);
+    assert_eq!(record.attempts.len(), 2);
+}
+
+async fn the_log_forgets_past_its_retention_and_its_cap(q: &dyn Queue, clock: &Clock) {
+    q.enqueue(
+        &[about(
+            "bot-a",
+            "old",
+            "wamid.old",
+            "+5930001",
+            Status::Sent,
+            &["crm"],
+        )],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+    let old = q.claim(10, 10, LEASE).await.expect("claim").jobs.remove(0);
+    assert!(
+        q.ack(&old.lease, Some(&failed_attempt(200)))
+            .await
+            .expect("ack")
+    );
+    let all = DeliveryQuery {
+        limit: 100,
+        ..DeliveryQuery::default()
+    };
+    assert_eq!(
+        q.deliveries("bot-a", &all)
+            .await
+            .expect("page")
+            .deliveries
+            .len(),
+        1
+    );
+
+    // Past the retention it is gone to readers at once, before any write
+    // gets round to removing it.
+    clock.advance(RETENTION + Duration::from_secs(1));
+    assert!(
+        q.deliveries("bot-a", &all)
+            .await
+            .expect("page")
+            .deliveries
+            .is_empty()
+    );
+    let by_message = DeliveryQuery {
+        message_id: Some("wamid.old".into()),
+        ..all.clone()
+    };
+    assert!(
+        q.deliveries("bot-a", &by_message)
+            .await
+            .expect("page")
+            .deliveries
+            .is_empty()
+    );
+    assert_eq!(
+        q.delivery("bot-a", &old.delivery.id).await.expect("read"),
+        None
+    );
+    assert_eq!(
+        q.resend("bot-a", &old.delivery.id).await.expect("resend"),
+        Resend::NotFound
+    );
+
+    // Past the cap the oldest go first; pending ones are still sent.
+    let many: Vec<NewEvent> = (0..MAX_PER_BOT + 5)
+        .map(|n| {
+            about(
+                "bot-a",
+                &format!("n{n}"),
+                "wamid.n",
+                "+5930001",
+                Status::Sent,
+                &["crm"],
+            )
+        })
+        .collect();
+    for chunk in many.chunks(5) {
+        q.enqueue(chunk, WINDOW).await.expect("enqueue");
+        clock.advance(Duration::from_millis(2));
+    }
+    let kept = every_page(
+        q,
+        "bot-a",
+        DeliveryQuery {
+            limit: 7,
+            ..all.clone()
+        },
+    )
+    .await;
+    assert_eq!(kept.len(), MAX_PER_BOT);
+    let mut kept_events: Vec<&str> = kept.iter().map(|r| r.delivery.event_id.as_str()).collect();
+    kept_events.sort_unstable();
+    assert!(
+        !kept_events.contains(&"n0") && !kept_events.contains(&"n4"),
+        "the oldest went first: {kept_events:?}"
+    );
+    assert_eq!(
+        q.claim(100, 100, LEASE).await.expect("claim").jobs.len(),
+        MAX_PER_BOT + 5,
+        "leaving the log does not drop work"
+    );
+}
 
 // ---- A record this version cannot read --------------------------------------
 

@@ -41,6 +41,17 @@ impl History {
     pub fn is_on(&self) -> bool {
         !self.retention.is_zero() && self.max_per_bot > 0
     }
+
+    /// The oldest creation time (unix ms) the log still shows at `now`:
+    /// entries past their retention are gone to readers at once, whenever
+    /// the store gets round to removing them.
+    pub(crate) fn floor_ms(&self, now: u64) -> u64 {
+        if self.is_on() {
+            now.saturating_sub(super::delivery::millis(self.retention))
+        } else {
+            u64::MAX
+        }
+    }
 }
 
 /// The most index entries one page may examine: a filter that matches
@@ -159,6 +170,15 @@ impl DeliveryQuery {
                 .is_none_or(|r| d.recipient.as_ref() == Some(r))
             && self.status.is_none_or(|s| s == d.status)
             && self.outcome.is_none_or(|o| o == record.outcome)
+    }
+
+    /// This query without what `history` no longer keeps at `now`.
+    pub(crate) fn kept(&self, history: History, now: u64) -> DeliveryQuery {
+        let floor = history.floor_ms(now);
+        DeliveryQuery {
+            since_ms: Some(self.since_ms.map_or(floor, |since| since.max(floor))),
+            ..self.clone()
+        }
     }
 
     /// The newest creation time the walk starts from, and the id to go on

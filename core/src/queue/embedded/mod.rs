@@ -241,16 +241,28 @@ impl Queue for EmbeddedQueue {
         bot: &str,
         query: &DeliveryQuery,
     ) -> Result<DeliveryPage, QueueError> {
-        let (bot, query) = (bot.to_string(), query.clone());
+        let (bot, query) = (
+            bot.to_string(),
+            query.kept(self.history, self.clock.now_ms()),
+        );
         self.run(move |db| log::page(db, &bot, &query)).await
     }
 
     async fn delivery(&self, bot: &str, id: &str) -> Result<Option<DeliveryRecord>, QueueError> {
+        let floor = self.history.floor_ms(self.clock.now_ms());
         let (bot, id) = (bot.to_string(), id.to_string());
-        self.run(move |db| log::one(db, &bot, &id)).await
+        Ok(self
+            .run(move |db| log::one(db, &bot, &id))
+            .await?
+            .filter(|record| record.delivery.created_ms >= floor))
     }
 
     async fn resend(&self, bot: &str, id: &str) -> Result<Resend, QueueError> {
+        // Only what the log still shows may be sent again (a rare admin
+        // step: the extra read is worth the one rule for both backends).
+        if self.delivery(bot, id).await?.is_none() {
+            return Ok(Resend::NotFound);
+        }
         let (bot, id) = (bot.to_string(), id.to_string());
         let now = self.clock.now_ms();
         let resend = self.write(move |t| log::resend(t, &bot, &id, now)).await?;

@@ -41,7 +41,10 @@ pub(super) async fn claim(
                 let reason = format!("unreadable queue record: {error}");
                 tracing::error!(delivery = %lease.id, %reason, "dead-lettering a queue record this version cannot read");
                 let attempt = None;
-                queue.dead_letter(&lease, attempt, &reason).await?;
+                // Not `?`: the others are leased to us now and must go out.
+                if let Err(failed) = queue.dead_letter(&lease, attempt, &reason).await {
+                    tracing::error!(delivery = %lease.id, error = %failed, "cannot dead-letter the unreadable record yet; it comes back when its lease ends");
+                }
             }
         }
     }

@@ -256,14 +256,23 @@ impl Queue for RedisQueue {
         bot: &str,
         query: &DeliveryQuery,
     ) -> Result<DeliveryPage, QueueError> {
-        log::page(self, bot, query).await
+        let query = query.kept(self.history, self.clock.now_ms());
+        log::page(self, bot, &query).await
     }
 
     async fn delivery(&self, bot: &str, id: &str) -> Result<Option<DeliveryRecord>, QueueError> {
-        log::one(self, bot, id).await
+        let floor = self.history.floor_ms(self.clock.now_ms());
+        Ok(log::one(self, bot, id)
+            .await?
+            .filter(|record| record.delivery.created_ms >= floor))
     }
 
     async fn resend(&self, bot: &str, id: &str) -> Result<Resend, QueueError> {
+        // Only what the log still shows may be sent again (a rare admin
+        // step: the extra read is worth the one rule for both backends).
+        if self.delivery(bot, id).await?.is_none() {
+            return Ok(Resend::NotFound);
+        }
         let answer: String = self
             .run(&self.scripts.resend, |call| {
                 call.arg(bot)
