@@ -614,6 +614,15 @@ fn about(
     e
 }
 
+/// `e` with every delivery created at `created_ms` (the log's time).
+fn created_at(mut e: NewEvent, created_ms: u64) -> NewEvent {
+    for d in &mut e.deliveries {
+        let (NewDelivery::Pending(d) | NewDelivery::Dead(d, _)) = d;
+        d.created_ms = created_ms;
+    }
+    e
+}
+
 /// Every page of `query`, followed by its cursors to the end.
 async fn every_page(q: &dyn Queue, bot: &str, mut query: DeliveryQuery) -> Vec<DeliveryRecord> {
     let mut found = Vec::new();
@@ -639,23 +648,23 @@ fn ids(records: &[DeliveryRecord]) -> Vec<&str> {
 }
 
 async fn the_log_pages_newest_first_through_ties_and_filters(q: &dyn Queue, clock: &Clock) {
-    // Seven events in one enqueue share a millisecond: pages must cut
-    // through the tie without skipping or repeating anything.
+    // Seven deliveries share a millisecond: pages must cut through the tie
+    // without skipping or repeating anything.
+    let tied_at = clock.now_ms();
     let tied: Vec<NewEvent> = (0..7)
         .map(|n| {
-            about(
+            let e = about(
                 "bot-a",
                 &format!("t{n}"),
                 &format!("wamid.{}", n % 3),
                 "+5930001",
                 Status::Sent,
                 &["crm"],
-            )
+            );
+            created_at(e, tied_at)
         })
         .collect();
     q.enqueue(&tied, WINDOW).await.expect("enqueue");
-    let tied_at = clock.now_ms();
-    clock.advance(Duration::from_millis(5));
     let later = [
         about(
             "bot-a",
@@ -673,7 +682,8 @@ async fn the_log_pages_newest_first_through_ties_and_filters(q: &dyn Queue, cloc
             Status::Failed,
             &["bi"],
         ),
-    ];
+    ]
+    .map(|e| created_at(e, tied_at + 5));
     q.enqueue(&later, WINDOW).await.expect("enqueue");
     q.enqueue(
         &[about(
@@ -1090,21 +1100,22 @@ async fn the_log_forgets_past_its_retention_and_its_cap(q: &dyn Queue, clock: &C
     );
 
     // Past the cap the oldest go first; pending ones are still sent.
+    let base = clock.now_ms();
     let many: Vec<NewEvent> = (0..MAX_PER_BOT + 5)
         .map(|n| {
-            about(
+            let e = about(
                 "bot-a",
                 &format!("n{n}"),
                 "wamid.n",
                 "+5930001",
                 Status::Sent,
                 &["crm"],
-            )
+            );
+            created_at(e, base + n as u64)
         })
         .collect();
     for chunk in many.chunks(5) {
         q.enqueue(chunk, WINDOW).await.expect("enqueue");
-        clock.advance(Duration::from_millis(2));
     }
     let kept = every_page(
         q,

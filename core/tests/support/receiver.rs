@@ -42,6 +42,8 @@ pub struct Reply {
     pub status: u16,
     pub delay: Duration,
     pub header: Option<(&'static str, String)>,
+    /// The answer's body (`ok` when not given).
+    pub body: Option<String>,
 }
 
 impl Reply {
@@ -50,6 +52,16 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             header: None,
+            body: None,
+        }
+    }
+
+    /// `status` with `body` as the answer.
+    #[allow(dead_code)] // not every test binary answers with a body
+    pub fn answering(status: u16, body: &str) -> Self {
+        Reply {
+            body: Some(body.to_string()),
+            ..Self::status(status)
         }
     }
 
@@ -58,6 +70,7 @@ impl Reply {
             status,
             delay,
             header: None,
+            body: None,
         }
     }
 }
@@ -138,7 +151,8 @@ impl Receiver {
                             if !reply.delay.is_zero() {
                                 tokio::time::sleep(reply.delay).await;
                             }
-                            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                            let body = reply.body.map_or(Bytes::from_static(b"ok"), Bytes::from);
+                            let mut response = Response::new(Full::new(body));
                             *response.status_mut() =
                                 http::StatusCode::from_u16(reply.status).expect("status");
                             if let Some((name, value)) = reply.header {

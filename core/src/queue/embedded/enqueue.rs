@@ -37,7 +37,7 @@ pub(super) fn enqueue(
                 lanes.insert(lane);
             }
             if history.is_on() {
-                log::add(t, new.delivery(), now)?;
+                log::add(t, new.delivery())?;
             }
         }
     }

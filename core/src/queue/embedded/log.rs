@@ -31,21 +31,24 @@ fn count_key(bot: &str) -> String {
     format!("log:{bot}")
 }
 
-/// Logs `delivery`, created at `now`, under its bot.
-pub(super) fn add(t: &mut Tables<'_>, delivery: &Delivery, now: u64) -> Result<(), Fault> {
+/// Logs `delivery` under its bot, by its creation time (the time readers
+/// filter on and see, and the one its retention counts from).
+pub(super) fn add(t: &mut Tables<'_>, delivery: &Delivery) -> Result<(), Fault> {
     let (bot, id) = (delivery.bot.as_str(), delivery.id.as_str());
+    let created = delivery.created_ms;
     let message = delivery.message_id.as_deref().unwrap_or("");
     let recipient = delivery.recipient.as_deref().unwrap_or("");
-    t.log.insert((bot, "", now, id), ())?;
+    t.log.insert((bot, "", created, id), ())?;
     if !message.is_empty() {
         t.log
-            .insert((bot, by_message(message).as_str(), now, id), ())?;
+            .insert((bot, by_message(message).as_str(), created, id), ())?;
     }
     if !recipient.is_empty() {
         t.log
-            .insert((bot, by_recipient(recipient).as_str(), now, id), ())?;
+            .insert((bot, by_recipient(recipient).as_str(), created, id), ())?;
     }
-    t.log_order.insert((now, id), (bot, message, recipient))?;
+    t.log_order
+        .insert((created, id), (bot, message, recipient))?;
     let key = count_key(bot);
     let count = t.counters.get(key.as_str())?.map_or(0, |v| v.value());
     t.counters.insert(key.as_str(), count + 1)?;

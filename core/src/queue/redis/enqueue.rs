@@ -46,7 +46,8 @@ pub(super) async fn enqueue(
                         .arg(&delivery.body)
                         .arg(dead)
                         .arg(delivery.message_id.as_deref().unwrap_or(""))
-                        .arg(delivery.recipient.as_deref().unwrap_or(""));
+                        .arg(delivery.recipient.as_deref().unwrap_or(""))
+                        .arg(delivery.created_ms);
                 }
             }
         })

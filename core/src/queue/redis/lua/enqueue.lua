@@ -3,7 +3,8 @@
 --   keep_ms (the delivery log's retention; 0 = no log), max_per_bot,
 --   n_events, then per event:
 --   bot, event_id, n_deliveries, then per delivery: id, lane, meta, body,
---   dead_reason ('' = pending), message_id, recipient ('' = none)
+--   dead_reason ('' = pending), message_id, recipient ('' = none),
+--   created_ms (the delivery log's time for it)
 -- Returns one flag per event, in order: 1 accepted, 0 duplicate.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -37,7 +38,7 @@ for _ = 1, n_events do
     table.insert(flags, 1)
     for _ = 1, nd do
       local id, meta, body, dead = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-      local lane, msg, to = ARGV[i + 1], ARGV[i + 5], ARGV[i + 6]
+      local lane, msg, to, created = ARGV[i + 1], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
       local jk = p .. ':job:' .. id
       redis.call('HSET', jk, 'meta', meta, 'body', body, 'bot', bot, 'lane', lane)
       if dead == '' then
@@ -49,21 +50,21 @@ for _ = 1, n_events do
       end
       if keep > 0 then
         local hk = p .. ':hist:' .. bot
-        redis.call('ZADD', hk, now, id)
+        redis.call('ZADD', hk, created, id)
         for _, by in ipairs({{':m:', msg}, {':r:', to}}) do
           if by[2] ~= '' then
             local k = hk .. by[1] .. by[2]
-            redis.call('ZADD', k, now, id)
+            redis.call('ZADD', k, created, id)
             redis.call('PEXPIRE', k, keep)
           end
         end
         logged[bot] = true
       end
-      i = i + 7
+      i = i + 8
     end
   else
     table.insert(flags, 0)
-    i = i + 7 * nd
+    i = i + 8 * nd
   end
 end
 for lane in pairs(touched) do
