@@ -8,6 +8,11 @@ use hyper::body::Incoming;
 use super::response::{ApiError, HttpResponse, bearer_token, json, text};
 use super::{Ingest, admin, deliveries, events, meta};
 
+/// The OpenAPI 3.1 description of every route (`docs/openapi.json`),
+/// served at `/openapi.json` on every listener. `tests/openapi.rs` checks
+/// real answers against it, so it cannot drift from the code.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
 /// Which routes a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
@@ -38,6 +43,9 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
         (["v1", "meta", "webhook"], &Method::GET) => meta::handler::verify(ingest, &request),
         (["v1", "meta", "webhook"], &Method::POST) => meta::handler::post(ingest, request).await,
         (["healthz"], &Method::GET) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (["openapi.json"], &Method::GET) => {
+            text(StatusCode::OK, OPENAPI.as_bytes(), "application/json")
+        }
         (["metrics"], &Method::GET) => metrics(ingest, &request).await,
         (["v1", "bots", bot, "dead-letters"], &Method::GET) => {
             admin::list(ingest, request, bot).await
@@ -55,7 +63,12 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
             deliveries::resend(ingest, request, bot, id).await
         }
         (
-            ["v1", "events"] | ["v1", "meta", "webhook"] | ["healthz"] | ["readyz"] | ["metrics"],
+            ["v1", "events"]
+            | ["v1", "meta", "webhook"]
+            | ["healthz"]
+            | ["readyz"]
+            | ["metrics"]
+            | ["openapi.json"],
             _,
         )
         | (["v1", "bots", _, "dead-letters"], _)
