@@ -223,11 +223,16 @@ async fn the_operations_routes_move_to_admin_listen() {
             .bearer_auth("admin-secret");
         async move { request.send().await.expect("request").status().as_u16() }
     };
-    // Metrics and the admin routes are on the operations listener only.
+    // Metrics, the admin routes and the API document are on the
+    // operations listener only.
     assert_eq!(get(public, "/metrics").await, 404);
     assert_eq!(get(public, "/v1/bots/acme/dead-letters").await, 404);
+    assert_eq!(get(public, "/v1/bots/acme/deliveries").await, 404);
+    assert_eq!(get(public, "/openapi.json").await, 404);
     assert_eq!(get(operations, "/metrics").await, 200);
     assert_eq!(get(operations, "/v1/bots/acme/dead-letters").await, 200);
+    assert_eq!(get(operations, "/v1/bots/acme/deliveries").await, 200);
+    assert_eq!(get(operations, "/openapi.json").await, 200);
     // Health on both; events on the public one only.
     for addr in [public, operations] {
         assert_eq!(get(addr, "/healthz").await, 200);

@@ -363,6 +363,7 @@ fn the_readme_tour_happens_as_written() {
         "curl -s localhost:8080/v1/events",
         "statushook receive",
         "curl -s localhost:8080/metrics",
+        "curl -s 'localhost:8080/v1/bots/acme-support/deliveries?message_id=",
         "statushook plugin-test",
     ];
     assert_eq!(
@@ -482,8 +483,57 @@ fn the_readme_tour_happens_as_written() {
                         "{output}"
                     );
                 }
-                // plugin-test: exactly the JSON body on stdout.
+                // The delivery log: the read (410, replayed, 200) and the
+                // delivered (500s, then 200) of one message at jelou. The
+                // last ack may land just after the receiver saw the send.
                 15 => {
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    let mut output = output;
+                    let settled = |doc: &serde_json::Value| {
+                        doc["deliveries"].as_array().is_some_and(|d| {
+                            d.len() == 2 && d.iter().all(|d| d["outcome"] == "delivered")
+                        })
+                    };
+                    let doc = loop {
+                        let doc: serde_json::Value =
+                            serde_json::from_str(&output).expect("the log answers JSON");
+                        if settled(&doc) || Instant::now() > deadline {
+                            break doc;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                        output = tour.sh(command);
+                    };
+                    assert!(settled(&doc), "two delivered deliveries: {doc:#}");
+                    let deliveries = doc["deliveries"].as_array().expect("deliveries");
+                    let statuses = |status: &str| -> Vec<serde_json::Value> {
+                        let found = deliveries
+                            .iter()
+                            .find(|d| d["status"] == status)
+                            .unwrap_or_else(|| panic!("the {status} delivery: {doc:#}"));
+                        assert_eq!(found["webhook"], "jelou");
+                        found["attempts"]
+                            .as_array()
+                            .expect("attempts")
+                            .iter()
+                            .map(|a| a["status"].clone())
+                            .collect()
+                    };
+                    assert_eq!(deliveries[0]["status"], "delivered", "newest first");
+                    let delivered = statuses("delivered");
+                    assert_eq!(delivered.last(), Some(&serde_json::json!(200)));
+                    assert!(
+                        delivered[..delivered.len() - 1].iter().all(|s| s == 500),
+                        "{delivered:?}"
+                    );
+                    assert!(delivered.len() >= 2, "{delivered:?}");
+                    assert_eq!(statuses("read"), [410, 200]);
+                    assert!(
+                        output.contains("\"response\""),
+                        "answers are kept: {output}"
+                    );
+                }
+                // plugin-test: exactly the JSON body on stdout.
+                16 => {
                     let body: serde_json::Value =
                         serde_json::from_str(&output).expect("plugin-test prints the body");
                     assert!(body.is_object(), "{output}");

@@ -88,8 +88,19 @@ pub fn run(args: Args) -> ExitCode {
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
                     print_request(&parts, &body, secret.as_deref(), raw);
-                    let mut response = Response::new(Full::new(Bytes::new()));
+                    // A short JSON answer, as real receivers give: the
+                    // delivery log keeps it beside each attempt.
+                    let answer = format!(
+                        "{{\"received\":{},\"status\":{}}}",
+                        status.is_success(),
+                        status.as_u16()
+                    );
+                    let mut response = Response::new(Full::new(Bytes::from(answer)));
                     *response.status_mut() = status;
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
                     Ok::<_, Infallible>(response)
                 }
             });

@@ -9,7 +9,8 @@ use super::response::{ApiError, HttpResponse, bearer_token, json, text};
 use super::{Ingest, admin, deliveries, events, meta};
 
 /// The OpenAPI 3.1 description of every route (`docs/openapi.json`),
-/// served at `/openapi.json` on every listener. `tests/openapi.rs` checks
+/// served at `/openapi.json` with the admin routes (on `admin_listen` when
+/// that is set). `tests/openapi.rs` checks
 /// real answers against it, so it cannot drift from the code.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
@@ -37,7 +38,9 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
         (["v1", ..], _) if !senders && matches!(segments.get(1), Some(&"events" | &"meta")) => {
             not_found(&method, &path)
         }
-        (["metrics"], _) | (["v1", "bots", ..], _) if !operators => not_found(&method, &path),
+        (["metrics"] | ["openapi.json"], _) | (["v1", "bots", ..], _) if !operators => {
+            not_found(&method, &path)
+        }
         (["readyz"], &Method::GET) => ready(ingest, operators).await,
         (["v1", "events"], &Method::POST) => events::post(ingest, request).await,
         (["v1", "meta", "webhook"], &Method::GET) => meta::handler::verify(ingest, &request),
