@@ -142,7 +142,14 @@ pub(super) fn keeps(t: &Tables<'_>, history: History, id: &str, now: u64) -> Res
     let Some(payload) = t.payloads.get(id)? else {
         return Ok(false);
     };
-    let created = Delivery::from_parts(id, payload.value().0, Vec::new())?.created_ms;
+    // Only the creation time: an ack should not pay for the whole record.
+    #[derive(serde::Deserialize)]
+    struct Created {
+        created_ms: u64,
+    }
+    let created = serde_json::from_slice::<Created>(payload.value().0)
+        .map_err(|e| corrupt(id, format!("unreadable delivery metadata: {e}")))?
+        .created_ms;
     // The entry itself must still be there (not capped away).
     Ok(t.log_order.get((created, id))?.is_some()
         && created.saturating_add(crate::queue::delivery::millis(history.retention)) > now)
