@@ -19,6 +19,8 @@
 //! - `PIPELINE_RATE`, `PIPELINE_SECONDS`: scenario 2's open-loop rate and length;
 //! - `PIPELINE_PER_ENDPOINT`: sets `max_in_flight_per_endpoint` in every
 //!   generated config (default: not set, the dispatcher's default);
+//! - `PIPELINE_HISTORY=off`: runs with the delivery log off (`[history]
+//!   retention = "0s"`; default on, as the dispatcher's default);
 //! - `PIPELINE_ALLOW_STALE_BIN=1`: skip the binary-newer-than-sources check;
 //!   `STATUSHOOK_BIN`: another binary.
 //!
@@ -81,6 +83,8 @@ struct Plan {
     embedded_latency_rate: f64,
     /// Scenario 4's rates for the embedded store (A and B each).
     fair_rate_embedded: f64,
+    /// Whether the delivery log is on (`PIPELINE_HISTORY`).
+    history: bool,
 }
 
 impl Plan {
@@ -116,6 +120,7 @@ impl Plan {
             embedded_scale: 0.15,
             embedded_latency_rate: 250.0,
             fair_rate_embedded: 200.0,
+            history: true,
         };
         // The quick run: small sizes, one repeat.
         let mut plan = if quick {
@@ -149,6 +154,11 @@ impl Plan {
                 })
                 .collect::<Result<_, _>>()?;
         }
+        plan.history = match std::env::var("PIPELINE_HISTORY").as_deref() {
+            Ok("on") | Ok("") | Err(_) => true,
+            Ok("off") => false,
+            Ok(other) => return Err(format!("PIPELINE_HISTORY={other:?}: expected on or off")),
+        };
         if let Ok(list) = std::env::var("PIPELINE_BACKENDS") {
             plan.backends = list
                 .split(',')
@@ -266,6 +276,15 @@ impl Stack {
         procs::mem(self.dispatcher.pid())
     }
 
+    /// The bytes the queue's store holds: Redis `used_memory`, or the
+    /// embedded store's files.
+    fn store_bytes(&self) -> u64 {
+        match &self.redis {
+            Some(redis) => procs::redis_used_memory(redis.port).unwrap_or(0),
+            None => procs::folder_bytes(&self._dir.path().join("queue")),
+        }
+    }
+
     fn cpu_mark(&self) -> procs::CpuMark {
         procs::cpu_mark(
             self.dispatcher.pid(),
@@ -321,6 +340,7 @@ impl Ctx {
                 timeout,
                 per_endpoint: cap.or(self.plan.per_endpoint),
                 bots,
+                history: self.plan.history,
             },
             &config_path,
         )?;
@@ -825,6 +845,9 @@ impl Ctx {
 struct ThroughputRun {
     idle: Mem,
     after: Mem,
+    /// What the store grew by, per delivery (Redis `used_memory`, or the
+    /// embedded store's files).
+    store_per_delivery: f64,
     result: Throughput,
 }
 
@@ -875,7 +898,7 @@ impl ThroughputCase {
 async fn scenario_1(ctx: &mut Ctx) -> String {
     let mut table = Table::new(
         "### Scenario 1: sustained throughput (closed loop, 1 bot, 1 `wpp` webhook)\n\n",
-        "| backend | ingest | events posted / accepted | delivered (dup) | ingest req/s | ingest events/s | wall s | **deliveries/s** | runs (deliveries/s) | e2e p50 / p99 ms | 202 p50 / p99 ms | postponed | CPU % disp / redis / harness / other (machine) | RSS idle → after (HWM) MiB |",
+        "| backend | ingest | events posted / accepted | delivered (dup) | ingest req/s | ingest events/s | wall s | **deliveries/s** | runs (deliveries/s) | e2e p50 / p99 ms | 202 p50 / p99 ms | postponed | CPU % disp / redis / harness / other (machine) | RSS idle → after (HWM) MiB | store B/delivery |",
     );
     for case in ThroughputCase::all(&ctx.plan) {
         let (backend, describe) = (case.backend.name(), case.describe());
@@ -898,7 +921,7 @@ async fn scenario_1(ctx: &mut Ctx) -> String {
         let r = &median.result;
         let _ = writeln!(
             table.text,
-            "| {} | {} | {} / {} | {} ({}) | {} | {} | {:.2} | **{}** | {} | {} / {} | {} / {} | {} | {} | {} → {} ({}) |",
+            "| {} | {} | {} / {} | {} ({}) | {} | {} | {:.2} | **{}** | {} | {} / {} | {} / {} | {} | {} | {} → {} ({}) | {} |",
             backend,
             describe,
             int(r.posted as f64),
@@ -919,6 +942,7 @@ async fn scenario_1(ctx: &mut Ctx) -> String {
             mib(median.idle.rss_kb),
             mib(median.after.rss_kb),
             mib(median.after.hwm_kb),
+            int(median.store_per_delivery),
         );
         ctx.rejected(format!("scenario 1 {backend} {describe}"), &r.errors);
     }
@@ -930,9 +954,12 @@ async fn throughput_fresh(ctx: &mut Ctx, case: ThroughputCase) -> Result<Through
     let (receiver, stack) = ctx.small_stack(case.backend, case.cap, "s1").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = stack.mem();
+    let store_before = stack.store_bytes();
     let bot = procs::SMALL_BOT;
     let result = throughput(ctx, &stack, &receiver, bot, case.mode, case.events).await;
     let after = stack.mem();
+    let store_per_delivery =
+        stack.store_bytes().saturating_sub(store_before) as f64 / result.received.max(1) as f64;
     ctx.stop(stack);
     let r = &result;
     eprintln!(
@@ -948,9 +975,11 @@ async fn throughput_fresh(ctx: &mut Ctx, case: ThroughputCase) -> Result<Through
         r.latency_p99,
         r.errors
     );
+    eprintln!("  store: {store_per_delivery:.0} bytes per delivery");
     Ok(ThroughputRun {
         idle,
         after,
+        store_per_delivery,
         result,
     })
 }

@@ -175,11 +175,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let (shutdown, stop) = watch::channel(false);
     let grace = delivery.timeout + Duration::from_secs(5);
+    let endpoints = Arc::new(Endpoints::new(
+        delivery.max_in_flight_per_endpoint,
+        BreakerPolicy::default(),
+    ));
     let ingest = Arc::new(Ingest {
         routes: Arc::clone(&routes),
         queue: Arc::clone(&queue),
         metrics: Arc::clone(&metrics),
         rate_limits: crate::rate::Buckets::default(),
+        endpoints: Arc::clone(&endpoints),
     });
     let door = if admin.is_some() {
         Door::Ingest
@@ -229,14 +234,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             })?
     };
     let reload = tokio::spawn(watch.run(stop.clone()));
+    // The console's rate series: a sample of every bot's totals now and then.
+    tokio::spawn({
+        let (metrics, mut stop) = (Arc::clone(&metrics), stop.clone());
+        async move {
+            let mut every = tokio::time::interval(crate::activity::SAMPLE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => metrics.activity.sample(),
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    });
     let deliverer = Arc::new(Deliverer::new(
         Arc::clone(&queue),
         Arc::clone(&routes),
         client,
-        Arc::new(Endpoints::new(
-            delivery.max_in_flight_per_endpoint,
-            BreakerPolicy::default(),
-        )),
+        endpoints,
         Arc::clone(&metrics),
     ));
     let deliverer = tokio::spawn(deliverer.run(stop, grace));

@@ -16,8 +16,10 @@
 //!   ack, retry or dead-letter each.
 //!
 //! Around them: [`config`] (`config.toml`, read, checked and resolved),
-//! `reload` (applying config and plugin changes while running), `metrics`,
-//! [`app`] (assembling a running dispatcher), and [`cli`] (the command line).
+//! `reload` (applying config and plugin changes while running), `metrics`
+//! and `activity` (what happened lately, for the console), `console` (the
+//! operator's web view, served by `ingest`), [`app`] (assembling a running
+//! dispatcher), and [`cli`] (the command line).
 //!
 //! The modules without links are internal; [`testing`] exposes the parts of
 //! them that the integration tests and benchmarks drive directly.
@@ -32,6 +34,8 @@ pub mod plugin;
 pub mod queue;
 pub mod testing;
 
+pub(crate) mod activity;
+pub(crate) mod console;
 pub(crate) mod deliver;
 pub(crate) mod ingest;
 pub(crate) mod metrics;

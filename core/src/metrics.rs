@@ -102,6 +102,8 @@ pub struct Metrics {
     /// Connections closed for being too slow: `reason` is `header_read`
     /// (request headers not complete in time) or `idle`.
     pub server_timeouts: Family<ReasonLabels, Counter>,
+    /// The recent activity the console shows (not exported to Prometheus).
+    pub activity: crate::activity::Activity,
 }
 
 fn latency_histogram() -> Histogram {
@@ -119,6 +121,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
+            activity: crate::activity::Activity::new(),
             events_ingested: Family::default(),
             events_duplicate: Family::default(),
             ingest_rejected: Family::default(),

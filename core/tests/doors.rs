@@ -229,6 +229,10 @@ async fn the_operations_routes_move_to_admin_listen() {
     assert_eq!(get(public, "/v1/bots/acme/dead-letters").await, 404);
     assert_eq!(get(public, "/v1/bots/acme/deliveries").await, 404);
     assert_eq!(get(public, "/openapi.json").await, 404);
+    assert_eq!(get(public, "/console").await, 404);
+    assert_eq!(get(public, "/v1/bots").await, 404);
+    assert_eq!(get(operations, "/console").await, 200);
+    assert_eq!(get(operations, "/v1/bots").await, 200);
     assert_eq!(get(operations, "/metrics").await, 200);
     assert_eq!(get(operations, "/v1/bots/acme/dead-letters").await, 200);
     assert_eq!(get(operations, "/v1/bots/acme/deliveries").await, 200);

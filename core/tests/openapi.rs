@@ -583,6 +583,95 @@ ingest_rate_limit = "1/m"
         401
     );
 
+    // The console and its routes.
+    let page = check!("/console", "get", send(client.get(url("/console"))).await);
+    assert!(String::from_utf8_lossy(&page.body).contains("/console/console.js"));
+    let bots = check!(
+        "/v1/bots",
+        "get",
+        send(admin("get", "/v1/bots", "admin")).await
+    )
+    .json();
+    assert_eq!(bots["bots"].as_array().map(Vec::len), Some(2), "{bots}");
+    let own = check!(
+        "/v1/bots",
+        "get",
+        send(admin("get", "/v1/bots", "acme-admin")).await
+    )
+    .json();
+    assert_eq!(own["bots"].as_array().map(Vec::len), Some(1), "{own}");
+    assert!(
+        own["queue"].is_null(),
+        "a tenant does not see the shared queue"
+    );
+    assert_eq!(
+        check!(
+            "/v1/bots",
+            "get",
+            send(admin("get", "/v1/bots", "nobody")).await
+        )
+        .status,
+        401
+    );
+    let config = check!(
+        "/v1/config",
+        "get",
+        send(admin("get", "/v1/config", "admin")).await
+    )
+    .json();
+    assert!(config["reloads"].is_array(), "{config}");
+    assert!(
+        !config["config"]
+            .as_str()
+            .unwrap_or("")
+            .contains("partner-secret")
+    );
+    assert_eq!(
+        check!(
+            "/v1/config",
+            "get",
+            send(admin("get", "/v1/config", "nobody")).await
+        )
+        .status,
+        401
+    );
+    let preview = "/v1/bots/{bot}/webhooks/{webhook}/preview";
+    let render = |webhook: &str, token: &str, body: Vec<u8>| {
+        admin(
+            "post",
+            &format!("/v1/bots/acme/webhooks/{webhook}/preview"),
+            token,
+        )
+        .header("content-type", "application/json")
+        .body(body)
+    };
+    let sent = |status: &str| event("pv", "acme", status).to_string().into_bytes();
+    let rendered = check!(
+        preview,
+        "post",
+        send(render("ok", "acme-admin", sent("read"))).await
+    )
+    .json();
+    assert_eq!(rendered["outcome"], "rendered", "{rendered}");
+    let skipped = check!(
+        preview,
+        "post",
+        send(render("busy", "admin", sent("sent"))).await
+    )
+    .json();
+    assert_eq!(skipped["outcome"], "not_subscribed", "{skipped}");
+    for (webhook, token, body, want) in [
+        ("ok", "admin", b"{".to_vec(), 400),
+        ("ok", "nobody", sent("read"), 401),
+        ("nope", "admin", sent("read"), 404),
+        ("ok", "admin", vec![b' '; 8192], 413),
+    ] {
+        let got = check!(preview, "post", send(render(webhook, token, body)).await);
+        assert_eq!(got.status, want, "{}", String::from_utf8_lossy(&got.body));
+    }
+    let other = admin("post", "/v1/bots/paced/webhooks/x/preview", "acme-admin").body(sent("read"));
+    assert_eq!(check!(preview, "post", send(other).await).status, 403);
+
     // Redis gone: every route that needs the queue says 503, Retry-After.
     let mut redis = redis;
     redis.kill();

@@ -161,13 +161,14 @@ impl Drop for RedisServer {
     }
 }
 
-/// Commands a `redis-server` has run, from `INFO commandstats`: the script
-/// calls (`EVALSHA`/`EVAL`, one round trip each) and every command counted
-/// there (those run inside scripts included). `None` if it did not answer.
-pub fn redis_calls(port: u16) -> Option<RedisCalls> {
+/// The text of `INFO <section>` of the `redis-server` on `port`; `None`
+/// if it did not answer.
+fn redis_info(port: u16, section: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(b"INFO commandstats\r\n").ok()?;
+    stream
+        .write_all(format!("INFO {section}\r\n").as_bytes())
+        .ok()?;
     // A bulk string: `$<len>\r\n<text>\r\n`.
     let mut reply = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -185,7 +186,37 @@ pub fn redis_calls(port: u16) -> Option<RedisCalls> {
             break;
         }
     }
-    let text = String::from_utf8_lossy(&reply);
+    Some(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// `used_memory` of the `redis-server` on `port`, bytes.
+pub fn redis_used_memory(port: u16) -> Option<u64> {
+    redis_info(port, "memory")?
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The bytes of every file under `dir` (the embedded store's folder).
+pub fn folder_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => folder_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Commands a `redis-server` has run, from `INFO commandstats`: the script
+/// calls (`EVALSHA`/`EVAL`, one round trip each) and every command counted
+/// there (those run inside scripts included). `None` if it did not answer.
+pub fn redis_calls(port: u16) -> Option<RedisCalls> {
+    let text = redis_info(port, "commandstats")?;
     let mut calls = RedisCalls::default();
     for line in text.lines() {
         let Some((name, stats)) = line
@@ -328,6 +359,8 @@ pub struct ConfigSpec<'a> {
     pub timeout: &'a str,
     pub per_endpoint: Option<usize>,
     pub bots: &'a Bots,
+    /// Whether the delivery log is on (the dispatcher's default) or off.
+    pub history: bool,
 }
 
 /// The config text, checked with the dispatcher's own parser.
@@ -364,6 +397,9 @@ pub fn config_text(spec: &ConfigSpec<'_>, path: &Path) -> Result<String, String>
         "\n[plugins]\ncache_dir = \"{}\"\n\n",
         spec.cache_dir.display()
     ));
+    if !spec.history {
+        out.push_str("[history]\nretention = \"0s\"\n\n");
+    }
     spec.bots.write(&mut out);
     statushook::config::parse(&out, path, &|_| None).map_err(|e| {
         let problems: Vec<String> = e.problems.iter().map(ToString::to_string).collect();

@@ -251,6 +251,19 @@ pub enum EventFilter {
     Only(BTreeSet<Status>),
 }
 
+impl std::fmt::Display for EventFilter {
+    /// `all`, or the statuses joined with `, `.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventFilter::All => f.write_str("all"),
+            EventFilter::Only(statuses) => {
+                let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+                f.write_str(&names.join(", "))
+            }
+        }
+    }
+}
+
 impl EventFilter {
     /// Whether a `status` event goes to this webhook.
     pub fn matches(&self, status: Status) -> bool {

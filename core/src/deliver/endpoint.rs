@@ -202,6 +202,23 @@ impl Endpoints {
         })
     }
 
+    /// Where `endpoint`'s breaker stands at `now`, for the console: `closed`,
+    /// `open` or `half-open`, and its requests in flight.
+    pub fn breaker(&self, endpoint: &str, now: Instant) -> (&'static str, usize) {
+        let endpoints = self.shared.lock();
+        match endpoints.get(endpoint) {
+            None => ("closed", 0),
+            Some(state) => {
+                let breaker = match state.breaker {
+                    Breaker::Closed { .. } => "closed",
+                    Breaker::Open { until, .. } if now < until => "open",
+                    Breaker::Open { .. } | Breaker::HalfOpen { .. } => "half-open",
+                };
+                (breaker, state.in_flight)
+            }
+        }
+    }
+
     /// Every known endpoint with its requests in flight and whether its
     /// breaker is open (or half-open), sorted by endpoint.
     #[cfg(test)]

@@ -347,12 +347,16 @@ impl Deliverer {
                     .deliveries_delivered
                     .get_or_create(labels)
                     .inc();
+                self.metrics
+                    .activity
+                    .delivered(&job.delivery.bot, &job.delivery.webhook);
                 self.step("ack", self.queue.ack(&job.lease, Some(record)).await);
             }
             Step::Retry { wait } => {
                 tracing::debug!(wait_ms = millis(wait), "retry scheduled");
                 self.metrics.deliveries_failed.get_or_create(labels).inc();
                 self.metrics.deliveries_retried.get_or_create(labels).inc();
+                self.failed(job, record);
                 self.step(
                     "retry",
                     self.queue
@@ -363,6 +367,7 @@ impl Deliverer {
             }
             Step::DeadLetter { reason, code } => {
                 self.metrics.deliveries_failed.get_or_create(labels).inc();
+                self.failed(job, record);
                 self.dead(job, Some(record), &reason, code).await;
             }
         }
@@ -400,12 +405,23 @@ impl Deliverer {
         self.put_back.notify_one();
     }
 
+    /// Notes a failed attempt where the console shows a webhook's health.
+    fn failed(&self, job: &Claimed, record: &Attempt) {
+        let error = match &record.outcome {
+            AttemptOutcome::Status(status) => format!("HTTP {status}"),
+            AttemptOutcome::Error(error) => error.clone(),
+        };
+        let d = &job.delivery;
+        self.metrics.activity.failed(&d.bot, &d.webhook, &error);
+    }
+
     async fn dead(&self, job: &Claimed, attempt: Option<&Attempt>, reason: &str, code: &str) {
         let d = &job.delivery;
         self.metrics
             .deliveries_dead_lettered
             .get_or_create(&metrics::webhook_reason(&d.bot, &d.webhook, code))
             .inc();
+        self.metrics.activity.dead(&d.bot, &d.webhook);
         tracing::warn!(reason, "dead letter");
         self.step(
             "dead-letter",

@@ -10,7 +10,8 @@ use super::admin::{authorize, query_param};
 use super::response::{ApiError, HttpResponse, json};
 use crate::deliver::attempt::shown_headers;
 use crate::event::Status;
-use crate::queue::{Cursor, DeliveryQuery, Outcome, Resend};
+use crate::queue::{Cursor, Delivery, DeliveryQuery, Outcome, Resend};
+use crate::route::Webhook;
 
 /// The most deliveries one page returns.
 const MAX_PAGE: usize = 500;
@@ -55,22 +56,7 @@ pub async fn show(
     };
     let routes = ingest.routes.load();
     let webhook = routes.webhook(bot, &record.delivery.webhook);
-    let body = &record.delivery.body;
-    let (text, base64) = match std::str::from_utf8(body) {
-        Ok(text) => (Some(text.to_string()), None),
-        Err(_) => (
-            None,
-            Some(base64::engine::general_purpose::STANDARD.encode(body)),
-        ),
-    };
-    let request = serde_json::json!({
-        "method": "POST",
-        // A webhook removed since has no URL or auth any more.
-        "url": webhook.map(|w| w.config.url.to_string()),
-        "headers": webhook.map(|w| shown_headers(&w.config, &record.delivery)),
-        "body": text,
-        "body_base64": base64,
-    });
+    let request = request_json(webhook, &record.delivery);
     json(
         StatusCode::OK,
         &serde_json::json!({"delivery": record, "request": request}),
@@ -111,6 +97,28 @@ pub async fn resend(
         Ok(Resend::NotFound) => unknown(bot, id).into_response(),
         Err(e) => ApiError::unavailable(e.to_string()).into_response(),
     }
+}
+
+/// The request an attempt of `delivery` to `webhook` sends, as the log and
+/// the console's playground show it: URL and headers from the live config
+/// (secrets masked), the stored body as text, or base64 when it is not
+/// UTF-8. A webhook removed since has no URL or headers any more.
+pub(crate) fn request_json(webhook: Option<&Webhook>, delivery: &Delivery) -> serde_json::Value {
+    let body = &delivery.body;
+    let (text, base64) = match std::str::from_utf8(body) {
+        Ok(text) => (Some(text.to_string()), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(body)),
+        ),
+    };
+    serde_json::json!({
+        "method": "POST",
+        "url": webhook.map(|w| w.config.url.to_string()),
+        "headers": webhook.map(|w| shown_headers(&w.config, delivery)),
+        "body": text,
+        "body_base64": base64,
+    })
 }
 
 fn unknown(bot: &str, id: &str) -> ApiError {

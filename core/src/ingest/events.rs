@@ -215,6 +215,9 @@ fn record_render(ingest: &Ingest, report: &FanOutReport, took: std::time::Durati
         m.deliveries_dead_lettered
             .get_or_create(&metrics::webhook_reason(bot, webhook, "plugin_failed"))
             .inc();
+        m.activity
+            .failed(bot, webhook, &format!("plugin failed: {error}"));
+        m.activity.dead(bot, webhook);
     }
 }
 
@@ -228,6 +231,7 @@ fn count_events(ingest: &Ingest, events: &[NewEvent], duplicate: &[bool]) {
             m.events_duplicate.get_or_create(&labels).inc();
         } else {
             m.events_ingested.get_or_create(&labels).inc();
+            m.activity.events(&event.bot, 1);
         }
     }
 }

@@ -36,4 +36,6 @@ pub struct Ingest {
     pub(crate) metrics: Arc<Metrics>,
     /// Each bot's `ingest_rate_limit` bucket.
     pub(crate) rate_limits: crate::rate::Buckets,
+    /// The delivery side's endpoints (the console shows their breakers).
+    pub(crate) endpoints: Arc<crate::deliver::endpoint::Endpoints>,
 }

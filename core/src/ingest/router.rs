@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 
 use super::response::{ApiError, HttpResponse, bearer_token, json, text};
 use super::{Ingest, admin, deliveries, events, meta};
+use crate::console;
 
 /// The OpenAPI 3.1 description of every route (`docs/openapi.json`),
 /// served at `/openapi.json` with the admin routes (on `admin_listen` when
@@ -38,8 +39,14 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
         (["v1", ..], _) if !senders && matches!(segments.get(1), Some(&"events" | &"meta")) => {
             not_found(&method, &path)
         }
-        (["metrics"] | ["openapi.json"], _) | (["v1", "bots", ..], _) if !operators => {
+        (["metrics"] | ["openapi.json"] | ["console", ..], _)
+        | (["v1", "bots", ..] | ["v1", "config"], _)
+            if !operators =>
+        {
             not_found(&method, &path)
+        }
+        (["console", ..], &Method::GET) => {
+            console::asset(&path).unwrap_or_else(|| not_found(&method, &path))
         }
         (["readyz"], &Method::GET) => ready(ingest, operators).await,
         (["v1", "events"], &Method::POST) => events::post(ingest, request).await,
@@ -65,6 +72,11 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
         (["v1", "bots", bot, "deliveries", id, "resend"], &Method::POST) => {
             deliveries::resend(ingest, request, bot, id).await
         }
+        (["v1", "bots"], &Method::GET) => console::bots(ingest, request).await,
+        (["v1", "config"], &Method::GET) => console::config(ingest, request).await,
+        (["v1", "bots", bot, "webhooks", webhook, "preview"], &Method::POST) => {
+            console::preview(ingest, request, bot, webhook).await
+        }
         (
             ["v1", "events"]
             | ["v1", "meta", "webhook"]
@@ -78,7 +90,9 @@ pub async fn route(ingest: &Ingest, request: Request<Incoming>, door: Door) -> H
         | (["v1", "bots", _, "dead-letters", "replay"], _)
         | (["v1", "bots", _, "deliveries"], _)
         | (["v1", "bots", _, "deliveries", _], _)
-        | (["v1", "bots", _, "deliveries", _, "resend"], _) => ApiError::new(
+        | (["v1", "bots", _, "deliveries", _, "resend"], _)
+        | (["v1", "bots"] | ["v1", "config"], _)
+        | (["v1", "bots", _, "webhooks", _, "preview"], _) => ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not supported on {path}"),

@@ -100,21 +100,30 @@ impl Reloader {
         // Rounded to a tenth: logs say `took_ms=7.6`, not `7.5906970000000005`.
         let took_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
         let main = self.path.display().to_string();
-        let result = match &outcome {
+        let (result, summary) = match &outcome {
             Outcome::Applied(changes) => {
                 tracing::info!(took_ms, config = %main, "config reloaded: {changes}");
                 self.report(&changes.files);
-                "ok"
+                ("ok", changes.to_string())
             }
             Outcome::Ignored => {
                 tracing::debug!(config = %main, "config file is empty (a write in progress?); ignored");
-                "ignored"
+                (
+                    "ignored",
+                    "the config file is empty (a write in progress?)".to_string(),
+                )
             }
             Outcome::Failed(error) => {
                 tracing::error!(took_ms, config = %main, "config reload failed; still serving the previous config:\n{error}");
-                "error"
+                ("error", error.to_string())
             }
         };
+        self.metrics.activity.reloaded(crate::activity::Reload {
+            at_ms: crate::queue::now_ms(),
+            result,
+            took_ms,
+            summary,
+        });
         self.count(&main, result);
         self.metrics
             .config_reload_seconds

@@ -13,4 +13,4 @@ mod snapshot;
 
 pub use fanout::{FanOutReport, fan_out};
 pub use scope::{Access, Scope};
-pub use snapshot::{Snapshot, SnapshotError};
+pub use snapshot::{Bot, Snapshot, SnapshotError, Webhook};

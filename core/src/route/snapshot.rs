@@ -251,6 +251,11 @@ impl Snapshot {
         self.admin_tokens.access(token, bot)
     }
 
+    /// The bots admin `token` may see (`None`: not an admin token).
+    pub fn admin_scope(&self, token: &str) -> Option<&Scope> {
+        self.admin_tokens.scope(token)
+    }
+
     /// Whether `/metrics` asks for a token (`[server] metrics_tokens`).
     pub fn metrics_need_token(&self) -> bool {
         !self.config.server.metrics_tokens.is_empty()
