@@ -1,7 +1,9 @@
 -- Mark a delivered job, if the lease (token) is still current: record the
--- attempt that succeeded, take the job out of its lane, and keep it in the
--- delivery log until its creation + keep_ms (or delete it now: log off, or
--- already past its retention).
+-- attempt that succeeded, take the job out of its lane, and keep it for the
+-- delivery log (or delete it now: log off). The log's trim deletes it when
+-- its entry leaves the log (created + keep_ms, or the cap); the TTL of
+-- keep_ms from now is a backstop for a bot that sends nothing more, and
+-- saves reading the entry's creation time on every ack.
 -- ARGV: prefix, id, token, now_ms, attempt_json ('' = none), keep_ms.
 -- Returns 1, or 0 for a stale lease.
 local p, id = ARGV[1], ARGV[2]
@@ -12,15 +14,10 @@ end
 local now, keep = tonumber(ARGV[4]), tonumber(ARGV[6])
 local jk, ak = p .. ':job:' .. id, p .. ':att:' .. id
 redis.call('ZREM', p .. ':lane:' .. lane, id)
-local created = nil
 if keep > 0 then
-  created = redis.call('ZSCORE', p .. ':hist:' .. redis.call('HGET', jk, 'bot'), id)
-end
-local left = created and (tonumber(created) + keep - now) or 0
-if left > 0 then
   redis.call('HSET', jk, 'done_ms', now)
-  redis.call('PEXPIRE', jk, left)
-  redis.call('PEXPIRE', ak, left)
+  redis.call('PEXPIRE', jk, keep)
+  redis.call('PEXPIRE', ak, keep)
 else
   redis.call('DEL', jk, ak)
 end

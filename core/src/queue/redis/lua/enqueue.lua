@@ -18,6 +18,9 @@ local accepted = 0
 local flags = {}
 local touched = {}
 local logged = {}
+-- Message and recipient index keys given their TTL in this call: an event
+-- fanned out to several webhooks (or a batch about one message) sets it once.
+local timed = {}
 for _ = 1, n_events do
   local bot, eid, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -55,7 +58,10 @@ for _ = 1, n_events do
           if by[2] ~= '' then
             local k = hk .. by[1] .. by[2]
             redis.call('ZADD', k, created, id)
-            redis.call('PEXPIRE', k, keep)
+            if not timed[k] then
+              redis.call('PEXPIRE', k, keep)
+              timed[k] = true
+            end
           end
         end
         logged[bot] = true
