@@ -604,6 +604,19 @@ ingest_rate_limit = "1/m"
         own["queue"].is_null(),
         "a tenant does not see the shared queue"
     );
+    let single = check!(
+        "/v1/bots",
+        "get",
+        send(admin("get", "/v1/bots?bot=acme", "admin")).await
+    )
+    .json();
+    assert_eq!(single["bots"].as_array().map(Vec::len), Some(1), "{single}");
+    assert!(
+        single["bots"][0]["webhooks"][0]
+            .get("held_until_ms")
+            .is_some(),
+        "{single}"
+    );
     assert_eq!(
         check!(
             "/v1/bots",
@@ -727,6 +740,12 @@ ingest_rate_limit = "1/m"
         replay,
         "post",
         send(admin("post", "/v1/bots/acme/dead-letters/replay", "admin")).await
+    ));
+
+    down(&check!(
+        "/v1/bots",
+        "get",
+        send(admin("get", "/v1/bots?bot=acme", "admin")).await
     ));
 
     contract.assert_covered();

@@ -454,10 +454,21 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue, clock: &Clock
         next >= until,
         "a worker sleeps until the hold ends: {next} < {until}"
     );
+    assert_eq!(
+        q.holds("bot-a", &["crm", "other"]).await.expect("holds"),
+        vec![Some(until), None],
+        "the console sees which lanes are held, and until when"
+    );
+    assert_eq!(q.holds("bot-b", &["crm"]).await.expect("holds"), vec![None]);
 
     // A claimed job put back while its lane is held stays out too: what a
     // worker does when the webhook's endpoint is down.
     clock.advance(Duration::from_millis(hold_ms + 50));
+    assert_eq!(
+        q.holds("bot-a", &["crm"]).await.expect("holds"),
+        vec![None],
+        "a hold that ended is not shown"
+    );
     let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
     assert_eq!(claimed.len(), 2, "both of bot-a's jobs after the hold");
     q.hold("bot-a", "crm", clock.now_ms() + 60_000)

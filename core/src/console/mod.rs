@@ -8,8 +8,9 @@
 //! `sessionStorage`, and calls the same routes with the same scopes as any
 //! API client: a tenant's token sees its own bots and nothing else.
 //!
-//! - `GET /v1/bots`: the bots the token may see, with each webhook's
-//!   health (breaker, last success and failure) and recent activity;
+//! - `GET /v1/bots[?bot=ID]`: the bots the token may see (or just that
+//!   one), with each webhook's health (breaker, last success and failure)
+//!   and recent activity; for one bot, also whether each lane is held;
 //! - `GET /v1/config`: the effective config, secrets redacted, and the
 //!   recent reloads (the whole config and reloads for server-wide tokens;
 //!   a tenant gets its own bots' sections);
@@ -23,7 +24,7 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
 use crate::ingest::Ingest;
-use crate::ingest::admin::authorize;
+use crate::ingest::admin::{authorize, query_param};
 use crate::ingest::deliveries::request_json;
 use crate::ingest::response::{ApiError, HttpResponse, bearer_token, json, read_body, text};
 use crate::queue::{NewDelivery, now_ms};
@@ -84,10 +85,27 @@ fn visible<'s>(
 /// `GET /v1/bots`.
 pub async fn bots(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
     let snapshot = ingest.routes.load();
-    let (server_wide, bots) = match visible(&snapshot, &request) {
+    let (server_wide, mut bots) = match visible(&snapshot, &request) {
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };
+    // One bot: its lanes' holds too (a queue read per bot, so not for all).
+    let one = query_param(&request, "bot");
+    let mut holds = Vec::new();
+    if let Some(id) = &one {
+        bots.retain(|b| b.config.id == *id);
+        if let Some(bot) = bots.first() {
+            let names: Vec<&str> = bot
+                .webhooks
+                .iter()
+                .map(|w| w.config.name.as_str())
+                .collect();
+            holds = match ingest.queue.holds(id, &names).await {
+                Ok(holds) => holds,
+                Err(e) => return ApiError::unavailable(e.to_string()).into_response(),
+            };
+        }
+    }
     let activity = &ingest.metrics.activity;
     let now = Instant::now();
     let list: Vec<serde_json::Value> = bots
@@ -97,9 +115,10 @@ pub async fn bots(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
             let webhooks: Vec<serde_json::Value> = bot
                 .webhooks
                 .iter()
-                .map(|w| {
+                .enumerate()
+                .map(|(n, w)| {
                     let (breaker, in_flight) = ingest.endpoints.breaker(&w.endpoint, now);
-                    serde_json::json!({
+                    let mut shown = serde_json::json!({
                         "name": w.config.name,
                         "url": shown_url(&w.config.url),
                         "events": w.config.events.to_string(),
@@ -108,7 +127,11 @@ pub async fn bots(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
                         "breaker": breaker,
                         "in_flight": in_flight,
                         "activity": activity.webhook_view(id, &w.config.name),
-                    })
+                    });
+                    if one.is_some() {
+                        shown["held_until_ms"] = serde_json::json!(holds.get(n).copied().flatten());
+                    }
+                    shown
                 })
                 .collect();
             serde_json::json!({

@@ -177,6 +177,10 @@ pub trait Queue: Send + Sync + 'static {
     /// How much work is waiting.
     async fn depth(&self) -> Result<Depth, QueueError>;
 
+    /// Until when each of `webhooks` of `bot` has its lane held (unix ms),
+    /// in order; `None` for a lane not held now.
+    async fn holds(&self, bot: &str, webhooks: &[&str]) -> Result<Vec<Option<u64>>, QueueError>;
+
     /// When the earliest pending job is due (or its lane's hold ends, if
     /// later), if any: how long a worker with nothing to do may sleep.
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError>;

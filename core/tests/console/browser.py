@@ -76,6 +76,7 @@ def main():
         page.get_by_role("link", name=BOT, exact=True).click()
         expect(page.get_by_role("heading", name=f"Bot {BOT}")).to_be_visible()
         expect(page.get_by_role("row", name=re.compile(r"^crm"))).to_contain_text("closed")
+        expect(page.get_by_role("row", name=re.compile(r"^crm"))).to_contain_text("not held")
         page.get_by_label("Find by message_id or phone number").fill(MESSAGE)
         page.get_by_role("button", name="Search").click()
         expect(page.get_by_role("heading", name=f"Deliveries matching {MESSAGE}")).to_be_visible()

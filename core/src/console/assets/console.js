@@ -207,14 +207,15 @@ function deliveryRows(bot, deliveries) {
 const DELIVERY_HEAD = ["Created", "Webhook", "Status", "Message", "Recipient", "Outcome", "Attempts · last", ""];
 
 async function botPage(id, search) {
-  const data = await api("GET", "/v1/bots");
+  const data = await api("GET", "/v1/bots?bot=" + encodeURIComponent(id));
   const bot = data.bots.find((b) => b.id === id);
   if (!bot) { page("Bot not found", el("p", {}, "No bot " + id + " for this token.")); return; }
   const hooks = bot.webhooks.map((w) => el("tr", {},
     el("th", { scope: "row" }, w.name),
     el("td", {}, w.plugin),
     el("td", {}, w.events),
-    el("td", {}, w.breaker === "closed" ? state("closed (sending)", "ok") : state(w.breaker + " (held)", "bad")),
+    el("td", {}, w.breaker === "closed" ? state("closed (sending)", "ok") : state(w.breaker, "bad")),
+    el("td", {}, w.held_until_ms ? state("held until " + when(w.held_until_ms), "warn") : state("not held", "ok")),
     el("td", {}, when(w.activity.last_success_ms)),
     el("td", {}, w.activity.last_failure_ms ? [when(w.activity.last_failure_ms), el("br"), el("span", { class: "muted" }, w.activity.last_error || "")] : "never"),
     el("td", {}, w.activity.delivered + " / " + w.activity.failed + " / " + w.activity.dead)));
@@ -233,7 +234,7 @@ async function botPage(id, search) {
   }, el("div", {}, el("label", { for: "search" }, "Find by message_id or phone number"), input), el("button", { type: "submit" }, "Search"));
   page("Bot " + id,
     el("h2", {}, "Webhooks"),
-    table(["Webhook", "Plugin", "Events", "Breaker", "Last success", "Last failure", "Delivered / failed / dead"], hooks),
+    table(["Webhook", "Plugin", "Events", "Breaker", "Lane", "Last success", "Last failure", "Delivered / failed / dead"], hooks),
     el("h2", {}, term ? "Deliveries matching " + term : "Recent deliveries"),
     form,
     table(DELIVERY_HEAD, deliveryRows(id, log.deliveries)));

@@ -3,7 +3,7 @@
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::fault::Fault;
-use super::tables::{JOBS, LANE_DUE, LANE_ORDER};
+use super::tables::{JOBS, LANE_DUE, LANE_ORDER, LANES};
 use crate::queue::Depth;
 
 /// Pending jobs (due, scheduled or leased) and how many are due at `now`
@@ -30,6 +30,19 @@ pub(super) fn depth(db: &Database, now: u64) -> Result<Depth, Fault> {
         pending,
         due: due_now,
     })
+}
+
+/// Until when each of `lanes` is held, `None` for one not held at `now`.
+pub(super) fn holds(db: &Database, lanes: &[String], now: u64) -> Result<Vec<Option<u64>>, Fault> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(LANES)?;
+    lanes
+        .iter()
+        .map(|lane| {
+            let hold = table.get(lane.as_str())?.map_or(0, |v| v.value().1);
+            Ok(Some(hold).filter(|&h| h > now))
+        })
+        .collect()
 }
 
 /// When the earliest lane can next be claimed from, if any.

@@ -277,6 +277,12 @@ impl Queue for EmbeddedQueue {
         self.run(move |db| inspect::depth(db, now)).await
     }
 
+    async fn holds(&self, bot: &str, webhooks: &[&str]) -> Result<Vec<Option<u64>>, QueueError> {
+        let lanes: Vec<String> = webhooks.iter().map(|w| super::lane(bot, w)).collect();
+        let now = self.clock.now_ms();
+        self.run(move |db| inspect::holds(db, &lanes, now)).await
+    }
+
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
         self.run(inspect::next_due_ms).await
     }

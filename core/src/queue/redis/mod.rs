@@ -302,6 +302,25 @@ impl Queue for RedisQueue {
         Ok(Depth { pending, due })
     }
 
+    async fn holds(&self, bot: &str, webhooks: &[&str]) -> Result<Vec<Option<u64>>, QueueError> {
+        if webhooks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = webhooks
+            .iter()
+            .map(|w| format!("{}:hold:{}", self.prefix, super::lane(bot, w)))
+            .collect();
+        let mut conn = self.conn().await?;
+        // One round trip; the keys share the prefix's hash tag (one slot).
+        let until: Vec<Option<u64>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let now = self.clock.now_ms();
+        Ok(until.into_iter().map(|u| u.filter(|&u| u > now)).collect())
+    }
+
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
         let mut conn = self.conn().await?;
         let first: Vec<(String, f64)> = conn
