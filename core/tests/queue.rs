@@ -66,9 +66,19 @@ struct Backend {
 }
 
 async fn redis_backend() -> Backend {
+    redis_backend_with(History::OFF).await
+}
+
+async fn embedded_backend() -> Backend {
+    embedded_backend_with(History::OFF).await
+}
+
+async fn redis_backend_with(history: History) -> Backend {
     let server = RedisServer::start();
     let clock = Clock::adjustable();
-    let queue = RedisQueue::with_clock(&server.url(), "test", clock.clone()).expect("queue");
+    let queue = RedisQueue::with_clock(&server.url(), "test", clock.clone())
+        .expect("queue")
+        .with_history(history);
     Backend {
         queue: Arc::new(queue),
         clock,
@@ -77,10 +87,12 @@ async fn redis_backend() -> Backend {
     }
 }
 
-async fn embedded_backend() -> Backend {
+async fn embedded_backend_with(history: History) -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = Clock::adjustable();
-    let queue = EmbeddedQueue::open_with_clock(dir.path(), clock.clone()).expect("queue");
+    let queue = EmbeddedQueue::open_with_clock(dir.path(), clock.clone())
+        .expect("queue")
+        .with_history(history);
     Backend {
         queue: Arc::new(queue),
         clock,
@@ -579,31 +591,11 @@ fn logged() -> History {
 }
 
 async fn redis_logged_backend() -> Backend {
-    let server = RedisServer::start();
-    let clock = Clock::adjustable();
-    let queue = RedisQueue::with_clock(&server.url(), "test", clock.clone())
-        .expect("queue")
-        .with_history(logged());
-    Backend {
-        queue: Arc::new(queue),
-        clock,
-        _redis: Some(server),
-        _dir: None,
-    }
+    redis_backend_with(logged()).await
 }
 
 async fn embedded_logged_backend() -> Backend {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = Clock::adjustable();
-    let queue = EmbeddedQueue::open_with_clock(dir.path(), clock.clone())
-        .expect("queue")
-        .with_history(logged());
-    Backend {
-        queue: Arc::new(queue),
-        clock,
-        _redis: None,
-        _dir: Some(dir),
-    }
+    embedded_backend_with(logged()).await
 }
 
 /// An event about `message` to `recipient`, for webhooks `webhooks`.
