@@ -253,7 +253,7 @@ impl Plugins {
 
 /// The host `statushook run` would create: the config's limits and its
 /// `cache_dir`, else (or for a config with problems) the defaults.
-fn host_options(config: Option<&Config>) -> HostOptions {
+pub(super) fn host_options(config: Option<&Config>) -> HostOptions {
     let defaults = HostOptions::default();
     match config {
         Some(config) => HostOptions {
