@@ -113,6 +113,12 @@ fn a_custom_plugin_gets_its_settings() {
         "filtered out by the templates setting"
     );
     assert!(text(&out.stderr).contains("dropped"));
+    // The plugin's own debug line, shown without STATUSHOOK_LOG.
+    assert!(
+        text(&out.stderr).contains("event evt-example-read dropped: "),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -60,11 +60,12 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The dispatcher reports its life (start, stop, dead letters) at info;
-    // one-shot commands print only what went wrong.
-    let default_filter = if matches!(cli.command, Command::Run(_)) {
-        "info"
-    } else {
-        "warn"
+    // one-shot commands print only what went wrong, except that
+    // `plugin-test` shows everything the plugin logs: its author is asking.
+    let default_filter = match cli.command {
+        Command::Run(_) => "info",
+        Command::PluginTest(_) => "warn,statushook::plugin::render=debug",
+        _ => "warn",
     };
     if let Err(message) = init_logging(default_filter) {
         eprintln!("statushook: {message}");
