@@ -897,3 +897,47 @@ id = "other"
     );
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_time_is_measured_per_webhook_so_a_slow_plugin_shows_as_itself() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let hostile = support::guest("hostile").display().to_string();
+    let hooks = [
+        webhook("fast", &receiver.url(), "jelou", r#"["all"]"#, ""),
+        // Spins until the plugin time limit stops it (a dead letter).
+        webhook(
+            "slow",
+            &receiver.url(),
+            &hostile,
+            r#"["all"]"#,
+            r#"settings = { mode = "loop" }"#,
+        ),
+    ]
+    .join("\n");
+    let running = start(&config_text(&redis, r#"["1m"]"#, &hooks), dir.path()).await;
+    assert_eq!(
+        post_events(&running, INGEST_TOKEN, &event("e1", "read"))
+            .await
+            .0,
+        202
+    );
+    let text = support::metrics(&running).await;
+    let sum = |webhook: &str| -> f64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with("statushook_plugin_render_seconds_sum{")
+                    && l.contains(&format!("webhook=\"{webhook}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no render time for {webhook}: {text}"))
+    };
+    let (fast, slow) = (sum("fast"), sum("slow"));
+    // The slow plugin ran to its time limit; an average over the request
+    // would have given both webhooks the same figure.
+    assert!(slow >= 0.05, "slow plugin: {slow} s");
+    assert!(fast < slow / 2.0, "fast {fast} s, slow {slow} s");
+    running.shutdown().await;
+}

@@ -124,7 +124,6 @@ pub async fn queue_events(
     events: Vec<StatusEvent>,
 ) -> Result<(usize, usize), ApiError> {
     within_rate_limits(ingest, &routes, &events)?;
-    let started = std::time::Instant::now();
     // A built-in render costs tens of microseconds: a request whose renders
     // are known to be that cheap renders right here, which at a moderate
     // rate saves two thread hand-offs per request (most of what a delivery
@@ -148,7 +147,7 @@ pub async fn queue_events(
                 )
             })?
     };
-    record_render(ingest, &report, started.elapsed());
+    record_render(ingest, &report);
     let outcome = ingest
         .queue
         .enqueue(&new_events, routes.config.queue.dedup_window)
@@ -194,14 +193,12 @@ fn within_rate_limits(
     Ok(())
 }
 
-fn record_render(ingest: &Ingest, report: &FanOutReport, took: std::time::Duration) {
+fn record_render(ingest: &Ingest, report: &FanOutReport) {
     let m = &ingest.metrics;
-    let rendered = report.rendered.len() + report.dropped.len() + report.failed.len();
-    let per_event = took.as_secs_f64() / rendered.max(1) as f64;
-    for (bot, webhook) in report.rendered.iter().chain(&report.dropped) {
+    for (bot, webhook, per_event) in &report.render_per_event {
         m.plugin_render_seconds
             .get_or_create(&metrics::webhook(bot, webhook))
-            .observe(per_event);
+            .observe(per_event.as_secs_f64());
     }
     for (bot, webhook) in &report.dropped {
         m.plugin_dropped

@@ -16,6 +16,10 @@ pub struct FanOutReport {
     pub dropped: Vec<(String, String)>,
     /// Per (bot, webhook): plugin failures, each now a dead letter.
     pub failed: Vec<(String, String, RenderError)>,
+    /// Per (bot, webhook) rendered in this call: how long its plugin took
+    /// per event (its batch's time over its events), so a slow plugin shows
+    /// as itself in `plugin_render_seconds`.
+    pub render_per_event: Vec<(String, String, std::time::Duration)>,
 }
 
 /// Renders `events` (all for bots of `snapshot`, already validated) for every
@@ -75,7 +79,14 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
             let batch = selected.iter().map(|&i| events[i].as_ref());
             // The plugin's own log lines carry the bot and webhook.
             let span = tracing::info_span!("render", bot = bot_id, webhook = %webhook.config.name);
+            let started = std::time::Instant::now();
             let results = span.in_scope(|| webhook.plugin.render_batch(batch, &webhook.settings));
+            let batch_len = u32::try_from(selected.len()).unwrap_or(u32::MAX);
+            report.render_per_event.push((
+                bot_id.to_string(),
+                webhook.config.name.clone(),
+                started.elapsed() / batch_len.max(1),
+            ));
             for (&i, result) in selected.iter().zip(results) {
                 let event = &events[i];
                 let key = (bot_id.to_string(), webhook.config.name.clone());
