@@ -2,7 +2,7 @@
 //!
 //! A plugin is a WebAssembly component (target `wasm32-wasip2`) that exports
 //! `statushook:plugin/formatter@0.1.0`. This crate generates the bindings from
-//! the project's `wit/` folder and adds the few things every plugin needs, so
+//! the WIT it carries (`wit/plugin.wit`, the same as the project's `wit/`) and adds the few things every plugin needs, so
 //! that a plugin is a struct, one [`Plugin`] impl and one [`export_plugin!`]:
 //!
 //! ```ignore
@@ -35,10 +35,12 @@
 
 #[doc(hidden)]
 pub mod bindings {
-    //! Generated from `wit/plugin.wit`. Use the re-exports at the crate root.
+    //! Generated from the crate's own `wit/plugin.wit` (a copy of the
+    //! project's `wit/`, checked identical by `core/tests/sdk.rs`). Use the
+    //! re-exports at the crate root.
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "statushook:plugin/plugin",
         pub_export_macro: true,
         export_macro_name: "__export_formatter",
