@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use statushook::event::parse_event;
-use statushook::plugin::{LoadError, PluginHost, PluginLimits, RenderError, Settings};
+use statushook::plugin::{HostOptions, LoadError, PluginHost, PluginLimits, RenderError, Settings};
 use support::{event, guest, host, host_with, vectors};
 
 fn settings(pairs: &[(&str, &str)]) -> Settings {
@@ -259,6 +259,54 @@ fn a_component_without_the_formatter_export_is_refused() {
             .contains("statushook:plugin/formatter@0.1.0"),
         "{error}"
     );
+}
+
+/// A component importing `import` (an empty instance) and exporting nothing.
+fn component_importing(import: &str) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    let mut imports = ComponentImportSection::new();
+    imports.import(import, ComponentTypeRef::Instance(0));
+    let mut component = Component::new();
+    component.section(&types);
+    component.section(&imports);
+    component.finish()
+}
+
+#[test]
+fn what_the_host_would_refuse_is_refused_before_any_compile() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let host = PluginHost::new(HostOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..HostOptions::default()
+    })
+    .expect("host");
+    let error = host
+        .load_bytes("js-plugin", &component_importing("wasi:http/types@0.2.3"))
+        .expect_err("must not load");
+    let text = error.to_string();
+    assert!(
+        text.contains("imports wasi:http/types@0.2.3") && text.contains("-d http -d fetch-event"),
+        "{text}"
+    );
+    let error = host
+        .load_bytes("odd", &component_importing("acme:secrets/vault"))
+        .expect_err("must not load");
+    assert!(
+        error.to_string().contains("imports acme:secrets/vault"),
+        "{error}"
+    );
+    // Refused on their imports and exports alone: nothing was compiled.
+    for guest_name in ["no_export", "other_wit"] {
+        assert!(host.load_file(&guest(guest_name)).is_err());
+    }
+    let compiled = std::fs::read_dir(cache.path())
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(compiled, 0, "no compiled component was cached");
 }
 
 #[test]

@@ -173,6 +173,10 @@ impl PluginHost {
     /// not implement this version of the plugin contract with only the imports
     /// the host provides.
     pub fn load_bytes(&self, name: &str, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        // Imports and exports are read from the bytes first: a component
+        // the host would refuse is refused in milliseconds, before a compile
+        // that takes most of a minute for a JavaScript or Python plugin.
+        check_surface(name, wasm)?;
         let digest = cache::digest(wasm);
         let component = match self
             .inner
@@ -189,7 +193,6 @@ impl PluginHost {
                 component
             }
         };
-        check_exports(name, &component, &self.inner.engine)?;
         let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
             plugin: name.to_string(),
             reason: format!("{e:#}"),
@@ -213,18 +216,6 @@ impl PluginHost {
     }
 
     fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component, LoadError> {
-        const MAGIC: &[u8] = b"\0asm";
-        const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
-        let not_a_component = |reason: &str| LoadError::NotAComponent {
-            plugin: name.to_string(),
-            reason: reason.to_string(),
-        };
-        if !wasm.starts_with(MAGIC) {
-            return Err(not_a_component("the file is not WebAssembly"));
-        }
-        if wasm.get(4..8) == Some(CORE_MODULE_VERSION) {
-            return Err(not_a_component("it is a core WebAssembly module"));
-        }
         Component::new(&self.inner.engine, wasm).map_err(|e| LoadError::Incompatible {
             plugin: name.to_string(),
             reason: format!("cannot compile: {e:#}"),
@@ -285,12 +276,73 @@ impl PluginSource {
 
 /// Distinguishes "built for another contract version" and "not a plugin at
 /// all" from other mismatches, so the message says what to do.
-fn check_exports(name: &str, component: &Component, engine: &Engine) -> Result<(), LoadError> {
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(engine)
-        .map(|(export, _)| export.to_string())
-        .collect();
+/// Interface namespaces a plugin may import: WASI's (the linker refuses
+/// the ones it lacks, naming them) and the host's own log.
+const IMPORTABLE: &[&str] = &["wasi:", "statushook:plugin/"];
+/// WASI interfaces the host never links, with what to do about them.
+const NOT_LINKED: &[(&str, &str)] = &[(
+    "wasi:http/",
+    "the host links WASI's CLI interfaces only; for componentize-js build with \
+     `-d http -d fetch-event` (or `-d all`)",
+)];
+
+/// Reads the component's top-level imports and exports without compiling
+/// it: refuses one that does not export this contract's formatter, or that
+/// imports what the host does not provide.
+fn check_surface(name: &str, wasm: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
+    let not_a_component = |reason: String| LoadError::NotAComponent {
+        plugin: name.to_string(),
+        reason,
+    };
+    if !wasm.starts_with(MAGIC) {
+        return Err(not_a_component("the file is not WebAssembly".into()));
+    }
+    if wasm.get(4..8) == Some(CORE_MODULE_VERSION) {
+        return Err(not_a_component("it is a core WebAssembly module".into()));
+    }
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    // Nested modules and components have sections of their own; only the
+    // outermost component's are the plugin's surface.
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(|e| not_a_component(format!("unreadable: {e}")))?;
+        match payload {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    let import = import.map_err(|e| not_a_component(format!("unreadable: {e}")))?;
+                    imports.push(import.name.name.to_string());
+                }
+            }
+            wasmparser::Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    let export = export.map_err(|e| not_a_component(format!("unreadable: {e}")))?;
+                    exports.push(export.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    for import in &imports {
+        if let Some((_, advice)) = NOT_LINKED.iter().find(|(ns, _)| import.starts_with(ns)) {
+            return Err(LoadError::Incompatible {
+                plugin: name.to_string(),
+                reason: format!("it imports {import}, which the host does not provide: {advice}"),
+            });
+        }
+        if !IMPORTABLE.iter().any(|ns| import.starts_with(ns)) {
+            return Err(LoadError::Incompatible {
+                plugin: name.to_string(),
+                reason: format!(
+                    "it imports {import}; a plugin may import WASI interfaces and statushook:plugin/log only"
+                ),
+            });
+        }
+    }
     if exports.iter().any(|e| e == FORMATTER_EXPORT) {
         return Ok(());
     }
