@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use statushook::event::Status;
 use statushook::queue::{
     Attempt, AttemptOutcome, Clock, Cursor, Delivery, DeliveryQuery, DeliveryRecord, EmbeddedQueue,
-    History, NewDelivery, NewEvent, Outcome, Queue, QueueError, RedisQueue, Resend,
+    History, LaneState, NewDelivery, NewEvent, Outcome, Queue, QueueError, RedisQueue, Resend,
     new_delivery_id, now_ms,
 };
 use support::redis::RedisServer;
@@ -466,19 +466,25 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue, clock: &Clock
         next >= until,
         "a worker sleeps until the hold ends: {next} < {until}"
     );
+    let lane = |pending, held_until_ms| LaneState {
+        pending,
+        held_until_ms,
+    };
     assert_eq!(
-        q.holds("bot-a", &["crm", "other"]).await.expect("holds"),
-        vec![Some(until), None],
-        "the console sees which lanes are held, and until when"
+        q.lanes(&[("bot-a", "crm"), ("bot-a", "other"), ("bot-b", "crm")])
+            .await
+            .expect("lanes"),
+        vec![lane(2, Some(until)), lane(0, None), lane(0, None)],
+        "the console sees each lane's pending work and hold"
     );
-    assert_eq!(q.holds("bot-b", &["crm"]).await.expect("holds"), vec![None]);
+    assert_eq!(q.lanes(&[]).await.expect("lanes"), vec![]);
 
     // A claimed job put back while its lane is held stays out too: what a
     // worker does when the webhook's endpoint is down.
     clock.advance(Duration::from_millis(hold_ms + 50));
     assert_eq!(
-        q.holds("bot-a", &["crm"]).await.expect("holds"),
-        vec![None],
+        q.lanes(&[("bot-a", "crm")]).await.expect("lanes"),
+        vec![lane(2, None)],
         "a hold that ended is not shown"
     );
     let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;

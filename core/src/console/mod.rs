@@ -9,8 +9,8 @@
 //! API client: a tenant's token sees its own bots and nothing else.
 //!
 //! - `GET /v1/bots[?bot=ID]`: the bots the token may see (or just that
-//!   one), with each webhook's health (breaker, last success and failure)
-//!   and recent activity; for one bot, also whether each lane is held;
+//!   one), with each webhook's health (breaker, lane held or not, pending
+//!   deliveries, last success and failure) and recent activity;
 //! - `GET /v1/config`: the effective config, secrets redacted, and the
 //!   recent reloads (the whole config and reloads for server-wide tokens;
 //!   a tenant gets its own bots' sections);
@@ -89,36 +89,37 @@ pub async fn bots(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };
-    // One bot: its lanes' holds too (a queue read per bot, so not for all).
-    let one = query_param(&request, "bot");
-    let mut holds = Vec::new();
-    if let Some(id) = &one {
-        bots.retain(|b| b.config.id == *id);
-        if let Some(bot) = bots.first() {
-            let names: Vec<&str> = bot
-                .webhooks
-                .iter()
-                .map(|w| w.config.name.as_str())
-                .collect();
-            holds = match ingest.queue.holds(id, &names).await {
-                Ok(holds) => holds,
-                Err(e) => return ApiError::unavailable(e.to_string()).into_response(),
-            };
-        }
+    if let Some(id) = query_param(&request, "bot") {
+        bots.retain(|b| b.config.id == id);
     }
+    // Every shown webhook's lane in one queue round trip.
+    let pairs: Vec<(&str, &str)> = bots
+        .iter()
+        .flat_map(|b| {
+            b.webhooks
+                .iter()
+                .map(|w| (b.config.id.as_str(), w.config.name.as_str()))
+        })
+        .collect();
+    let mut lanes = match ingest.queue.lanes(&pairs).await {
+        Ok(lanes) => lanes.into_iter(),
+        Err(e) => return ApiError::unavailable(e.to_string()).into_response(),
+    };
     let activity = &ingest.metrics.activity;
     let now = Instant::now();
     let list: Vec<serde_json::Value> = bots
         .iter()
         .map(|bot| {
             let id = &bot.config.id;
+            let mut pending = 0;
             let webhooks: Vec<serde_json::Value> = bot
                 .webhooks
                 .iter()
-                .enumerate()
-                .map(|(n, w)| {
+                .map(|w| {
                     let (breaker, in_flight) = ingest.endpoints.breaker(&w.endpoint, now);
-                    let mut shown = serde_json::json!({
+                    let lane = lanes.next().unwrap_or_default();
+                    pending += lane.pending;
+                    serde_json::json!({
                         "name": w.config.name,
                         "url": shown_url(&w.config.url),
                         "events": w.config.events.to_string(),
@@ -126,17 +127,16 @@ pub async fn bots(ingest: &Ingest, request: Request<Incoming>) -> HttpResponse {
                         "endpoint": w.endpoint,
                         "breaker": breaker,
                         "in_flight": in_flight,
+                        "pending": lane.pending,
+                        "held_until_ms": lane.held_until_ms,
                         "activity": activity.webhook_view(id, &w.config.name),
-                    });
-                    if one.is_some() {
-                        shown["held_until_ms"] = serde_json::json!(holds.get(n).copied().flatten());
-                    }
-                    shown
+                    })
                 })
                 .collect();
             serde_json::json!({
                 "id": id,
                 "channel_name": bot.config.channel_name,
+                "pending": pending,
                 "activity": activity.bot_view(id),
                 "webhooks": webhooks,
             })

@@ -79,6 +79,16 @@ pub struct Claim {
     pub next_due_ms: Option<u64>,
 }
 
+/// Where one webhook's lane stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LaneState {
+    /// Its deliveries not yet delivered nor dead (due, scheduled or leased).
+    pub pending: u64,
+    /// Until when it is held (its endpoint busy or down, or its rate limit
+    /// reached), unix ms; `None` when it is not held now.
+    pub held_until_ms: Option<u64>,
+}
+
 /// How much work is waiting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Depth {
@@ -177,9 +187,9 @@ pub trait Queue: Send + Sync + 'static {
     /// How much work is waiting.
     async fn depth(&self) -> Result<Depth, QueueError>;
 
-    /// Until when each of `webhooks` of `bot` has its lane held (unix ms),
-    /// in order; `None` for a lane not held now.
-    async fn holds(&self, bot: &str, webhooks: &[&str]) -> Result<Vec<Option<u64>>, QueueError>;
+    /// Where each webhook's lane stands, for the webhooks named as
+    /// `(bot, webhook)` pairs, in order: one round trip however many.
+    async fn lanes(&self, lanes: &[(&str, &str)]) -> Result<Vec<LaneState>, QueueError>;
 
     /// When the earliest pending job is due (or its lane's hold ends, if
     /// later), if any: how long a worker with nothing to do may sleep.

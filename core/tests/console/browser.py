@@ -58,6 +58,7 @@ def main():
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         expect(page.get_by_role("link", name=BOT, exact=True)).to_be_visible()
         expect(page.locator(".chart")).to_have_count(1)
+        expect(page.locator("dl.counts")).to_contain_text("Pending now")
         never_shows_other_tenant(page, "overview")
         shot(page, "overview")
 

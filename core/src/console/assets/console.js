@@ -176,6 +176,7 @@ async function overview() {
       chart(a),
       el("p", { class: "legend" }, "Solid: deliveries/s " + rate(a.deliveries_per_s) + " · dashed: events/s " + rate(a.events_per_s)),
       el("dl", { class: "counts" },
+        el("dt", {}, "Pending now"), el("dd", {}, bot.pending),
         el("dt", {}, "Events"), el("dd", {}, a.events),
         el("dt", {}, "Delivered"), el("dd", {}, a.delivered),
         el("dt", {}, "Failed attempts"), el("dd", {}, a.failed),
@@ -186,7 +187,7 @@ async function overview() {
     ? el("p", {}, "Queue: " + data.queue.pending + " pending, " + data.queue.due + " due now.")
     : null;
   page("Overview",
-    el("p", { class: "muted" }, "This dispatcher's activity since " + when(data.since_ms) + "; refreshes every 5 s."),
+    el("p", { class: "muted" }, "Counts and rates: this dispatcher's since " + when(data.since_ms) + ". Pending: the shared queue. Refreshes every 5 s."),
     queue,
     data.bots.length ? el("div", { class: "cards" }, cards) : el("p", {}, "No bots are configured for this token."));
   say("Updated " + when(data.now_ms));
@@ -216,6 +217,7 @@ async function botPage(id, search) {
     el("td", {}, w.events),
     el("td", {}, w.breaker === "closed" ? state("closed (sending)", "ok") : state(w.breaker, "bad")),
     el("td", {}, w.held_until_ms ? state("held until " + when(w.held_until_ms), "warn") : state("not held", "ok")),
+    el("td", {}, w.pending),
     el("td", {}, when(w.activity.last_success_ms)),
     el("td", {}, w.activity.last_failure_ms ? [when(w.activity.last_failure_ms), el("br"), el("span", { class: "muted" }, w.activity.last_error || "")] : "never"),
     el("td", {}, w.activity.delivered + " / " + w.activity.failed + " / " + w.activity.dead)));
@@ -234,7 +236,7 @@ async function botPage(id, search) {
   }, el("div", {}, el("label", { for: "search" }, "Find by message_id or phone number"), input), el("button", { type: "submit" }, "Search"));
   page("Bot " + id,
     el("h2", {}, "Webhooks"),
-    table(["Webhook", "Plugin", "Events", "Breaker", "Lane", "Last success", "Last failure", "Delivered / failed / dead"], hooks),
+    table(["Webhook", "Plugin", "Events", "Breaker", "Lane", "Pending", "Last success", "Last failure", "Delivered / failed / dead"], hooks),
     el("h2", {}, term ? "Deliveries matching " + term : "Recent deliveries"),
     form,
     table(DELIVERY_HEAD, deliveryRows(id, log.deliveries)));

@@ -4,7 +4,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::fault::Fault;
 use super::tables::{JOBS, LANE_DUE, LANE_ORDER, LANES};
-use crate::queue::Depth;
+use crate::queue::{Depth, LaneState};
 
 /// Pending jobs (due, scheduled or leased) and how many are due at `now`
 /// in lanes not held.
@@ -32,15 +32,27 @@ pub(super) fn depth(db: &Database, now: u64) -> Result<Depth, Fault> {
     })
 }
 
-/// Until when each of `lanes` is held, `None` for one not held at `now`.
-pub(super) fn holds(db: &Database, lanes: &[String], now: u64) -> Result<Vec<Option<u64>>, Fault> {
+/// Where each of `lanes` stands at `now`: its pending jobs (counted, so
+/// linear in a lane's backlog) and its hold.
+pub(super) fn lanes(db: &Database, lanes: &[String], now: u64) -> Result<Vec<LaneState>, Fault> {
     let txn = db.begin_read()?;
     let table = txn.open_table(LANES)?;
+    let lane_due = txn.open_table(LANE_DUE)?;
     lanes
         .iter()
         .map(|lane| {
             let hold = table.get(lane.as_str())?.map_or(0, |v| v.value().1);
-            Ok(Some(hold).filter(|&h| h > now))
+            let mut pending = 0;
+            for entry in lane_due
+                .range((lane.as_str(), 0u64, "")..=(lane.as_str(), u64::MAX, "\u{10ffff}"))?
+            {
+                entry?;
+                pending += 1;
+            }
+            Ok(LaneState {
+                pending,
+                held_until_ms: Some(hold).filter(|&h| h > now),
+            })
         })
         .collect()
 }

@@ -55,7 +55,7 @@ use self::tables::{Commit, Tables};
 use super::delivery::{attempt_json, millis};
 use super::{
     Attempt, Claim, Clock, DeadLetter, DeliveryPage, DeliveryQuery, DeliveryRecord, Depth,
-    Enqueued, History, Lease, NewEvent, Queue, QueueError, Resend,
+    Enqueued, History, LaneState, Lease, NewEvent, Queue, QueueError, Resend,
 };
 
 /// The queue in a local redb file, for a single dispatcher.
@@ -277,10 +277,10 @@ impl Queue for EmbeddedQueue {
         self.run(move |db| inspect::depth(db, now)).await
     }
 
-    async fn holds(&self, bot: &str, webhooks: &[&str]) -> Result<Vec<Option<u64>>, QueueError> {
-        let lanes: Vec<String> = webhooks.iter().map(|w| super::lane(bot, w)).collect();
+    async fn lanes(&self, lanes: &[(&str, &str)]) -> Result<Vec<LaneState>, QueueError> {
+        let lanes: Vec<String> = lanes.iter().map(|(b, w)| super::lane(b, w)).collect();
         let now = self.clock.now_ms();
-        self.run(move |db| inspect::holds(db, &lanes, now)).await
+        self.run(move |db| inspect::lanes(db, &lanes, now)).await
     }
 
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {

@@ -50,7 +50,7 @@ use self::scripts::Scripts;
 use super::delivery::{attempt_json, millis};
 use super::{
     Attempt, Claim, Clock, DeadLetter, DeliveryPage, DeliveryQuery, DeliveryRecord, Depth,
-    Enqueued, History, Lease, NewEvent, Queue, QueueError, Resend,
+    Enqueued, History, LaneState, Lease, NewEvent, Queue, QueueError, Resend,
 };
 
 /// The Redis-backed queue.
@@ -302,23 +302,25 @@ impl Queue for RedisQueue {
         Ok(Depth { pending, due })
     }
 
-    async fn holds(&self, bot: &str, webhooks: &[&str]) -> Result<Vec<Option<u64>>, QueueError> {
-        if webhooks.is_empty() {
+    async fn lanes(&self, lanes: &[(&str, &str)]) -> Result<Vec<LaneState>, QueueError> {
+        if lanes.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = webhooks
-            .iter()
-            .map(|w| format!("{}:hold:{}", self.prefix, super::lane(bot, w)))
-            .collect();
-        let mut conn = self.conn().await?;
-        // One round trip; the keys share the prefix's hash tag (one slot).
-        let until: Vec<Option<u64>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
         let now = self.clock.now_ms();
-        Ok(until.into_iter().map(|u| u.filter(|&u| u > now)).collect())
+        let states: Vec<(u64, u64)> = self
+            .run(&self.scripts.lane_states, |call| {
+                for (bot, webhook) in lanes {
+                    call.arg(super::lane(bot, webhook));
+                }
+            })
+            .await?;
+        Ok(states
+            .into_iter()
+            .map(|(pending, hold)| LaneState {
+                pending,
+                held_until_ms: Some(hold).filter(|&h| h > now),
+            })
+            .collect())
     }
 
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {

@@ -20,6 +20,7 @@ pub(super) struct Scripts {
     pub(super) log_page: Script,
     pub(super) delivery: Script,
     pub(super) resend: Script,
+    pub(super) lane_states: Script,
 }
 
 impl Scripts {
@@ -39,6 +40,7 @@ impl Scripts {
             log_page: with_lanes(include_str!("lua/log_page.lua")),
             delivery: with_lanes(include_str!("lua/delivery.lua")),
             resend: with_lanes(include_str!("lua/resend.lua")),
+            lane_states: Script::new(include_str!("lua/lane_states.lua")),
         }
     }
 }
