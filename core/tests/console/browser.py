@@ -68,6 +68,11 @@ def main():
         focused = page.evaluate("document.activeElement.textContent")
         if focused != BOT:
             sys.exit(f"one Tab should reach the {BOT!r} link, reached {focused!r}")
+        # The page refreshes every 5 s; it must not take the focus away.
+        page.wait_for_timeout(6_000)
+        focused = page.evaluate("document.activeElement.textContent")
+        if focused != BOT:
+            sys.exit(f"a refresh moved the keyboard focus to {focused!r}")
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name=f"Bot {BOT}")).to_be_visible()
         page.go_back()

@@ -17,6 +17,9 @@ const EXAMPLE_EVENT = {
 };
 
 let timer = null;
+// True while a page redraws itself on its timer: focus stays where the
+// reader left it (it moves to the content only when they navigate).
+let refreshing = false;
 
 // ---- small helpers ---------------------------------------------------------
 
@@ -86,7 +89,7 @@ function page(title, ...children) {
   const main = document.getElementById("main");
   main.replaceChildren(el("h1", {}, title), ...children.filter((c) => c !== null && c !== undefined));
   document.title = title + " · statushook console";
-  main.focus();
+  if (!refreshing) main.focus();
 }
 
 function failure(error) {
@@ -380,12 +383,23 @@ async function route() {
     const current = target === "/" ? parts.length === 0 || parts[0] === "bot" : path.startsWith(target);
     if (current) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
-  const refresh = (show) => { timer = setInterval(() => show().catch(() => {}), REFRESH_MS); };
+  const refresh = (show) => {
+    timer = setInterval(() => {
+      // Not while the reader is on something in the page (a link, a
+      // field): redrawing would take it from under them.
+      const main = document.getElementById("main");
+      const focused = document.activeElement;
+      if (focused && focused !== main && main.contains(focused)) return;
+      refreshing = true;
+      show().catch(() => {}).finally(() => { refreshing = false; });
+    }, REFRESH_MS);
+  };
   try {
     if (parts.length === 0) { await overview(); refresh(overview); }
     else if (parts[0] === "bot" && parts.length === 2) {
       const q = new URLSearchParams(queryString || "").get("q") || "";
       await botPage(parts[1], q);
+      refresh(() => botPage(parts[1], q));
     } else if (parts[0] === "bot" && parts[2] === "delivery") await deliveryPage(parts[1], parts[3]);
     else if (parts[0] === "dead-letters") await deadLetters(parts[1]);
     else if (parts[0] === "config") await configPage();
