@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::event::{StatusEvent, parse_event};
 use crate::plugin::{HostOptions, LoadError, Plugin, PluginHost, Settings};
-use crate::queue::NewDelivery;
+use crate::route::Preview;
 
 use super::{EXIT_FAILURE, EXIT_USAGE};
 
@@ -128,7 +128,7 @@ fn write_body(body: &[u8]) -> ExitCode {
 
 /// `--config --bot --webhook`: the config read and composed as `run` does
 /// (included files too), the event rendered through the routing table.
-fn for_webhook(path: &Path, bot: &str, webhook: &str, mut event: StatusEvent) -> ExitCode {
+fn for_webhook(path: &Path, bot: &str, webhook: &str, event: StatusEvent) -> ExitCode {
     let config = match crate::config::load(path) {
         Ok(config) => config,
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
@@ -166,22 +166,8 @@ fn for_webhook(path: &Path, bot: &str, webhook: &str, mut event: StatusEvent) ->
         };
         return fail(EXIT_USAGE, &message);
     };
-    if !hook.config.events.matches(event.status) {
-        eprintln!(
-            "not sent: webhook {webhook:?} takes {}; a {} event does not go to it",
-            hook.config.events, event.status
-        );
-        return ExitCode::SUCCESS;
-    }
-    event.bot_id = bot.to_string();
-    let (mut events, _) = crate::route::fan_out(&snapshot, std::slice::from_ref(&event));
-    let delivery = events.pop().and_then(|e| {
-        e.deliveries
-            .into_iter()
-            .find(|d| d.delivery().webhook == webhook)
-    });
-    match delivery {
-        Some(NewDelivery::Pending(delivery)) => {
+    match crate::route::preview(&snapshot, bot, hook, event) {
+        Preview::Rendered(delivery) => {
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "POST {}", hook.config.url);
             for (name, value) in crate::deliver::attempt::shown_headers(&hook.config, &delivery) {
@@ -190,8 +176,12 @@ fn for_webhook(path: &Path, bot: &str, webhook: &str, mut event: StatusEvent) ->
             let _ = writeln!(stderr);
             write_body(&delivery.body)
         }
-        Some(NewDelivery::Dead(_, reason)) => fail(EXIT_FAILURE, &reason),
-        None => {
+        Preview::NotSubscribed(message) => {
+            eprintln!("not sent: {message}");
+            ExitCode::SUCCESS
+        }
+        Preview::Failed(reason) => fail(EXIT_FAILURE, &reason),
+        Preview::Dropped => {
             eprintln!("dropped");
             ExitCode::SUCCESS
         }

@@ -27,8 +27,8 @@ use crate::ingest::Ingest;
 use crate::ingest::admin::{authorize, query_param};
 use crate::ingest::deliveries::request_json;
 use crate::ingest::response::{ApiError, HttpResponse, bearer_token, json, read_body, text};
-use crate::queue::{NewDelivery, now_ms};
-use crate::route::{Scope, Snapshot};
+use crate::queue::now_ms;
+use crate::route::{Preview, Scope, Snapshot};
 
 const PAGE: &str = include_str!("assets/console.html");
 const SCRIPT: &str = include_str!("assets/console.js");
@@ -221,46 +221,32 @@ pub async fn preview(
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
-    let mut event = match crate::event::parse_event(&body) {
+    let event = match crate::event::parse_event(&body) {
         Ok(event) => event,
         Err(e) => {
             return ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
                 .into_response();
         }
     };
-    event.bot_id = bot.to_string();
-    if !hook.config.events.matches(event.status) {
-        return json(
-            StatusCode::OK,
-            &serde_json::json!({"outcome": "not_subscribed", "message": format!(
-                "webhook {webhook:?} takes {}; a {} event does not go to it",
-                hook.config.events, event.status
-            )}),
-        );
-    }
-    // Rendered the way ingest renders (channel name filled in, host-owned
-    // headers refused), on a blocking thread like ingest's renders.
+    // On a blocking thread, like ingest's renders.
+    let bot = bot.to_string();
     let rendered = tokio::task::spawn_blocking(move || {
-        let (mut events, _) = crate::route::fan_out(&snapshot, std::slice::from_ref(&event));
-        events
-            .pop()
-            .and_then(|e| {
-                e.deliveries
-                    .into_iter()
-                    .find(|d| d.delivery().webhook == hook.config.name)
-            })
-            .map(|d| (d, hook))
+        let preview = crate::route::preview(&snapshot, &bot, &hook, event);
+        (preview, hook)
     })
     .await;
     let answer = match rendered {
-        Ok(Some((NewDelivery::Pending(delivery), hook))) => serde_json::json!({
+        Ok((Preview::Rendered(delivery), hook)) => serde_json::json!({
             "outcome": "rendered",
             "request": request_json(Some(&hook), &delivery),
         }),
-        Ok(Some((NewDelivery::Dead(_, reason), _))) => {
+        Ok((Preview::NotSubscribed(message), _)) => {
+            serde_json::json!({"outcome": "not_subscribed", "message": message})
+        }
+        Ok((Preview::Failed(reason), _)) => {
             serde_json::json!({"outcome": "failed", "message": reason})
         }
-        Ok(None) => serde_json::json!({
+        Ok((Preview::Dropped, _)) => serde_json::json!({
             "outcome": "dropped",
             "message": "the plugin dropped this event: its format has nothing to send for it",
         }),

@@ -274,8 +274,6 @@ impl PluginSource {
     }
 }
 
-/// Distinguishes "built for another contract version" and "not a plugin at
-/// all" from other mismatches, so the message says what to do.
 /// Interface namespaces a plugin may import: WASI's (the linker refuses
 /// the ones it lacks, naming them) and the host's own log.
 const IMPORTABLE: &[&str] = &["wasi:", "statushook:plugin/"];
@@ -288,7 +286,9 @@ const NOT_LINKED: &[(&str, &str)] = &[(
 
 /// Reads the component's top-level imports and exports without compiling
 /// it: refuses one that does not export this contract's formatter, or that
-/// imports what the host does not provide.
+/// imports what the host does not provide. "Built for another contract
+/// version" and "not a plugin at all" get their own errors, so the message
+/// says what to do.
 fn check_surface(name: &str, wasm: &[u8]) -> Result<(), LoadError> {
     const MAGIC: &[u8] = b"\0asm";
     const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];

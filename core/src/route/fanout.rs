@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::Snapshot;
+use super::{Snapshot, Webhook};
 use crate::event::StatusEvent;
 use crate::plugin::RenderError;
 use crate::queue::{BORN_DEAD, Delivery, NewDelivery, NewEvent, new_delivery_id, now_ms};
@@ -144,4 +144,49 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
         }
     }
     (out, report)
+}
+
+/// What one webhook's plugin makes of one event, sent nowhere.
+#[derive(Debug)]
+pub enum Preview {
+    /// The webhook does not take the event's status; says which it takes.
+    NotSubscribed(String),
+    /// The delivery ingest would queue.
+    Rendered(Box<Delivery>),
+    /// The plugin has nothing to send for it.
+    Dropped,
+    /// The plugin failed (what the dead letter's reason would say).
+    Failed(String),
+}
+
+/// Renders `event` for `webhook` of `bot` exactly as ingest would (through
+/// [`fan_out`]: channel name filled in, host-owned headers refused), for
+/// the console's playground and `plugin-test --config`. The event's
+/// `bot_id` is taken to be `bot`.
+///
+/// CPU-bound like [`fan_out`].
+pub fn preview(
+    snapshot: &Snapshot,
+    bot: &str,
+    webhook: &Webhook,
+    mut event: StatusEvent,
+) -> Preview {
+    if !webhook.config.events.matches(event.status) {
+        return Preview::NotSubscribed(format!(
+            "webhook {:?} takes {}; a {} event does not go to it",
+            webhook.config.name, webhook.config.events, event.status
+        ));
+    }
+    event.bot_id = bot.to_string();
+    let (mut events, _) = fan_out(snapshot, std::slice::from_ref(&event));
+    let rendered = events.pop().and_then(|e| {
+        e.deliveries
+            .into_iter()
+            .find(|d| d.delivery().webhook == webhook.config.name)
+    });
+    match rendered {
+        Some(NewDelivery::Pending(delivery)) => Preview::Rendered(Box::new(delivery)),
+        Some(NewDelivery::Dead(_, reason)) => Preview::Failed(reason),
+        None => Preview::Dropped,
+    }
 }

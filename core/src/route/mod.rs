@@ -11,6 +11,6 @@ mod fanout;
 mod scope;
 mod snapshot;
 
-pub use fanout::{FanOutReport, fan_out};
+pub use fanout::{FanOutReport, Preview, fan_out, preview};
 pub use scope::{Access, Scope};
 pub use snapshot::{Bot, Snapshot, SnapshotError, Webhook};
