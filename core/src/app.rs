@@ -21,7 +21,7 @@ use crate::ingest::router::Door;
 use crate::ingest::{Ingest, server};
 use crate::metrics::Metrics;
 use crate::plugin::{HostError, HostOptions, PluginHost};
-use crate::queue::{EmbeddedQueue, History, Queue, QueueError, RedisQueue};
+use crate::queue::{Clock, EmbeddedQueue, History, Queue, QueueError, RedisQueue};
 use crate::reload::{self, ComposeError, Composed, Reloader};
 use crate::route::Snapshot;
 
@@ -79,13 +79,24 @@ pub struct Running {
 /// [`QueueError::Open`] when the store cannot be opened.
 pub fn open_queue(config: &QueueConfig, history: History) -> Result<Arc<dyn Queue>, QueueError> {
     match &config.backend {
-        QueueBackend::Redis { url, prefix } => Ok(Arc::new(
-            RedisQueue::new(url, prefix)?.with_history(history),
+        QueueBackend::Redis(options) => Ok(Arc::new(
+            RedisQueue::open(options.clone(), Clock::system())?.with_history(history),
         )),
         // Opening may repair the file after a crash: blocking, at start-up only.
         QueueBackend::Embedded { path } => {
             Ok(Arc::new(EmbeddedQueue::open(path)?.with_history(history)))
         }
+    }
+}
+
+/// Stops the start when the queue answers that its stored layout is not the
+/// configured one (another shard count): a dispatcher that failed every
+/// request instead would be harder to diagnose. A queue that cannot be
+/// reached yet does not stop it; the connection is retried on use.
+async fn refuse_a_mismatched_queue(queue: &dyn Queue) -> Result<(), StartError> {
+    match tokio::time::timeout(Duration::from_secs(5), queue.ping()).await {
+        Ok(Err(error @ QueueError::Open { .. })) => Err(error.into()),
+        _ => Ok(()),
     }
 }
 
@@ -116,6 +127,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         step: "opening the queue and the plugin host",
         source,
     })??;
+    refuse_a_mismatched_queue(&*queue).await?;
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
     let limits = server::Limits::of(&config.server);

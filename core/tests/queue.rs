@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,9 +13,10 @@ use std::time::{Duration, Instant};
 use statushook::event::Status;
 use statushook::queue::{
     Attempt, AttemptOutcome, Clock, Cursor, Delivery, DeliveryQuery, DeliveryRecord, EmbeddedQueue,
-    History, LaneState, NewDelivery, NewEvent, Outcome, Queue, QueueError, RedisQueue, Resend,
-    new_delivery_id, now_ms,
+    History, LaneState, NewDelivery, NewEvent, Outcome, Queue, QueueError, RedisOptions,
+    RedisQueue, RedisServers, Resend, new_delivery_id, now_ms,
 };
+use support::cluster::RedisCluster;
 use support::redis::RedisServer;
 
 const WINDOW: Duration = Duration::from_secs(3600);
@@ -1630,4 +1632,310 @@ async fn embedded_tokens_keep_rising_across_a_restart() {
             .duplicates,
         1
     );
+}
+
+// ---- Redis: shards and Redis Cluster ------------------------------------------
+
+/// A queue on `servers` with `shards` shards under `prefix`.
+fn sharded(servers: RedisServers, prefix: &str, shards: u16, clock: &Clock) -> RedisQueue {
+    RedisQueue::open(
+        RedisOptions {
+            servers,
+            prefix: prefix.into(),
+            shards,
+            wait_replicas: 0,
+        },
+        clock.clone(),
+    )
+    .expect("queue")
+}
+
+/// Runs each case against a fresh queue (its own prefix, 3 shards) on
+/// `cluster`, one after the other: one cluster serves the whole suite.
+macro_rules! on_cluster {
+    ($cluster:expr, $history:expr; $($case:ident),* $(,)?) => {
+        $(
+            {
+                let clock = Clock::adjustable();
+                let q = sharded(
+                    RedisServers::Cluster($cluster.urls()),
+                    stringify!($case),
+                    3,
+                    &clock,
+                )
+                .with_history($history);
+                eprintln!("cluster: {}", stringify!($case));
+                $case(&q, &clock).await;
+            }
+        )*
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    on_cluster!(cluster, History::OFF;
+        enqueued_jobs_are_claimed_once_with_body_intact,
+        claims_follow_due_time,
+        an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced,
+        a_retry_without_attempt_postpones_without_counting,
+        dead_letters_keep_every_attempt_and_replay_restarts_the_count,
+        duplicates_are_counted_and_queue_nothing,
+        deliveries_born_dead_are_listed_not_sent,
+        an_event_with_no_deliveries_still_dedupes,
+        a_deep_lane_does_not_keep_other_lanes_waiting,
+        a_held_lane_is_skipped_until_its_hold_ends,
+        a_batch_across_shards_is_accepted_and_deduplicated_per_event,
+        claims_reach_every_shard_in_turn,
+    );
+    on_cluster!(cluster, logged();
+        the_log_pages_newest_first_through_ties_and_filters,
+        one_delivery_shows_its_body_and_every_attempt,
+        resend_queues_a_delivered_or_dead_delivery_again,
+        the_log_forgets_past_its_retention_and_its_cap,
+    );
+    let q = Arc::new(sharded(
+        RedisServers::Cluster(cluster.urls()),
+        "wake",
+        3,
+        &Clock::system(),
+    ));
+    q.ping().await.expect("ping");
+    wait_for_work_wakes_on_enqueue(q).await;
+}
+
+/// Bots whose keys land in every shard of a 3-shard queue, and more.
+fn many_bots(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("bot-{i}")).collect()
+}
+
+async fn a_batch_across_shards_is_accepted_and_deduplicated_per_event(q: &dyn Queue, _c: &Clock) {
+    let bots = many_bots(12);
+    let batch: Vec<NewEvent> = bots.iter().map(|b| event(b, "e1", &["w"])).collect();
+    let first = q.enqueue(&batch, WINDOW).await.expect("enqueue");
+    assert_eq!(first.accepted, 12);
+    // The same batch with two new events among the repeats: flags in order.
+    let mut again = batch.clone();
+    again.insert(3, event("bot-3", "e2", &["w"]));
+    again.push(event("bot-11", "e2", &["w"]));
+    let second = q.enqueue(&again, WINDOW).await.expect("enqueue");
+    let mut expected = vec![true; 14];
+    (expected[3], expected[13]) = (false, false);
+    assert_eq!(second.duplicate, expected);
+    let mut claimed = Vec::new();
+    loop {
+        let jobs = q.claim(5, 10, LEASE).await.expect("claim").jobs;
+        if jobs.is_empty() {
+            break;
+        }
+        claimed.extend(jobs);
+    }
+    let mut got: Vec<(String, String)> = claimed
+        .iter()
+        .map(|c| (c.delivery.bot.clone(), c.delivery.event_id.clone()))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String)> = bots.iter().map(|b| (b.clone(), "e1".into())).collect();
+    want.push(("bot-3".into(), "e2".into()));
+    want.push(("bot-11".into(), "e2".into()));
+    want.sort();
+    assert_eq!(got, want, "every event queued once, across shards");
+    for job in &claimed {
+        assert!(
+            q.ack(&job.lease, None).await.expect("ack"),
+            "its lease finds its shard"
+        );
+    }
+    assert_eq!(q.depth().await.expect("depth").pending, 0);
+}
+
+async fn claims_reach_every_shard_in_turn(q: &dyn Queue, _c: &Clock) {
+    // 300 bots, one job each: every shard holds about 100 lanes. A claim of
+    // 8 could be filled by whichever shard it asks first; in turn, four
+    // claims reach three shards.
+    let batch: Vec<NewEvent> = many_bots(300)
+        .iter()
+        .map(|b| event(b, "e1", &["w"]))
+        .collect();
+    q.enqueue(&batch, WINDOW).await.expect("enqueue");
+    let mut bots = BTreeSet::new();
+    for _ in 0..3 {
+        for job in q.claim(8, 1, LEASE).await.expect("claim").jobs {
+            bots.insert(job.delivery.bot.clone());
+        }
+    }
+    let mut shards_served = BTreeSet::new();
+    for bot in &bots {
+        shards_served.insert(shard_index(bot));
+    }
+    assert_eq!(
+        shards_served.len(),
+        3,
+        "three claims served every shard: {shards_served:?}"
+    );
+}
+
+/// Which of 3 shards holds `bot`, as a queue with 3 shards places it.
+fn shard_index(bot: &str) -> String {
+    let clock = Clock::system();
+    let probe = sharded(
+        RedisServers::Standalone("redis://127.0.0.1:1/".into()),
+        "probe",
+        3,
+        &clock,
+    );
+    probe.tag_of(bot).to_string()
+}
+
+#[tokio::test]
+async fn redis_sharded_queue_passes_the_cross_shard_cases_on_one_server() {
+    let server = RedisServer::start();
+    let clock = Clock::adjustable();
+    let servers = || RedisServers::Standalone(server.url());
+    a_batch_across_shards_is_accepted_and_deduplicated_per_event(
+        &sharded(servers(), "cross", 3, &clock),
+        &clock,
+    )
+    .await;
+    claims_reach_every_shard_in_turn(&sharded(servers(), "turns", 3, &clock), &clock).await;
+}
+
+#[tokio::test]
+async fn redis_a_changed_shard_count_is_refused_naming_both() {
+    let server = RedisServer::start();
+    let clock = Clock::system();
+    let servers = || RedisServers::Standalone(server.url());
+    // Keys written before sharding count as one shard.
+    let old = RedisQueue::new(&server.url(), "p").expect("queue");
+    old.enqueue(&[event("bot-a", "e1", &["w"])], WINDOW)
+        .await
+        .expect("enqueue");
+    old.claim(1, 1, LEASE).await.expect("claim");
+    drop(old);
+    let error = sharded(servers(), "p", 4, &clock)
+        .ping()
+        .await
+        .expect_err("4 shards over a 1-shard queue");
+    let text = error.to_string();
+    assert!(
+        text.contains("laid out in 1 shard(s)") && text.contains("shards = 4"),
+        "{text}"
+    );
+    assert!(matches!(error, QueueError::Open { .. }), "{error:?}");
+    // A new prefix takes the count it is first used with, then keeps it.
+    sharded(servers(), "q", 4, &clock)
+        .ping()
+        .await
+        .expect("fresh prefix");
+    sharded(servers(), "q", 4, &clock)
+        .ping()
+        .await
+        .expect("same count");
+    let text = sharded(servers(), "q", 2, &clock)
+        .ping()
+        .await
+        .expect_err("another count")
+        .to_string();
+    assert!(text.contains("laid out in 4 shard(s)"), "{text}");
+    // Every operation says the same, not only the first.
+    let q = sharded(servers(), "q", 2, &clock);
+    let text = q
+        .enqueue(&[event("bot-a", "e2", &["w"])], WINDOW)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(text.contains("laid out in 4 shard(s)"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_batch_whose_later_shard_fails_keeps_the_rest_and_its_retry_doubles_nothing() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let clock = Clock::system();
+    let q = sharded(RedisServers::Cluster(cluster.urls()), "part", 3, &clock);
+    let bots = many_bots(30);
+    let batch: Vec<NewEvent> = bots.iter().map(|b| event(b, "e1", &["w"])).collect();
+    q.ping().await.expect("ping");
+    // Take down the node of one shard: the batch is refused as a whole...
+    let victim = cluster.primary_of_slot(cluster.slot_of(q.tag_of("bot-0")));
+    cluster.kill(victim);
+    let error = q
+        .enqueue(&batch, WINDOW)
+        .await
+        .expect_err("one shard is down");
+    assert!(error.is_unavailable(), "a 503, retry later: {error}");
+    // ...and once it is back, the retry queues each event exactly once.
+    cluster.restart(victim);
+    cluster.wait_until_ok(Duration::from_secs(30));
+    let outcome = loop {
+        match q.enqueue(&batch, WINDOW).await {
+            Ok(outcome) => break outcome,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert!(
+        outcome.duplicates > 0,
+        "the shards written first kept theirs: {outcome:?}"
+    );
+    assert!(
+        outcome.accepted > 0,
+        "the failed shard's events were not: {outcome:?}"
+    );
+    assert_eq!(outcome.accepted + outcome.duplicates, 30);
+    let mut ids = BTreeSet::new();
+    loop {
+        let jobs = q.claim(50, 50, LEASE).await.expect("claim").jobs;
+        if jobs.is_empty() {
+            break;
+        }
+        for job in jobs {
+            assert!(
+                ids.insert(job.delivery.bot.clone()),
+                "{} twice",
+                job.delivery.bot
+            );
+        }
+    }
+    assert_eq!(ids.len(), 30, "every event queued once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_the_keys_of_1000_bots_spread_over_every_primary() {
+    let cluster = RedisCluster::start(3, 0);
+    let clock = Clock::system();
+    let q = sharded(RedisServers::Cluster(cluster.urls()), "spread", 3, &clock);
+    let batch: Vec<NewEvent> = many_bots(1000)
+        .iter()
+        .map(|b| event(b, "e1", &["w"]))
+        .collect();
+    for chunk in batch.chunks(100) {
+        q.enqueue(chunk, WINDOW).await.expect("enqueue");
+    }
+    let mut bots_per_primary = BTreeMap::new();
+    for bot in many_bots(1000) {
+        let port = cluster.primary_of_slot(cluster.slot_of(q.tag_of(&bot)));
+        *bots_per_primary.entry(port).or_insert(0usize) += 1;
+    }
+    let keys: Vec<(u16, u64)> = cluster
+        .primaries()
+        .into_iter()
+        .map(|port| {
+            (
+                port,
+                cluster
+                    .cli(port, &["dbsize"])
+                    .trim()
+                    .parse()
+                    .expect("dbsize"),
+            )
+        })
+        .collect();
+    eprintln!(
+        "1,000 bots over 3 primaries: bots per primary {bots_per_primary:?}, keys per primary {keys:?}"
+    );
+    assert_eq!(bots_per_primary.len(), 3, "every primary holds bots");
+    assert!(
+        bots_per_primary.values().all(|&n| n > 250),
+        "no primary holds under a quarter: {bots_per_primary:?}"
+    );
+    assert!(keys.iter().all(|&(_, n)| n > 500), "{keys:?}");
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::deliver::sign::Encoding;
 use crate::event::Status;
 use crate::plugin::PluginLimits;
+use crate::queue::redis::RedisOptions;
 
 /// A validated config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,14 +117,9 @@ pub enum QueueBackend {
         /// (`path`, default `data/queue`).
         path: PathBuf,
     },
-    /// `"redis"`: shared by any number of dispatchers.
-    Redis {
-        /// The server, e.g. `redis://127.0.0.1:6379`.
-        url: String,
-        /// Key prefix, so several deployments can share a Redis (default
-        /// `statushook`).
-        prefix: String,
-    },
+    /// `"redis"`: shared by any number of dispatchers, on one server or a
+    /// Redis Cluster.
+    Redis(RedisOptions),
 }
 
 /// `[delivery]`.

@@ -312,19 +312,34 @@ impl<'a> Reader<'a> {
 
     /// A whole number greater than zero that fits `T`.
     pub(super) fn positive<T: TryFrom<u64>>(&mut self, path: &str, value: &Value<'_>) -> Option<T> {
+        self.whole(path, value, 1)
+    }
+
+    /// A whole number of `min` (0 or 1) or more that fits `T`.
+    pub(super) fn whole<T: TryFrom<u64>>(
+        &mut self,
+        path: &str,
+        value: &Value<'_>,
+        min: u64,
+    ) -> Option<T> {
         let DeValue::Integer(int) = value.get_ref() else {
             self.wrong_type(path, value, "a whole number");
             return None;
         };
+        let too_small = if min == 0 {
+            "must be 0 or more"
+        } else {
+            "must be greater than 0"
+        };
         let number = u64::from_str_radix(int.as_str(), int.radix()).ok();
         match number {
-            Some(0) => self.problem(path, Some(value.span()), "must be greater than 0"),
+            Some(n) if n < min => self.problem(path, Some(value.span()), too_small),
             Some(n) => match T::try_from(n) {
                 Ok(n) => return Some(n),
                 Err(_) => self.problem(path, Some(value.span()), format!("{n} is too large")),
             },
             None if int.as_str().starts_with('-') => {
-                self.problem(path, Some(value.span()), "must be greater than 0");
+                self.problem(path, Some(value.span()), too_small);
             }
             None => self.problem(path, Some(value.span()), "is too large"),
         }

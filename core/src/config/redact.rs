@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::model::{Auth, BotConfig, MetaConfig, QueueBackend, ServerConfig, Sign};
+use crate::queue::redis::{RedisOptions, RedisServers};
 
 const REDACTED: &str = "<redacted>";
 
@@ -41,12 +42,40 @@ impl fmt::Debug for QueueBackend {
             QueueBackend::Embedded { path } => {
                 f.debug_struct("Embedded").field("path", path).finish()
             }
-            QueueBackend::Redis { url, prefix } => f
+            QueueBackend::Redis(options) => f
                 .debug_struct("Redis")
-                .field("url", &redact_url_password(url))
-                .field("prefix", prefix)
+                .field("servers", &options.servers)
+                .field("prefix", &options.prefix)
+                .field("shards", &options.shards)
+                .field("wait_replicas", &options.wait_replicas)
                 .finish(),
         }
+    }
+}
+
+impl fmt::Debug for RedisServers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisServers::Standalone(url) => f
+                .debug_tuple("Standalone")
+                .field(&redact_url_password(url))
+                .finish(),
+            RedisServers::Cluster(urls) => f
+                .debug_tuple("Cluster")
+                .field(
+                    &urls
+                        .iter()
+                        .map(|u| redact_url_password(u))
+                        .collect::<Vec<_>>(),
+                )
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&QueueBackend::Redis(self.clone()), f)
     }
 }
 

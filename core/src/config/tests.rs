@@ -9,6 +9,7 @@ use super::*;
 use crate::deliver::sign::Encoding;
 use crate::event::Status;
 use crate::plugin::PluginLimits;
+use crate::queue::redis::{RedisOptions, RedisServers};
 
 /// The reference config of the README, with a real Standard Webhooks secret.
 const EXAMPLE: &str = r#"[server]
@@ -500,10 +501,10 @@ fn the_redis_queue_needs_a_url() {
     let config = parse_ok("[queue]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n");
     assert_eq!(
         config.queue.backend,
-        QueueBackend::Redis {
-            url: "redis://127.0.0.1:6379".into(),
-            prefix: "statushook".into()
-        }
+        QueueBackend::Redis(RedisOptions::standalone(
+            "redis://127.0.0.1:6379",
+            "statushook"
+        ))
     );
     let found = problems(
         "[queue]\nbackend = \"redis\"\nurl = \"http://x\"\npath = \"q\"\nprefix = \"a b\"\n",
@@ -521,6 +522,45 @@ fn the_redis_queue_needs_a_url() {
     assert_contains(&p, "only the redis backend");
     let p = problem("[queue]\nbackend = \"sqlite\"\n", "queue.backend", 2);
     assert_contains(&p, "expected \"embedded\" or \"redis\"");
+}
+
+#[test]
+fn a_redis_cluster_takes_seed_nodes_shards_and_a_replica_wait() {
+    let config = parse_ok(
+        "[queue]\nbackend = \"redis\"\ncluster_urls = [\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]\nshards = 12\nwait_replicas = 1\n",
+    );
+    assert_eq!(
+        config.queue.backend,
+        QueueBackend::Redis(RedisOptions {
+            servers: RedisServers::Cluster(vec![
+                "redis://10.0.0.1:7000".into(),
+                "redis://10.0.0.2:7000".into()
+            ]),
+            prefix: "statushook".into(),
+            shards: 12,
+            wait_replicas: 1,
+        })
+    );
+    let both =
+        "[queue]\nbackend = \"redis\"\nurl = \"redis://a\"\ncluster_urls = [\"redis://b\"]\n";
+    assert_contains(&problem(both, "queue.cluster_urls", 3), "not both");
+    let none = "[queue]\nbackend = \"redis\"\ncluster_urls = []\n";
+    assert_contains(&problem(none, "queue.cluster_urls", 3), "at least one seed");
+    let bad = "[queue]\nbackend = \"redis\"\ncluster_urls = [\"redis://a\", \"http://b\"]\n";
+    assert_contains(&problem(bad, "queue.cluster_urls[1]", 3), "scheme");
+    let zero = "[queue]\nbackend = \"redis\"\nurl = \"redis://a\"\nshards = 0\n";
+    assert_contains(&problem(zero, "queue.shards", 4), "greater than 0");
+    let many = "[queue]\nbackend = \"redis\"\nurl = \"redis://a\"\nshards = 20000\n";
+    assert_contains(&problem(many, "queue.shards", 4), "16384 slots");
+    let negative = "[queue]\nbackend = \"redis\"\nurl = \"redis://a\"\nwait_replicas = -1\n";
+    assert_contains(&problem(negative, "queue.wait_replicas", 4), "0 or more");
+    let braces = "[queue]\nbackend = \"redis\"\nurl = \"redis://a\"\nprefix = \"a{b}\"\n";
+    assert_contains(&problem(braces, "queue.prefix", 4), "braces");
+    let embedded = "[queue]\nshards = 4\n";
+    assert_contains(
+        &problem(embedded, "queue.shards", 2),
+        "only the redis backend",
+    );
 }
 
 #[test]

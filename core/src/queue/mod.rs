@@ -32,7 +32,7 @@ mod history;
 pub mod redis;
 
 pub use self::embedded::EmbeddedQueue;
-pub use self::redis::RedisQueue;
+pub use self::redis::{RedisOptions, RedisQueue, RedisServers};
 pub use clock::Clock;
 pub use delivery::{
     Attempt, AttemptOutcome, BORN_DEAD, Claimed, DeadLetter, Delivery, Lease, NewDelivery,

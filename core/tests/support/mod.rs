@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod cluster;
 pub mod guests;
 pub mod receiver;
 pub mod redis;

@@ -1,4 +1,5 @@
-//! Claiming due jobs: `claim.lua` leases them, this reads them back.
+//! Claiming due jobs: `claim.lua` leases them shard by shard, this reads
+//! them back.
 
 use std::time::Duration;
 
@@ -7,17 +8,71 @@ use crate::queue::Queue as _;
 use crate::queue::delivery::millis;
 use crate::queue::{Claim, Claimed, Delivery, Lease, QueueError};
 
-/// Runs `claim.lua`; see [`Queue::claim`](crate::queue::Queue::claim).
+/// Claims from the shards that may have due work, starting at a different
+/// shard each time so none is always served last; see
+/// [`Queue::claim`](crate::queue::Queue::claim).
+///
+/// A shard that cannot be reached (its primary failing over) does not stop
+/// the others: its error is answered only when no other shard gave a job.
 pub(super) async fn claim(
     queue: &RedisQueue,
     max: usize,
     per_lane: usize,
     lease: Duration,
 ) -> Result<Claim, QueueError> {
+    let shards = &queue.shards;
+    let now = queue.clock.now_ms();
+    let first = shards.first_turn();
+    let mut claim = Claim::default();
+    let mut next: Option<u64> = None;
+    let mut failure = None;
+    for k in 0..shards.len() {
+        let shard = (first + k) % shards.len();
+        if claim.jobs.len() >= max || !shards.worth_asking(shard, now) {
+            next = earliest(next, shards.next_due(shard));
+            continue;
+        }
+        match claim_shard(queue, shard, max - claim.jobs.len(), per_lane, lease).await {
+            Ok((jobs, shard_next)) => {
+                shards.claimed(shard, now, shard_next);
+                claim.jobs.extend(jobs);
+                next = earliest(next, shards.next_due(shard));
+            }
+            Err(error) => {
+                // Ask again after a short pause rather than at once.
+                shards.claimed(shard, now, Some(now + 500));
+                failure = Some(error);
+            }
+        }
+    }
+    if let Some(error) = failure.filter(|_| claim.jobs.is_empty()) {
+        return Err(error);
+    }
+    // Shards not asked are rechecked by the worker's idle poll, which is
+    // no longer than their recheck.
+    claim.next_due_ms = next;
+    Ok(claim)
+}
+
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Runs `claim.lua` on one shard: its jobs, and when it next has any.
+async fn claim_shard(
+    queue: &RedisQueue,
+    shard: usize,
+    max: usize,
+    per_lane: usize,
+    lease: Duration,
+) -> Result<(Vec<Claimed>, Option<u64>), QueueError> {
     // id, fencing token, metadata, body, attempts made.
     type Row = (String, u64, Vec<u8>, Vec<u8>, i64);
     let (rows, next): (Vec<Row>, i64) = queue
-        .run(&queue.scripts.claim, |call| {
+        .run(shard, &queue.scripts.claim, |call| {
             call.arg(queue.clock.now_ms())
                 .arg(millis(lease))
                 .arg(max)
@@ -25,8 +80,11 @@ pub(super) async fn claim(
         })
         .await?;
     let mut jobs = Vec::with_capacity(rows.len());
-    for (id, token, meta, body, attempts) in rows {
-        let lease = Lease { id, token };
+    for (id, seq, meta, body, attempts) in rows {
+        let lease = Lease {
+            id,
+            token: queue.token(shard, seq),
+        };
         match Delivery::from_parts(&lease.id, &meta, body) {
             Ok(delivery) => jobs.push(Claimed {
                 delivery,
@@ -48,8 +106,5 @@ pub(super) async fn claim(
             }
         }
     }
-    Ok(Claim {
-        jobs,
-        next_due_ms: u64::try_from(next).ok(),
-    })
+    Ok((jobs, u64::try_from(next).ok()))
 }

@@ -12,7 +12,7 @@ pub(super) async fn dead_letters(
 ) -> Result<Vec<DeadLetter>, QueueError> {
     type Row = (String, Vec<u8>, usize, String, String, Vec<Vec<u8>>);
     let rows: Vec<Row> = queue
-        .run(&queue.scripts.dead_letters, |call| {
+        .run(queue.shard_of(bot), &queue.scripts.dead_letters, |call| {
             call.arg(bot).arg(limit.max(1));
         })
         .await?;

@@ -22,7 +22,8 @@ pub(super) async fn page(
     query: &DeliveryQuery,
 ) -> Result<DeliveryPage, QueueError> {
     // The narrowest index the query allows.
-    let base = format!("{}:hist:{bot}", queue.prefix);
+    let shard = queue.shard_of(bot);
+    let base = format!("{}:hist:{bot}", queue.shards.tag(shard));
     let key = match (&query.message_id, &query.recipient) {
         (Some(message), _) => format!("{base}:m:{message}"),
         (None, Some(recipient)) => format!("{base}:r:{recipient}"),
@@ -36,7 +37,7 @@ pub(super) async fn page(
         // id, created ms, the job (empty when gone).
         type Entry = (String, u64, Option<Job>);
         let entries: Vec<Entry> = queue
-            .run(&queue.scripts.log_page, |call| {
+            .run(shard, &queue.scripts.log_page, |call| {
                 call.arg(&key)
                     .arg(max)
                     .arg(after.as_deref().unwrap_or(""))
@@ -69,7 +70,7 @@ pub(super) async fn one(
     id: &str,
 ) -> Result<Option<DeliveryRecord>, QueueError> {
     let found: Option<(Job, Vec<u8>)> = queue
-        .run(&queue.scripts.delivery, |call| {
+        .run(queue.shard_of(bot), &queue.scripts.delivery, |call| {
             call.arg(bot).arg(id);
         })
         .await?;

@@ -1,35 +1,45 @@
-//! The Redis backend: any number of dispatchers share one Redis.
+//! The Redis backend: any number of dispatchers share one Redis, or one
+//! Redis Cluster.
 //!
-//! Keys (all under one hash tag, `{prefix}`, so every script touches a single
-//! Redis Cluster slot):
+//! Keys are split into [shards](shards), each under its own hash tag `{t}`
+//! (`{prefix}` with one shard), so every script touches a single Redis
+//! Cluster slot. A bot's keys all live in its shard:
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{p}:lane:<bot>/<webhook>` | sorted set | the lane's pending job ids scored by the unix ms they are next due (leased: when the lease ends) |
-//! | `{p}:lanes` | sorted set | non-empty lanes scored by when they can next be claimed from: their earliest job, or their hold if later |
-//! | `{p}:hold:<lane>` | string with expiry | the unix ms a [held](Queue::hold) lane is set aside until |
-//! | `{p}:job:<id>` | hash | `meta` (JSON), `body`, `bot`, `lane`, `token` while leased, `base`, `reason`/`dead_ms` when dead, `done_ms` when delivered (then it expires with the log's retention) |
-//! | `{p}:att:<id>` | list | attempts, JSON, oldest first |
-//! | `{p}:dead:<bot>` | sorted set | the bot's dead letters by time of death |
-//! | `{p}:dedup:<bot>:<event>` | string with TTL | the dedup mark of an accepted event |
-//! | `{p}:hist:<bot>` | sorted set | the bot's [delivery log](crate::queue::History): ids by creation ms |
-//! | `{p}:hist:<bot>:m:<message_id>`, `...:r:<recipient>` | sorted set with expiry | the same, for one message or recipient |
-//! | `{p}:seq` | counter | fencing tokens |
-//! | `{p}:dispatchers` | sorted set | the live dispatchers' origins, scored by their last heartbeat (unix ms) |
-//! | `{p}:wake:<origin>` | pub/sub channel | "work was enqueued", for one dispatcher |
+//! | `{t}:lane:<bot>/<webhook>` | sorted set | the lane's pending job ids scored by the unix ms they are next due (leased: when the lease ends) |
+//! | `{t}:lanes` | sorted set | the shard's non-empty lanes scored by when they can next be claimed from: their earliest job, or their hold if later |
+//! | `{t}:hold:<lane>` | string with expiry | the unix ms a [held](Queue::hold) lane is set aside until |
+//! | `{t}:job:<id>` | hash | `meta` (JSON), `body`, `bot`, `lane`, `token` while leased, `base`, `reason`/`dead_ms` when dead, `done_ms` when delivered (then it expires with the log's retention) |
+//! | `{t}:att:<id>` | list | attempts, JSON, oldest first |
+//! | `{t}:dead:<bot>` | sorted set | the bot's dead letters by time of death |
+//! | `{t}:dedup:<bot>:<event>` | string with TTL | the dedup mark of an accepted event |
+//! | `{t}:hist:<bot>` | sorted set | the bot's [delivery log](crate::queue::History): ids by creation ms |
+//! | `{t}:hist:<bot>:m:<message_id>`, `...:r:<recipient>` | sorted set with expiry | the same, for one message or recipient |
+//! | `{t}:seq` | counter | the shard's fencing tokens |
+//! | `{t}:dispatchers` | sorted set | the live dispatchers' origins, scored by their last heartbeat (unix ms) |
+//! | `{t}:wake:<origin>` | pub/sub channel | "work was enqueued in shard t", for one dispatcher |
+//! | `{prefix}:shards` | string | the shard count the keys were laid out for |
 //!
 //! Every state change is one Lua script (`lua/`), so a crash between two
-//! steps cannot duplicate or lose a job. The lane bookkeeping every script
-//! shares lives once, in `lua/lanes.lua`, prepended to them. Scripts are
-//! re-loaded automatically after a Redis restart or `SCRIPT FLUSH` (EVALSHA
-//! falls back to EVAL), and nothing else needs re-creating: a flushed Redis
-//! is an empty queue, not a stalled one.
+//! steps cannot duplicate or lose a job. Each script gets its shard's tag as
+//! its one key (which routes it to the right cluster node) and as its first
+//! argument. The lane bookkeeping every script shares lives once, in
+//! `lua/lanes.lua`, prepended to them. Scripts are re-loaded automatically
+//! after a Redis restart or `SCRIPT FLUSH` (EVALSHA falls back to EVAL), and
+//! nothing else needs re-creating: a flushed Redis is an empty queue, not a
+//! stalled one.
+//!
+//! A lease's fencing token carries its shard (`token = seq * shards +
+//! shard`), so an ack, retry or dead letter finds the job's shard from the
+//! lease alone; with one shard the token is the sequence number itself.
 //!
 //! The files follow the operations, as the embedded backend's do:
-//! `connect.rs` (the connection, the durability check, the key migration),
-//! `scripts.rs` (the scripts and the one way to call them), `enqueue.rs`,
-//! `claim.rs`, `dead.rs` (reading dead letters), `log.rs` (the delivery
-//! log), and `wake.rs` (pub/sub wake-ups between dispatchers).
+//! `connect.rs` (the connection, the durability and layout checks, the key
+//! migration), `shards.rs` (which shard holds what, and which may have
+//! work), `scripts.rs` (the scripts and the one way to call them),
+//! `enqueue.rs`, `claim.rs`, `dead.rs` (reading dead letters), `log.rs` (the
+//! delivery log), and `wake.rs` (pub/sub wake-ups between dispatchers).
 
 mod claim;
 mod connect;
@@ -37,27 +47,66 @@ mod dead;
 mod enqueue;
 mod log;
 mod scripts;
+mod shards;
 mod wake;
+
+pub use self::connect::RedisServers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, OnceCell};
 
+use self::connect::Conn;
 use self::scripts::Scripts;
+use self::shards::Shards;
 use super::delivery::{attempt_json, millis};
 use super::{
     Attempt, Claim, Clock, DeadLetter, DeliveryPage, DeliveryQuery, DeliveryRecord, Depth,
     Enqueued, History, LaneState, Lease, NewEvent, Queue, QueueError, Resend,
 };
 
+/// Where a Redis queue lives, how its keys are laid out, and how careful
+/// its writes are (`[queue]` with `backend = "redis"`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// One server or a cluster (`url` or `cluster_urls`).
+    pub servers: RedisServers,
+    /// Key prefix, so several deployments can share a Redis (`prefix`,
+    /// default `statushook`).
+    pub prefix: String,
+    /// How many hash tags the bots are spread over (`shards`, default 1);
+    /// fixed for the life of the keys (see [`RedisQueue`]).
+    pub shards: u16,
+    /// Replicas that must hold an enqueue before it is acknowledged
+    /// (`wait_replicas`, default 0: off).
+    pub wait_replicas: u16,
+}
+
+impl RedisOptions {
+    /// One server at `url`, keys under `prefix`, one shard, no replica wait.
+    pub fn standalone(url: &str, prefix: &str) -> Self {
+        RedisOptions {
+            servers: RedisServers::Standalone(url.to_string()),
+            prefix: prefix.to_string(),
+            shards: 1,
+            wait_replicas: 0,
+        }
+    }
+}
+
 /// The Redis-backed queue.
+///
+/// Its shard count is recorded in Redis on first use and checked at every
+/// connection: a dispatcher configured with another count refuses to work
+/// (its error names both counts) rather than strand jobs.
 pub struct RedisQueue {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    servers: RedisServers,
+    conn: OnceCell<Conn>,
+    /// The configured prefix, without braces.
     prefix: String,
+    shards: Arc<Shards>,
+    wait_replicas: u16,
     scripts: Scripts,
     wake: Arc<Notify>,
     subscriber: tokio::task::JoinHandle<()>,
@@ -71,7 +120,7 @@ pub struct RedisQueue {
 }
 
 impl RedisQueue {
-    /// Prepares the queue at `url` with keys under `prefix`.
+    /// Prepares the queue at `url` with keys under `prefix` (one shard).
     ///
     /// Does not wait for Redis: the connection is made on first use and
     /// remade after failures, so a dispatcher can start (and answer
@@ -81,7 +130,7 @@ impl RedisQueue {
     ///
     /// [`QueueError::Open`] if `url` is not a Redis URL.
     pub fn new(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        Self::with_clock(url, prefix, Clock::system())
+        Self::open(RedisOptions::standalone(url, prefix), Clock::system())
     }
 
     /// [`RedisQueue::new`], reading the time from `clock` (tests move an
@@ -91,22 +140,36 @@ impl RedisQueue {
     ///
     /// As [`RedisQueue::new`].
     pub fn with_clock(url: &str, prefix: &str, clock: Clock) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| QueueError::open(format!("bad Redis URL {url:?}"), e))?;
-        let prefix = format!("{{{prefix}}}");
+        Self::open(RedisOptions::standalone(url, prefix), clock)
+    }
+
+    /// Prepares the queue `options` describe, reading the time from `clock`.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Open`] if a URL is not a Redis URL.
+    pub fn open(options: RedisOptions, clock: Clock) -> Result<Self, QueueError> {
+        for url in options.servers.urls() {
+            redis::Client::open(url)
+                .map_err(|e| QueueError::open(format!("bad Redis URL {url:?}"), e))?;
+        }
+        let shards = Arc::new(Shards::new(&options.prefix, options.shards));
         let wake = Arc::new(Notify::new());
         let origin = fastrand::u64(..);
         let subscriber = tokio::spawn(wake::forward_wakeups(wake::Listener {
-            client: client.clone(),
-            prefix: prefix.clone(),
+            servers: options.servers.clone(),
+            shards: Arc::clone(&shards),
+            legacy: format!("{{{}}}", options.prefix),
             origin,
             wake: Arc::clone(&wake),
             clock: clock.clone(),
         }));
         Ok(RedisQueue {
-            client,
+            servers: options.servers,
             conn: OnceCell::new(),
-            prefix,
+            prefix: options.prefix,
+            shards,
+            wait_replicas: options.wait_replicas,
             scripts: Scripts::new(),
             wake,
             subscriber,
@@ -129,6 +192,47 @@ impl RedisQueue {
         } else {
             0
         }
+    }
+
+    /// The shard of `bot`'s keys.
+    fn shard_of(&self, bot: &str) -> usize {
+        self.shards.of_bot(bot)
+    }
+
+    /// The hash tag, `{...}`, that every key of `bot` starts with: where to
+    /// look for a bot's keys, and (`CLUSTER KEYSLOT`) which node has them.
+    pub fn tag_of(&self, bot: &str) -> &str {
+        self.shards.tag(self.shard_of(bot))
+    }
+
+    /// The token a claim hands out for sequence number `seq` of `shard`.
+    fn token(&self, shard: usize, seq: u64) -> u64 {
+        seq * self.shards.len() as u64 + shard as u64
+    }
+
+    /// The shard and sequence number a lease's token stands for.
+    fn split(&self, lease: &Lease) -> (usize, u64) {
+        let n = self.shards.len() as u64;
+        // The remainder is below the shard count, a usize.
+        ((lease.token % n) as usize, lease.token / n)
+    }
+
+    /// Ends `lease` with `script` (ack, retry or dead letter), which takes
+    /// the id, the shard's own token, and what `args` adds.
+    async fn settle(
+        &self,
+        script: &redis::Script,
+        lease: &Lease,
+        args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<bool, QueueError> {
+        let (shard, seq) = self.split(lease);
+        let done: i64 = self
+            .run(shard, script, |call| {
+                call.arg(&lease.id).arg(seq);
+                args(call);
+            })
+            .await?;
+        Ok(done == 1)
     }
 }
 
@@ -169,16 +273,12 @@ impl Queue for RedisQueue {
     async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError> {
         // The scripts take an empty string for no attempt.
         let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
-        let done: i64 = self
-            .run(&self.scripts.ack, |call| {
-                call.arg(&lease.id)
-                    .arg(lease.token)
-                    .arg(self.clock.now_ms())
-                    .arg(attempt)
-                    .arg(self.keep_ms());
-            })
-            .await?;
-        Ok(done == 1)
+        self.settle(&self.scripts.ack, lease, |call| {
+            call.arg(self.clock.now_ms())
+                .arg(attempt)
+                .arg(self.keep_ms());
+        })
+        .await
     }
 
     async fn retry(
@@ -189,21 +289,18 @@ impl Queue for RedisQueue {
     ) -> Result<bool, QueueError> {
         // The scripts take an empty string for no attempt.
         let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
-        let done: i64 = self
-            .run(&self.scripts.retry, |call| {
-                call.arg(&lease.id)
-                    .arg(lease.token)
-                    .arg(due_ms)
-                    .arg(attempt)
-                    .arg(self.clock.now_ms());
+        let done = self
+            .settle(&self.scripts.retry, lease, |call| {
+                call.arg(due_ms).arg(attempt).arg(self.clock.now_ms());
             })
             .await?;
-        Ok(done == 1)
+        self.shards.work_at(self.split(lease).0, due_ms);
+        Ok(done)
     }
 
     async fn hold(&self, bot: &str, webhook: &str, until_ms: u64) -> Result<(), QueueError> {
         let _: i64 = self
-            .run(&self.scripts.hold, |call| {
+            .run(self.shard_of(bot), &self.scripts.hold, |call| {
                 call.arg(super::lane(bot, webhook))
                     .arg(until_ms)
                     .arg(self.clock.now_ms());
@@ -220,16 +317,10 @@ impl Queue for RedisQueue {
     ) -> Result<bool, QueueError> {
         // The scripts take an empty string for no attempt.
         let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
-        let done: i64 = self
-            .run(&self.scripts.dead, |call| {
-                call.arg(&lease.id)
-                    .arg(lease.token)
-                    .arg(self.clock.now_ms())
-                    .arg(reason)
-                    .arg(attempt);
-            })
-            .await?;
-        Ok(done == 1)
+        self.settle(&self.scripts.dead, lease, |call| {
+            call.arg(self.clock.now_ms()).arg(reason).arg(attempt);
+        })
+        .await
     }
 
     async fn dead_letters(&self, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
@@ -237,8 +328,9 @@ impl Queue for RedisQueue {
     }
 
     async fn replay(&self, bot: &str, id: Option<&str>) -> Result<usize, QueueError> {
+        let shard = self.shard_of(bot);
         let replayed: usize = self
-            .run(&self.scripts.replay, |call| {
+            .run(shard, &self.scripts.replay, |call| {
                 call.arg(bot)
                     .arg(self.clock.now_ms())
                     .arg(id.unwrap_or(""))
@@ -246,6 +338,7 @@ impl Queue for RedisQueue {
             })
             .await?;
         if replayed > 0 {
+            self.shards.work_at(shard, 0);
             self.wake.notify_one();
         }
         Ok(replayed)
@@ -273,8 +366,9 @@ impl Queue for RedisQueue {
         if self.delivery(bot, id).await?.is_none() {
             return Ok(Resend::NotFound);
         }
+        let shard = self.shard_of(bot);
         let answer: String = self
-            .run(&self.scripts.resend, |call| {
+            .run(shard, &self.scripts.resend, |call| {
                 call.arg(bot)
                     .arg(id)
                     .arg(self.clock.now_ms())
@@ -288,49 +382,74 @@ impl Queue for RedisQueue {
             _ => Resend::NotFound,
         };
         if resend == Resend::Queued {
+            self.shards.work_at(shard, 0);
             self.wake.notify_one();
         }
         Ok(resend)
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {
-        let (pending, due): (u64, u64) = self
-            .run(&self.scripts.depth, |call| {
-                call.arg(self.clock.now_ms());
-            })
-            .await?;
-        Ok(Depth { pending, due })
+        let mut depth = Depth::default();
+        for shard in 0..self.shards.len() {
+            let (pending, due): (u64, u64) = self
+                .run(shard, &self.scripts.depth, |call| {
+                    call.arg(self.clock.now_ms());
+                })
+                .await?;
+            depth.pending += pending;
+            depth.due += due;
+        }
+        Ok(depth)
     }
 
     async fn lanes(&self, lanes: &[(&str, &str)]) -> Result<Vec<LaneState>, QueueError> {
-        if lanes.is_empty() {
-            return Ok(Vec::new());
-        }
         let now = self.clock.now_ms();
-        let states: Vec<(u64, u64)> = self
-            .run(&self.scripts.lane_states, |call| {
-                for (bot, webhook) in lanes {
-                    call.arg(super::lane(bot, webhook));
-                }
-            })
-            .await?;
-        Ok(states
-            .into_iter()
-            .map(|(pending, hold)| LaneState {
-                pending,
-                held_until_ms: Some(hold).filter(|&h| h > now),
-            })
-            .collect())
+        // One call per shard that holds any of the lanes, answers put back
+        // in the order asked.
+        let mut states = vec![LaneState::default(); lanes.len()];
+        for shard in 0..self.shards.len() {
+            let asked: Vec<usize> = (0..lanes.len())
+                .filter(|&i| self.shard_of(lanes[i].0) == shard)
+                .collect();
+            if asked.is_empty() {
+                continue;
+            }
+            let answers: Vec<(u64, u64)> = self
+                .run(shard, &self.scripts.lane_states, |call| {
+                    for &i in &asked {
+                        call.arg(super::lane(lanes[i].0, lanes[i].1));
+                    }
+                })
+                .await?;
+            for (i, (pending, hold)) in asked.into_iter().zip(answers) {
+                states[i] = LaneState {
+                    pending,
+                    held_until_ms: Some(hold).filter(|&h| h > now),
+                };
+            }
+        }
+        Ok(states)
     }
 
     async fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
         let mut conn = self.conn().await?;
-        let first: Vec<(String, f64)> = conn
-            .zrange_withscores(format!("{}:lanes", self.prefix), 0, 0)
-            .await
-            .map_err(unavailable)?;
-        // Scores are whole milliseconds, exact in an f64 up to 2^53.
-        Ok(first.first().map(|(_, score)| *score as u64))
+        let mut earliest: Option<u64> = None;
+        for tag in self.shards.tags() {
+            let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(format!("{tag}:lanes"))
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            // Scores are whole milliseconds, exact in an f64 up to 2^53.
+            if let Some((_, score)) = first.first() {
+                let due = *score as u64;
+                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+            }
+        }
+        Ok(earliest)
     }
 
     async fn wait_for_work(&self, max: Duration) {
@@ -339,10 +458,14 @@ impl Queue for RedisQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        for tag in self.shards.tags() {
+            // EXISTS on each shard's key: every node holding a shard answers.
+            redis::cmd("EXISTS")
+                .arg(format!("{tag}:lanes"))
+                .query_async::<u64>(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 }

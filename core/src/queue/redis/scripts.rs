@@ -52,16 +52,19 @@ fn with_lanes(body: &str) -> Script {
 }
 
 impl RedisQueue {
-    /// Runs `script` with the key prefix as its first argument and then the
-    /// arguments `args` adds, and reads its answer as `T`.
+    /// Runs `script` on shard `shard`, whose tag it gets as its one key (so
+    /// a cluster routes it to the node holding the shard) and as its first
+    /// argument, then the arguments `args` adds; reads its answer as `T`.
     pub(super) async fn run<T: FromRedisValue>(
         &self,
+        shard: usize,
         script: &Script,
         args: impl FnOnce(&mut ScriptInvocation<'_>),
     ) -> Result<T, QueueError> {
         let mut conn = self.conn().await?;
+        let tag = self.shards.tag(shard);
         let mut call = script.prepare_invoke();
-        call.arg(&self.prefix);
+        call.key(tag).arg(tag);
         args(&mut call);
         call.invoke_async(&mut conn).await.map_err(unavailable)
     }
