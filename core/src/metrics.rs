@@ -76,6 +76,9 @@ pub struct Metrics {
     /// Due deliveries put back without an attempt (endpoint busy, breaker
     /// open, shutdown), by reason.
     pub deliveries_postponed: Family<WebhookReasonLabels, Counter>,
+    /// Deliveries not sent because a later status of their message had
+    /// already been delivered (`suppress_regressions`).
+    pub deliveries_suppressed: Family<WebhookLabels, Counter>,
     /// Events a plugin dropped (the format has no such status).
     pub plugin_dropped: Family<WebhookLabels, Counter>,
     /// Plugin failures, by error code.
@@ -130,6 +133,7 @@ impl Metrics {
             deliveries_retried: Family::default(),
             deliveries_dead_lettered: Family::default(),
             deliveries_postponed: Family::default(),
+            deliveries_suppressed: Family::default(),
             plugin_dropped: Family::default(),
             plugin_errors: Family::default(),
             attempt_seconds: Family::new_with_constructor(latency_histogram),
@@ -183,6 +187,11 @@ impl Metrics {
             "statushook_deliveries_postponed",
             "Due deliveries put back without an attempt, by reason",
             m.deliveries_postponed.clone(),
+        );
+        r.register(
+            "statushook_deliveries_suppressed",
+            "Deliveries not sent: a later status of their message was already delivered",
+            m.deliveries_suppressed.clone(),
         );
         r.register(
             "statushook_plugin_dropped",

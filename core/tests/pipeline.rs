@@ -941,3 +941,57 @@ async fn render_time_is_measured_per_webhook_so_a_slow_plugin_shows_as_itself() 
     assert!(fast < slow / 2.0, "fast {fast} s, slow {slow} s");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_message_order_sends_a_messages_statuses_in_lifecycle_order_and_never_backwards() {
+    let redis = RedisServer::start();
+    // Slow answers, so the statuses of one message would overtake each
+    // other if they were sent side by side.
+    let receiver = Receiver::with(|_, _| Reply::delayed(200, Duration::from_millis(150))).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let hooks = webhook(
+        "ordered",
+        &format!("{}/ordered", receiver.url()),
+        "jelou",
+        r#"["all"]"#,
+        "order = \"per-message\"\n  suppress_regressions = true",
+    );
+    let running = start(&config_text(&redis, r#"["50ms"]"#, &hooks), dir.path()).await;
+    let status_of = |id: &str, status: &str| {
+        let mut e = event(id, status);
+        e["message_id"] = "wamid.X".into();
+        e
+    };
+    // Meta's order of arrival: read first, sent last.
+    let batch = serde_json::json!([
+        status_of("x-read", "read"),
+        status_of("x-delivered", "delivered"),
+        status_of("x-sent", "sent")
+    ]);
+    assert_eq!(post_events(&running, INGEST_TOKEN, &batch).await.0, 202);
+    let got = receiver.wait_for(3, WAIT).await;
+    let statuses: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["status"].as_str().unwrap_or("?").to_string())
+        .collect();
+    // Jelou's names for sent, delivered and read.
+    assert_eq!(statuses, ["DELIVERED_CHANNEL", "DELIVERED_USER", "READ"]);
+
+    // A delivered that comes after read was delivered is suppressed; a
+    // later status still goes.
+    let late = status_of("x-delivered-again", "delivered");
+    assert_eq!(post_events(&running, INGEST_TOKEN, &late).await.0, 202);
+    let replied = status_of("x-replied", "replied");
+    assert_eq!(post_events(&running, INGEST_TOKEN, &replied).await.0, 202);
+    let got = receiver.wait_for(4, WAIT).await;
+    assert_eq!(got[3].json()["status"], "REPLY");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 4, "the regression never arrives");
+    let metrics = support::metrics(&running).await;
+    assert!(
+        metrics
+            .contains("statushook_deliveries_suppressed_total{bot=\"acme\",webhook=\"ordered\"} 1"),
+        "{metrics}"
+    );
+    running.shutdown().await;
+}

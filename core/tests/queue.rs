@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use statushook::event::Status;
 use statushook::queue::{
-    Attempt, AttemptOutcome, Clock, Cursor, Delivery, DeliveryQuery, DeliveryRecord, EmbeddedQueue,
-    History, LaneState, NewDelivery, NewEvent, Outcome, Queue, QueueError, RedisOptions,
-    RedisQueue, RedisServers, Resend, new_delivery_id, now_ms,
+    Attempt, AttemptOutcome, Claimed, Clock, Cursor, Delivery, DeliveryQuery, DeliveryRecord,
+    EmbeddedQueue, History, LaneState, NewDelivery, NewEvent, Order, Outcome, Queue, QueueError,
+    RedisOptions, RedisQueue, RedisServers, Resend, new_delivery_id, now_ms,
 };
 use support::cluster::RedisCluster;
 use support::redis::RedisServer;
@@ -32,6 +32,7 @@ fn delivery(bot: &str, event_id: &str, webhook: &str) -> Delivery {
         message_id: None,
         recipient: None,
         created_ms: now_ms(),
+        order: Order::Any,
         content_type: "application/json".into(),
         headers: vec![("X-Crm".into(), "1".into())],
         body: format!("{{\"event\":\"{event_id}\",\"webhook\":\"{webhook}\"}}").into_bytes(),
@@ -546,6 +547,8 @@ macro_rules! conformance {
 }
 
 conformance!(redis_backend:
+    per_message_order_sends_one_at_a_time_earliest_status_first,
+    suppress_regressions_drops_a_status_older_than_one_delivered,
     enqueued_jobs_are_claimed_once_with_body_intact,
     claims_follow_due_time,
     an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced,
@@ -559,6 +562,7 @@ conformance!(redis_backend:
 );
 
 conformance!(redis_logged_backend:
+    a_suppressed_delivery_is_in_the_log_and_can_be_resent,
     the_log_pages_newest_first_through_ties_and_filters,
     one_delivery_shows_its_body_and_every_attempt,
     resend_queues_a_delivered_or_dead_delivery_again,
@@ -566,6 +570,7 @@ conformance!(redis_logged_backend:
 );
 
 conformance!(embedded_logged_backend:
+    a_suppressed_delivery_is_in_the_log_and_can_be_resent,
     the_log_pages_newest_first_through_ties_and_filters,
     one_delivery_shows_its_body_and_every_attempt,
     resend_queues_a_delivered_or_dead_delivery_again,
@@ -573,6 +578,8 @@ conformance!(embedded_logged_backend:
 );
 
 conformance!(embedded_backend:
+    per_message_order_sends_one_at_a_time_earliest_status_first,
+    suppress_regressions_drops_a_status_older_than_one_delivered,
     enqueued_jobs_are_claimed_once_with_body_intact,
     claims_follow_due_time,
     an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced,
@@ -584,6 +591,209 @@ conformance!(embedded_backend:
     a_deep_lane_does_not_keep_other_lanes_waiting,
     a_held_lane_is_skipped_until_its_hold_ends,
 );
+
+// ---- Per-message order ------------------------------------------------------
+
+/// An event about `message` with status `status`, for webhook `crm` of
+/// `bot-a` ordering per message as `order` says.
+fn ordered(event_id: &str, message: &str, status: Status, order: Order) -> NewEvent {
+    let mut e = about("bot-a", event_id, message, "593", status, &["crm"]);
+    for d in &mut e.deliveries {
+        let (NewDelivery::Pending(d) | NewDelivery::Dead(d, _)) = d;
+        d.order = order;
+    }
+    e
+}
+
+/// Claims everything due and returns it as (message, status) pairs.
+async fn claim_all(q: &dyn Queue) -> Vec<Claimed> {
+    let mut all = Vec::new();
+    loop {
+        let jobs = q.claim(50, 50, LEASE).await.expect("claim").jobs;
+        if jobs.is_empty() {
+            return all;
+        }
+        all.extend(jobs);
+    }
+}
+
+fn statuses(jobs: &[Claimed], message: &str) -> Vec<Status> {
+    jobs.iter()
+        .filter(|j| j.delivery.message_id.as_deref() == Some(message))
+        .map(|j| j.delivery.status)
+        .collect()
+}
+
+async fn per_message_order_sends_one_at_a_time_earliest_status_first(q: &dyn Queue, clock: &Clock) {
+    let per = Order::PerMessage;
+    // Meta's statuses of one message arrive out of order, close together.
+    q.enqueue(
+        &[
+            ordered("a-read", "wamid.A", Status::Read, per),
+            ordered("a-delivered", "wamid.A", Status::Delivered, per),
+            ordered("b-sent", "wamid.B", Status::Sent, per),
+        ],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+    q.enqueue(&[ordered("a-sent", "wamid.A", Status::Sent, per)], WINDOW)
+        .await
+        .expect("enqueue");
+    // One of each message at a time, the earliest in the lifecycle first;
+    // another message is not held up.
+    let mut sent_a = Vec::new();
+    let first = claim_all(q).await;
+    assert_eq!(statuses(&first, "wamid.B"), [Status::Sent]);
+    for job in first
+        .iter()
+        .filter(|j| j.delivery.message_id.as_deref() == Some("wamid.B"))
+    {
+        assert!(q.ack(&job.lease, None).await.expect("ack"));
+    }
+    let mut head = first
+        .into_iter()
+        .filter(|j| j.delivery.message_id.as_deref() == Some("wamid.A"))
+        .collect::<Vec<_>>();
+    while let [job] = head.as_slice() {
+        sent_a.push(job.delivery.status);
+        assert!(q.ack(&job.lease, None).await.expect("ack"));
+        head = claim_all(q).await;
+    }
+    assert!(head.is_empty(), "{} at once", head.len());
+    assert_eq!(sent_a, [Status::Sent, Status::Delivered, Status::Read]);
+
+    // A status arriving while its message's delivery is being sent waits
+    // for it, even when it ranks earlier: order = one at a time.
+    q.enqueue(&[ordered("c-read", "wamid.C", Status::Read, per)], WINDOW)
+        .await
+        .expect("enqueue");
+    let read = claim_all(q).await;
+    assert_eq!(statuses(&read, "wamid.C"), [Status::Read]);
+    q.enqueue(
+        &[ordered("c-delivered", "wamid.C", Status::Delivered, per)],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+    assert!(claim_all(q).await.is_empty(), "waits for the leased read");
+    // A retry keeps the message's turn: still nothing while read waits.
+    assert!(
+        q.retry(
+            &read[0].lease,
+            Some(&failed_attempt(503)),
+            clock.now_ms() + 60_000
+        )
+        .await
+        .expect("retry")
+    );
+    assert!(
+        claim_all(q).await.is_empty(),
+        "the read waiting for its retry keeps the turn"
+    );
+    clock.advance(Duration::from_secs(61));
+    let again = claim_all(q).await;
+    assert_eq!(statuses(&again, "wamid.C"), [Status::Read]);
+    assert!(
+        q.dead_letter(&again[0].lease, None, "gave up")
+            .await
+            .expect("dead")
+    );
+    // Its end, delivered or dead, lets the next one go (not suppressed: this
+    // webhook only orders).
+    let next = claim_all(q).await;
+    assert_eq!(statuses(&next, "wamid.C"), [Status::Delivered]);
+    assert!(q.ack(&next[0].lease, None).await.expect("ack"));
+    // Deliveries without a message id are never held back.
+    let mut lone = event("bot-a", "conn", &["crm"]);
+    for d in &mut lone.deliveries {
+        let (NewDelivery::Pending(d) | NewDelivery::Dead(d, _)) = d;
+        d.order = per;
+    }
+    q.enqueue(&[lone.clone(), event("bot-a", "conn2", &["crm"])], WINDOW)
+        .await
+        .expect("enqueue");
+    assert_eq!(claim_all(q).await.len(), 2);
+}
+
+async fn suppress_regressions_drops_a_status_older_than_one_delivered(q: &dyn Queue, _c: &Clock) {
+    let strict = Order::PerMessageNoRegressions;
+    q.enqueue(&[ordered("read", "wamid.S", Status::Read, strict)], WINDOW)
+        .await
+        .expect("enqueue");
+    let read = claim_all(q).await;
+    assert!(q.ack(&read[0].lease, None).await.expect("ack"));
+    // delivered after read: a regression, never sent; replied still goes.
+    q.enqueue(
+        &[
+            ordered("delivered", "wamid.S", Status::Delivered, strict),
+            ordered("replied", "wamid.S", Status::Replied, strict),
+        ],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+    let claim = q.claim(50, 50, LEASE).await.expect("claim");
+    assert!(claim.jobs.is_empty(), "the regression is not handed out");
+    assert_eq!(claim.suppressed, [("bot-a".to_string(), "crm".to_string())]);
+    let rest = claim_all(q).await;
+    assert_eq!(statuses(&rest, "wamid.S"), [Status::Replied]);
+    assert!(q.ack(&rest[0].lease, None).await.expect("ack"));
+    assert_eq!(q.depth().await.expect("depth").pending, 0);
+    // A regression waiting behind a head in flight is suppressed at its turn.
+    q.enqueue(&[ordered("sent", "wamid.S", Status::Sent, strict)], WINDOW)
+        .await
+        .expect("enqueue");
+    let claim = q.claim(50, 50, LEASE).await.expect("claim");
+    assert_eq!((claim.jobs.len(), claim.suppressed.len()), (0, 1));
+}
+
+async fn a_suppressed_delivery_is_in_the_log_and_can_be_resent(q: &dyn Queue, _c: &Clock) {
+    let strict = Order::PerMessageNoRegressions;
+    q.enqueue(&[ordered("read", "wamid.L", Status::Read, strict)], WINDOW)
+        .await
+        .expect("enqueue");
+    let read = claim_all(q).await;
+    assert!(q.ack(&read[0].lease, None).await.expect("ack"));
+    let late = ordered("delivered", "wamid.L", Status::Delivered, strict);
+    let id = late.deliveries[0].delivery().id.clone();
+    q.enqueue(&[late], WINDOW).await.expect("enqueue");
+    assert_eq!(
+        q.claim(50, 50, LEASE)
+            .await
+            .expect("claim")
+            .suppressed
+            .len(),
+        1
+    );
+    let record = q
+        .delivery("bot-a", &id)
+        .await
+        .expect("read")
+        .expect("logged");
+    assert_eq!(record.outcome, Outcome::Suppressed);
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("suppressed:"))
+    );
+    assert!(record.attempts.is_empty());
+    let query = DeliveryQuery {
+        outcome: Some(Outcome::Suppressed),
+        limit: 10,
+        ..DeliveryQuery::default()
+    };
+    let page = q.deliveries("bot-a", &query).await.expect("page");
+    assert_eq!(ids(&page.deliveries), [id.as_str()]);
+    // An operator's resend sends it after all, outside the order.
+    assert_eq!(
+        q.resend("bot-a", &id).await.expect("resend"),
+        Resend::Queued
+    );
+    let sent = claim_all(q).await;
+    assert_eq!(statuses(&sent, "wamid.L"), [Status::Delivered]);
+}
 
 // ---- The delivery log ------------------------------------------------------
 
@@ -1675,6 +1885,8 @@ macro_rules! on_cluster {
 async fn the_conformance_suite_passes_on_a_redis_cluster() {
     let cluster = RedisCluster::start(3, 0);
     on_cluster!(cluster, History::OFF;
+        per_message_order_sends_one_at_a_time_earliest_status_first,
+        suppress_regressions_drops_a_status_older_than_one_delivered,
         enqueued_jobs_are_claimed_once_with_body_intact,
         claims_follow_due_time,
         an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced,
@@ -1689,6 +1901,7 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         claims_reach_every_shard_in_turn,
     );
     on_cluster!(cluster, logged();
+        a_suppressed_delivery_is_in_the_log_and_can_be_resent,
         the_log_pages_newest_first_through_ties_and_filters,
         one_delivery_shows_its_body_and_every_attempt,
         resend_queues_a_delivered_or_dead_delivery_again,

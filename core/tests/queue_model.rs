@@ -16,8 +16,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use statushook::event::Status;
 use statushook::queue::{
-    Claimed, Clock, Delivery, EmbeddedQueue, Lease, NewDelivery, NewEvent, Queue, RedisQueue,
-    new_delivery_id,
+    Claimed, Clock, Delivery, EmbeddedQueue, Lease, NewDelivery, NewEvent, Order, Queue,
+    RedisQueue, new_delivery_id,
 };
 use support::redis::RedisServer;
 
@@ -153,6 +153,7 @@ fn delivery(bot: &str, event: &str, webhook: &str) -> Delivery {
         message_id: None,
         recipient: None,
         created_ms: 1,
+        order: Order::Any,
         content_type: "application/json".into(),
         headers: Vec::new(),
         body: format!("{{\"event\":\"{event}\"}}").into_bytes(),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::deliver::sign::Encoding;
 use crate::event::Status;
 use crate::plugin::PluginLimits;
+use crate::queue::Order;
 use crate::queue::redis::RedisOptions;
 
 /// A validated config file.
@@ -210,6 +211,9 @@ pub struct WebhookConfig {
     /// The most deliveries a second or minute this dispatcher sends to the
     /// webhook (`rate_limit`, the partner's capacity); the rest wait.
     pub rate_limit: Option<crate::rate::Rate>,
+    /// How its deliveries of one message go out (`order = "per-message"`,
+    /// `suppress_regressions`; default: each on its own).
+    pub order: Order,
 }
 
 impl WebhookConfig {

@@ -9,6 +9,7 @@ use super::*;
 use crate::deliver::sign::Encoding;
 use crate::event::Status;
 use crate::plugin::PluginLimits;
+use crate::queue::Order;
 use crate::queue::redis::{RedisOptions, RedisServers};
 
 /// The reference config of the README, with a real Standard Webhooks secret.
@@ -227,6 +228,29 @@ fn rate_limits_are_n_per_second_or_minute() {
     let text = with_webhook(&format!("{WEBHOOK}\nrate_limit = \"50/h\""));
     let p = problem(&text, "bots[0].webhooks[0].rate_limit", 9);
     assert_contains(&p, "unknown unit \"h\"");
+}
+
+#[test]
+fn per_message_order_and_suppressed_regressions_are_read() {
+    let order = |extra: &str| {
+        parse_ok(&with_webhook(&format!("{WEBHOOK}\n{extra}"))).bots[0].webhooks[0].order
+    };
+    assert_eq!(order(""), Order::Any);
+    assert_eq!(order("order = \"per-message\""), Order::PerMessage);
+    assert_eq!(
+        order("order = \"per-message\"\nsuppress_regressions = true"),
+        Order::PerMessageNoRegressions
+    );
+    assert_eq!(
+        order("order = \"per-message\"\nsuppress_regressions = false"),
+        Order::PerMessage
+    );
+    let text = with_webhook(&format!("{WEBHOOK}\norder = \"fifo\""));
+    let p = problem(&text, "bots[0].webhooks[0].order", 9);
+    assert_contains(&p, "the one order is \"per-message\"");
+    let text = with_webhook(&format!("{WEBHOOK}\nsuppress_regressions = true"));
+    let p = problem(&text, "bots[0].webhooks[0].suppress_regressions", 9);
+    assert_contains(&p, "needs order = \"per-message\"");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use super::model::{Auth, EventFilter, Sign, WebhookConfig};
 use super::reader::{Need, Reader, Table, Value};
 use crate::event::Status;
 use crate::plugin::BUILTIN_NAMES;
+use crate::queue::Order;
 
 /// The keys of a webhook table.
 pub(super) const WEBHOOK_KEYS: &[&str] = &[
@@ -22,6 +23,8 @@ pub(super) const WEBHOOK_KEYS: &[&str] = &[
     "sign",
     "settings",
     "rate_limit",
+    "order",
+    "suppress_regressions",
 ];
 
 /// One webhook; `names` holds the names (and key paths) of the bot's
@@ -64,8 +67,10 @@ pub(super) fn webhook(
         None => Some(BTreeMap::new()),
     };
     let rate_limit = rate(r, t, "rate_limit");
+    let order = order(r, t);
     Some(WebhookConfig {
         rate_limit: rate_limit?,
+        order: order?,
         name: name?,
         url: url?,
         events: events?,
@@ -93,6 +98,42 @@ pub(super) fn rate(
         },
         None if t.has(key) => None,
         None => Some(None),
+    }
+}
+
+/// `order` and `suppress_regressions`; `None` when invalid (and recorded).
+fn order(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<Order> {
+    let order = r.field(t, "order", Need::Optional, Reader::string);
+    let suppress = r.field(t, "suppress_regressions", Need::Optional, Reader::boolean);
+    let per_message = match &order {
+        Some(order) if order.get_ref() == "per-message" => true,
+        Some(order) => {
+            r.problem(
+                &t.key("order"),
+                Some(order.span()),
+                format!(
+                    "unknown order {:?}; the one order is \"per-message\" (leave it out to send each delivery on its own)",
+                    order.get_ref()
+                ),
+            );
+            return None;
+        }
+        None if t.has("order") => return None,
+        None => false,
+    };
+    match (per_message, suppress) {
+        (_, None) if t.has("suppress_regressions") => None,
+        (true, Some(true)) => Some(Order::PerMessageNoRegressions),
+        (true, _) => Some(Order::PerMessage),
+        (false, Some(true)) => {
+            r.problem(
+                &t.key("suppress_regressions"),
+                t.get("suppress_regressions").map(|v| v.span()),
+                "needs order = \"per-message\": only ordered deliveries know what was delivered before them",
+            );
+            None
+        }
+        (false, _) => Some(Order::Any),
     }
 }
 

@@ -125,6 +125,17 @@ impl Deliverer {
                     // (until the next due time or a wake-up) instead of
                     // asking again; at a moderate rate that second claim
                     // found nothing for almost every event.
+                    for (bot, webhook) in &claim.suppressed {
+                        tracing::debug!(
+                            bot,
+                            webhook,
+                            "a regression of a message's status was suppressed"
+                        );
+                        self.metrics
+                            .deliveries_suppressed
+                            .get_or_create(&metrics::webhook(bot, webhook))
+                            .inc();
+                    }
                     let drained = claim.jobs.len() < asked;
                     for job in claim.jobs {
                         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {

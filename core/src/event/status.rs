@@ -36,6 +36,20 @@ pub enum Status {
 }
 
 impl Status {
+    /// Where the status stands in a message's life, for per-message order:
+    /// queued and created 0, sent 1, delivered 2, read 3, replied 4, and the
+    /// ends (failed, number not found, expired, disconnected) 5.
+    pub fn lifecycle_rank(self) -> u8 {
+        match self {
+            Status::Queued | Status::Created => 0,
+            Status::Sent => 1,
+            Status::Delivered => 2,
+            Status::Read => 3,
+            Status::Replied => 4,
+            Status::Failed | Status::NumberNotFound | Status::Expired | Status::Disconnected => 5,
+        }
+    }
+
     /// Every status, in the order of the vocabulary table.
     pub const ALL: [Status; 10] = [
         Status::Queued,

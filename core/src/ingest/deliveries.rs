@@ -162,7 +162,10 @@ fn read_query(request: &Request<Incoming>) -> Result<DeliveryQuery, ApiError> {
         })
         .transpose()?;
     let outcome = text("outcome")
-        .map(|o| Outcome::parse(&o).ok_or_else(|| bad("outcome", "pending, delivered or dead")))
+        .map(|o| {
+            Outcome::parse(&o)
+                .ok_or_else(|| bad("outcome", "pending, delivered, dead or suppressed"))
+        })
         .transpose()?;
     let cursor = text("cursor")
         .map(|c| {

@@ -32,6 +32,10 @@ pub struct Delivery {
     pub recipient: Option<String>,
     /// When the delivery was created, unix ms.
     pub created_ms: u64,
+    /// How this webhook's deliveries of one message go out: set from the
+    /// webhook's `order` when the delivery is made, and kept with it.
+    #[serde(default, skip_serializing_if = "Order::is_any")]
+    pub order: Order,
     /// The plugin's content type.
     pub content_type: String,
     /// The plugin's extra headers.
@@ -42,10 +46,61 @@ pub struct Delivery {
     pub body: Vec<u8>,
 }
 
+/// How a webhook's deliveries of one message go out (`[[bots.webhooks]]
+/// order` and `suppress_regressions`).
+///
+/// Ordered deliveries of one `message_id` to one webhook go out one at a
+/// time: the others wait, and of those waiting, the earliest in the
+/// message's lifecycle ([`Status::lifecycle_rank`]) goes next, so statuses
+/// that arrive out of order close together go out in order. A delivery
+/// without a `message_id` (a connection status) is never held back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Each delivery on its own, as soon as it can go (the default).
+    #[default]
+    Any,
+    /// One at a time per message, earliest lifecycle status first.
+    PerMessage,
+    /// As [`Order::PerMessage`], and a status that comes after a later one
+    /// of the same message was delivered (`delivered` after `read`) is
+    /// suppressed instead of sent, so the receiver never sees a message go
+    /// backwards.
+    PerMessageNoRegressions,
+}
+
+impl Order {
+    /// Whether this is the default, [`Order::Any`].
+    pub fn is_any(&self) -> bool {
+        *self == Order::Any
+    }
+
+    /// How the queue stores it: `""`, `"p"` or `"s"` (as `lua/` reads it).
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Order::Any => "",
+            Order::PerMessage => "p",
+            Order::PerMessageNoRegressions => "s",
+        }
+    }
+}
+
+/// The reason a suppressed delivery is given.
+pub const SUPPRESSED: &str =
+    "suppressed: a later status of this message was already delivered to this webhook";
+
 impl Delivery {
     /// The queue lane this delivery waits in: see [`lane`].
     pub fn lane(&self) -> String {
         lane(&self.bot, &self.webhook)
+    }
+
+    /// The message whose ordering this delivery takes part in, if any: its
+    /// `message_id` when its webhook orders per message.
+    pub fn ordered_message(&self) -> Option<&str> {
+        (!self.order.is_any())
+            .then_some(self.message_id.as_deref())
+            .flatten()
     }
 
     /// The metadata as JSON (everything but the body).

@@ -69,15 +69,19 @@ pub enum Outcome {
     Delivered,
     /// A dead letter.
     Dead,
+    /// Not sent: a later status of its message had already been delivered
+    /// to the webhook (`suppress_regressions`).
+    Suppressed,
 }
 
 impl Outcome {
-    /// Reads `pending`, `delivered` or `dead`.
+    /// Reads `pending`, `delivered`, `dead` or `suppressed`.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "pending" => Some(Outcome::Pending),
             "delivered" => Some(Outcome::Delivered),
             "dead" => Some(Outcome::Dead),
+            "suppressed" => Some(Outcome::Suppressed),
             _ => None,
         }
     }

@@ -36,7 +36,7 @@ pub use self::redis::{RedisOptions, RedisQueue, RedisServers};
 pub use clock::Clock;
 pub use delivery::{
     Attempt, AttemptOutcome, BORN_DEAD, Claimed, DeadLetter, Delivery, Lease, NewDelivery,
-    NewEvent, RESPONSE_EXCERPT, lane, new_delivery_id, now_ms,
+    NewEvent, Order, RESPONSE_EXCERPT, SUPPRESSED, lane, new_delivery_id, now_ms,
 };
 pub use error::QueueError;
 pub use history::{
@@ -77,6 +77,10 @@ pub struct Claim {
     /// (what [`Queue::next_due_ms`] would answer now): a worker with
     /// nothing more to do sleeps until then without asking again.
     pub next_due_ms: Option<u64>,
+    /// The lanes (`bot`, `webhook`) of deliveries this claim suppressed
+    /// instead of handing out ([`Order::PerMessageNoRegressions`]), one
+    /// entry per delivery, for the metrics.
+    pub suppressed: Vec<(String, String)>,
 }
 
 /// Where one webhook's lane stands.

@@ -99,6 +99,7 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
                     message_id: event.message_id.clone(),
                     recipient: event.recipient.clone(),
                     created_ms: now_ms(),
+                    order: webhook.config.order,
                     content_type,
                     headers,
                     body,

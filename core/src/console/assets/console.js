@@ -75,6 +75,7 @@ function state(word, kind) { return el("span", { class: "state " + kind }, word)
 function outcomeState(outcome) {
   if (outcome === "delivered") return state("✓ delivered", "ok");
   if (outcome === "dead") return state("✗ dead", "bad");
+  if (outcome === "suppressed") return state("⤼ suppressed", "muted");
   return state("… pending", "warn");
 }
 

@@ -6,18 +6,22 @@ use redb::ReadableTable;
 use super::fault::{Fault, corrupt};
 use super::job::{Job, Stage};
 use super::tables::{Commit, TOKEN_SEQ, Tables};
-use crate::queue::{Claim, Claimed, Delivery, Lease};
+use super::{log, order};
+use crate::queue::{Claim, Claimed, Delivery, History, Lease, SUPPRESSED};
 
 /// Takes up to `max` jobs due by `now`, at most `per_lane` from each lane
 /// not held, lanes by score and jobs by due time (ties by id); pushes each
 /// one's due time to `now + lease_ms` and gives it a new token. Says when
-/// the earliest lane can next be claimed from, after the claim.
+/// the earliest lane can next be claimed from, after the claim. A
+/// regression of an ordered message is suppressed rather than handed out
+/// (kept in the log as `history` says).
 pub(super) fn claim(
     t: &mut Tables<'_>,
     now: u64,
     lease_ms: u64,
     max: usize,
     per_lane: usize,
+    history: History,
 ) -> Result<(Claim, Commit), Fault> {
     let end = now.saturating_add(1);
     let mut lanes = Vec::new();
@@ -28,8 +32,8 @@ pub(super) fn claim(
         let next_due_ms = t.next_due_ms()?;
         return Ok((
             Claim {
-                jobs: Vec::new(),
                 next_due_ms,
+                ..Claim::default()
             },
             Commit::No,
         ));
@@ -37,6 +41,7 @@ pub(super) fn claim(
     let mut token = t.counters.get(TOKEN_SEQ)?.map_or(0, |v| v.value());
     let until = now.saturating_add(lease_ms);
     let mut claimed = Vec::new();
+    let mut suppressed = Vec::new();
     for lane in &lanes {
         let room = max.saturating_sub(claimed.len()).min(per_lane);
         if room == 0 {
@@ -73,6 +78,11 @@ pub(super) fn claim(
                 }
                 Err(fault) => return Err(fault),
             };
+            if order::regresses(t, &job)? {
+                suppress(t, &id, job, history, now)?;
+                suppressed.push((delivery.bot, delivery.webhook));
+                continue;
+            }
             token += 1;
             job.token = token;
             job.stage = Stage::Pending { due_ms: until };
@@ -92,9 +102,33 @@ pub(super) fn claim(
         Claim {
             jobs: claimed,
             next_due_ms,
+            suppressed,
         },
         Commit::Yes,
     ))
+}
+
+/// Ends `job` (`id`, already out of its lane) as suppressed instead of
+/// handing it out: kept for the log like a delivered job (or removed when
+/// the log does not keep it), and its message's next job moves up.
+fn suppress(
+    t: &mut Tables<'_>,
+    id: &str,
+    mut job: Job,
+    history: History,
+    now: u64,
+) -> Result<(), Fault> {
+    order::advance(t, id, &job, false, now)?;
+    if log::keeps(t, history, id, now)? {
+        job.token = 0;
+        job.stage = Stage::Suppressed {
+            done_ms: now,
+            reason: SUPPRESSED.to_string(),
+        };
+        t.put_job(id, &job)
+    } else {
+        t.delete(id, &job)
+    }
 }
 
 /// The stored delivery of job `id`.

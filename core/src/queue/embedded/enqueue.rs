@@ -3,10 +3,10 @@
 use redb::ReadableTable;
 
 use super::fault::Fault;
-use super::job::{Job, Stage};
-use super::log;
+use super::job::{Job, Ordered, Stage};
 use super::tables::{Commit, Tables};
-use crate::queue::{Enqueued, History, NewDelivery, NewEvent};
+use super::{log, order};
+use crate::queue::{Enqueued, History, NewDelivery, NewEvent, Order};
 
 /// Expired dedup marks purged per enqueue at least; plus two per event in
 /// the batch, so purging keeps up with marking.
@@ -23,6 +23,7 @@ pub(super) fn enqueue(
     history: History,
 ) -> Result<(Enqueued, Commit), Fault> {
     let mut purged = purge_expired_marks(t, now, PURGE_BASE + 2 * events.len())?;
+    purged += order::purge_expired(t, now, PURGE_BASE + 2 * events.len())?;
     let expiry = now.saturating_add(window_ms);
     let mut out = Enqueued::default();
     let mut lanes = std::collections::BTreeSet::new();
@@ -33,7 +34,7 @@ pub(super) fn enqueue(
             continue;
         }
         for new in &event.deliveries {
-            if let Some(lane) = insert(t, &event.bot, new, now)? {
+            if let Some(lane) = insert(t, &event.bot, new, now, window_ms)? {
                 lanes.insert(lane);
             }
             if history.is_on() {
@@ -80,19 +81,32 @@ fn mark(
     Ok(true)
 }
 
-/// Writes one delivery: its payload, its state and its index entry.
+/// Writes one delivery: its payload, its state and its index entry (an
+/// ordered one may wait behind its message's head instead; `window_ms` is
+/// how long its message's order outlives the last of it).
 /// Returns its lane if it is pending there (the caller rescores it).
 fn insert(
     t: &mut Tables<'_>,
     bot: &str,
     new: &NewDelivery,
     now: u64,
+    window_ms: u64,
 ) -> Result<Option<String>, Fault> {
     let delivery = new.delivery();
     let id = delivery.id.as_str();
     let meta = delivery.meta_json()?;
     t.payloads
         .insert(id, (meta.as_slice(), delivery.body.as_slice()))?;
+    if let (NewDelivery::Pending(_), Some(message)) = (new, delivery.ordered_message()) {
+        let mut job = Job::new(bot, &delivery.webhook, Stage::Waiting);
+        job.ordered = Some(Ordered {
+            suppress: delivery.order == Order::PerMessageNoRegressions,
+            message: message.to_string(),
+            rank: delivery.status.lifecycle_rank(),
+        });
+        order::place(t, id, job, now, window_ms)?;
+        return Ok(Some(delivery.lane()));
+    }
     let mut lane = None;
     let stage = match new {
         NewDelivery::Pending(_) => {

@@ -5,11 +5,15 @@ use super::fault::{Fault, corrupt};
 
 /// The record format; bumped if the layout ever changes. Version 1 had no
 /// webhook (the queue had no lanes); opening such a file fills it in.
-const VERSION: u8 = 2;
+/// Version 2 had no per-message order; it reads as unordered.
+const VERSION: u8 = 3;
+const VERSION_WITHOUT_ORDER: u8 = 2;
 const VERSION_WITHOUT_WEBHOOK: u8 = 1;
 const PENDING: u8 = 0;
 const DEAD: u8 = 1;
 const DELIVERED: u8 = 2;
+const WAITING: u8 = 3;
+const SUPPRESSED: u8 = 4;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,28 @@ pub(super) enum Stage {
         /// When the successful attempt was recorded, unix ms.
         done_ms: u64,
     },
+    /// Ordered, and waiting behind another delivery of its message: it has
+    /// the entry `(lane, message, rank, id)` in `waiting`, none in its lane.
+    Waiting,
+    /// Not sent: a later status of its message was delivered first. Kept
+    /// for the log like a delivered job.
+    Suppressed {
+        /// When it was suppressed, unix ms.
+        done_ms: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The per-message order a job takes part in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Ordered {
+    /// Whether a regression is suppressed rather than sent.
+    pub(super) suppress: bool,
+    /// Its message.
+    pub(super) message: String,
+    /// Its status's place in the message's lifecycle.
+    pub(super) rank: u8,
 }
 
 /// The state of one job.
@@ -50,6 +76,8 @@ pub(super) struct Job {
     pub(super) base: u32,
     /// Pending or dead.
     pub(super) stage: Stage,
+    /// Its message's order, when its webhook orders per message.
+    pub(super) ordered: Option<Ordered>,
 }
 
 impl Job {
@@ -62,6 +90,7 @@ impl Job {
             attempts: 0,
             base: 0,
             stage,
+            ordered: None,
         }
     }
 
@@ -81,13 +110,16 @@ impl Job {
     }
 
     /// The stored bytes: version, stage, token, attempts, base, due or dead
-    /// time, then the bot, the webhook and (dead only) the reason, each
-    /// length-prefixed.
+    /// time, then the bot, the webhook and (dead and suppressed only) the
+    /// reason, each length-prefixed; then the order: 0 (none), or 1 or 2
+    /// (suppressing regressions) followed by the rank and the message.
     pub(super) fn encode(&self) -> Vec<u8> {
         let (tag, at_ms, reason) = match &self.stage {
             Stage::Pending { due_ms } => (PENDING, *due_ms, None),
             Stage::Dead { dead_ms, reason } => (DEAD, *dead_ms, Some(reason.as_str())),
             Stage::Delivered { done_ms } => (DELIVERED, *done_ms, None),
+            Stage::Waiting => (WAITING, 0, None),
+            Stage::Suppressed { done_ms, reason } => (SUPPRESSED, *done_ms, Some(reason.as_str())),
         };
         let mut out = Vec::with_capacity(
             44 + self.bot.len() + self.webhook.len() + reason.map_or(0, str::len),
@@ -103,6 +135,14 @@ impl Job {
         if let Some(reason) = reason {
             put_str(&mut out, reason);
         }
+        match &self.ordered {
+            None => out.push(0),
+            Some(ordered) => {
+                out.push(if ordered.suppress { 2 } else { 1 });
+                out.push(ordered.rank);
+                put_str(&mut out, &ordered.message);
+            }
+        }
         out
     }
 
@@ -111,7 +151,7 @@ impl Job {
     pub(super) fn decode(id: &str, bytes: &[u8]) -> Result<Self, Fault> {
         let mut r = Reader { bytes, id };
         let version = r.u8()?;
-        if version != VERSION && version != VERSION_WITHOUT_WEBHOOK {
+        if ![VERSION, VERSION_WITHOUT_ORDER, VERSION_WITHOUT_WEBHOOK].contains(&version) {
             return Err(corrupt(
                 id,
                 format!("job record version {version}, expected {VERSION}"),
@@ -135,7 +175,25 @@ impl Job {
                 reason: r.string()?,
             },
             DELIVERED => Stage::Delivered { done_ms: at_ms },
+            WAITING => Stage::Waiting,
+            SUPPRESSED => Stage::Suppressed {
+                done_ms: at_ms,
+                reason: r.string()?,
+            },
             other => return Err(corrupt(id, format!("unknown job stage {other}"))),
+        };
+        let ordered = if version == VERSION {
+            match r.u8()? {
+                0 => None,
+                mode @ (1 | 2) => Some(Ordered {
+                    suppress: mode == 2,
+                    rank: r.u8()?,
+                    message: r.string()?,
+                }),
+                other => return Err(corrupt(id, format!("unknown job order {other}"))),
+            }
+        } else {
+            None
         };
         if !r.bytes.is_empty() {
             return Err(corrupt(id, "trailing bytes in the job record"));
@@ -147,6 +205,7 @@ impl Job {
             attempts,
             base,
             stage,
+            ordered,
         })
     }
 }

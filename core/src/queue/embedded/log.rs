@@ -126,7 +126,10 @@ fn remove(t: &mut Tables<'_>, created: u64, id: &str) -> Result<(), Fault> {
     let count = t.counters.get(key.as_str())?.map_or(0, |v| v.value());
     t.counters.insert(key.as_str(), count.saturating_sub(1))?;
     if let Some(job) = t.job(id)?
-        && matches!(job.stage, Stage::Delivered { .. })
+        && matches!(
+            job.stage,
+            Stage::Delivered { .. } | Stage::Suppressed { .. }
+        )
     {
         t.delete(id, &job)?;
     }
@@ -220,11 +223,13 @@ pub(super) fn resend(
         return Ok((Resend::NotFound, Commit::No));
     };
     match &job.stage {
-        Stage::Pending { .. } => return Ok((Resend::AlreadyPending, Commit::No)),
+        Stage::Pending { .. } | Stage::Waiting => {
+            return Ok((Resend::AlreadyPending, Commit::No));
+        }
         Stage::Dead { reason, .. } if reason.starts_with(BORN_DEAD) => {
             return Ok((Resend::NothingToSend, Commit::No));
         }
-        Stage::Dead { .. } | Stage::Delivered { .. } => {}
+        Stage::Dead { .. } | Stage::Delivered { .. } | Stage::Suppressed { .. } => {}
     }
     let lane = t.requeue(id, &mut job, now)?;
     t.rescore(&lane, now)?;
@@ -254,9 +259,12 @@ impl Reader {
         let delivery =
             Delivery::from_parts(id, meta, if with_body { body.to_vec() } else { Vec::new() })?;
         let (outcome, reason, finished_ms) = match job.stage {
-            Stage::Pending { .. } => (Outcome::Pending, None, None),
+            Stage::Pending { .. } | Stage::Waiting => (Outcome::Pending, None, None),
             Stage::Dead { dead_ms, reason } => (Outcome::Dead, Some(reason), Some(dead_ms)),
             Stage::Delivered { done_ms } => (Outcome::Delivered, None, Some(done_ms)),
+            Stage::Suppressed { done_ms, reason } => {
+                (Outcome::Suppressed, Some(reason), Some(done_ms))
+            }
         };
         let mut attempts = Vec::with_capacity(job.attempts as usize);
         for seq in 0..job.attempts {

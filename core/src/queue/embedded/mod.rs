@@ -28,6 +28,7 @@ mod inspect;
 mod job;
 mod log;
 mod open;
+mod order;
 mod settle;
 mod tables;
 #[cfg(test)]
@@ -123,6 +124,15 @@ impl EmbeddedQueue {
         }
     }
 
+    /// Whether a lease's end did anything; wakes the workers when it made
+    /// the next delivery of an ordered message due.
+    fn settled(&self, settled: settle::Settled) -> bool {
+        if settled == settle::Settled::NextDue {
+            self.wake.notify_one();
+        }
+        settled != settle::Settled::Stale
+    }
+
     /// Runs `op` in the next group commit (see [`commit`]).
     async fn write<T: Send + 'static>(
         &self,
@@ -168,7 +178,8 @@ impl Queue for EmbeddedQueue {
     ) -> Result<Claim, QueueError> {
         let lease_ms = millis(lease);
         let now = self.clock.now_ms();
-        self.write(move |t| claim::claim(t, now, lease_ms, max, per_lane))
+        let history = self.history;
+        self.write(move |t| claim::claim(t, now, lease_ms, max, per_lane, history))
             .await
     }
 
@@ -187,8 +198,10 @@ impl Queue for EmbeddedQueue {
         let Lease { id, token } = lease.clone();
         let now = self.clock.now_ms();
         let history = self.history;
-        self.write(move |t| settle::ack(t, &id, token, attempt.as_deref(), history, now))
-            .await
+        let settled = self
+            .write(move |t| settle::ack(t, &id, token, attempt.as_deref(), history, now))
+            .await?;
+        Ok(self.settled(settled))
     }
 
     async fn retry(
@@ -214,8 +227,10 @@ impl Queue for EmbeddedQueue {
         let Lease { id, token } = lease.clone();
         let reason = reason.to_string();
         let now = self.clock.now_ms();
-        self.write(move |t| settle::dead_letter(t, &id, token, attempt.as_deref(), &reason, now))
-            .await
+        let settled = self
+            .write(move |t| settle::dead_letter(t, &id, token, attempt.as_deref(), &reason, now))
+            .await?;
+        Ok(self.settled(settled))
     }
 
     async fn dead_letters(&self, bot: &str, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {

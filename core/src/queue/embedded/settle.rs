@@ -3,13 +3,35 @@
 
 use super::fault::Fault;
 use super::job::Stage;
-use super::log;
 use super::tables::{Commit, Tables};
+use super::{log, order};
 use crate::queue::History;
+
+/// What ending a lease did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// The lease was stale: nothing changed.
+    Stale,
+    /// Done.
+    Done,
+    /// Done, and the next delivery of its message (per-message order)
+    /// became due: worth a wake-up.
+    NextDue,
+}
+
+impl Settled {
+    fn after(promoted: bool) -> Self {
+        if promoted {
+            Settled::NextDue
+        } else {
+            Settled::Done
+        }
+    }
+}
 
 /// Marks a delivered job, recording `attempt` (JSON) if any: kept in the
 /// delivery log while `history` keeps it, else removed with its payload
-/// and attempts. `false` for a stale lease.
+/// and attempts.
 pub(super) fn ack(
     t: &mut Tables<'_>,
     id: &str,
@@ -17,10 +39,11 @@ pub(super) fn ack(
     attempt: Option<&[u8]>,
     history: History,
     now: u64,
-) -> Result<(bool, Commit), Fault> {
+) -> Result<(Settled, Commit), Fault> {
     let Some(mut job) = end_attempt(t, id, token, attempt)? else {
-        return Ok((false, Commit::No));
+        return Ok((Settled::Stale, Commit::No));
     };
+    let promoted = order::advance(t, id, &job, true, now)?;
     t.rescore(&job.lane(), now)?;
     if log::keeps(t, history, id, now)? {
         job.token = 0;
@@ -29,7 +52,7 @@ pub(super) fn ack(
     } else {
         t.delete(id, &job)?;
     }
-    Ok((true, Commit::Yes))
+    Ok((Settled::after(promoted), Commit::Yes))
 }
 
 /// Records `attempt` (JSON) if any, makes the job due at `due_ms` and ends
@@ -51,7 +74,7 @@ pub(super) fn retry(
 }
 
 /// Records `attempt` (JSON) if any and moves the job to its bot's dead
-/// letters, dead at `now`. `false` for a stale lease.
+/// letters, dead at `now`.
 pub(super) fn dead_letter(
     t: &mut Tables<'_>,
     id: &str,
@@ -59,9 +82,9 @@ pub(super) fn dead_letter(
     attempt: Option<&[u8]>,
     reason: &str,
     now: u64,
-) -> Result<(bool, Commit), Fault> {
+) -> Result<(Settled, Commit), Fault> {
     let Some(mut job) = end_attempt(t, id, token, attempt)? else {
-        return Ok((false, Commit::No));
+        return Ok((Settled::Stale, Commit::No));
     };
     job.token = 0;
     job.stage = Stage::Dead {
@@ -70,8 +93,9 @@ pub(super) fn dead_letter(
     };
     t.dead.insert((job.bot.as_str(), now, id), ())?;
     t.put_job(id, &job)?;
+    let promoted = order::advance(t, id, &job, false, now)?;
     t.rescore(&job.lane(), now)?;
-    Ok((true, Commit::Yes))
+    Ok((Settled::after(promoted), Commit::Yes))
 }
 
 /// The job leased as `id` with `token`, taken out of its lane's index with

@@ -13,6 +13,9 @@
 //! | `log_order` | (created ms, id) | (bot, message id, recipient): every logged delivery by age, to expire and cap the log |
 //! | `dedup` | (bot, event id) | expiry ms of the mark |
 //! | `dedup_expiry` | (expiry ms, bot, event id) | — : marks in expiry order, to purge |
+//! | `messages` | (lane, message id) | (head id, top, expires ms, ttl ms): per-message order; head `""` when none, top the highest rank delivered + 1 (0: none), expires 0 while a head exists |
+//! | `waiting` | (lane, message id, rank, id) | — : ordered jobs waiting behind their message's head |
+//! | `message_expiry` | (expires ms, lane, message id) | — : order states without a head, to purge |
 //! | `counters` | name | `token` (last fencing token), `schema` (layout version), `log:<bot>` (entries in the bot's log) |
 
 use redb::{Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
@@ -34,6 +37,12 @@ pub(super) const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::ne
 pub(super) const DEDUP_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("dedup_expiry");
 pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+pub(super) const MESSAGES: TableDefinition<(&str, &str), (&str, u64, u64, u64)> =
+    TableDefinition::new("messages");
+pub(super) const WAITING: TableDefinition<(&str, &str, u64, &str), ()> =
+    TableDefinition::new("waiting");
+pub(super) const MESSAGE_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("message_expiry");
 pub(super) const LOG: TableDefinition<(&str, &str, u64, &str), ()> = TableDefinition::new("log");
 pub(super) const LOG_ORDER: TableDefinition<(u64, &str), (&str, &str, &str)> =
     TableDefinition::new("log_order");
@@ -79,6 +88,9 @@ pub(super) struct Tables<'txn> {
     pub(super) log: Table<'txn, (&'static str, &'static str, u64, &'static str), ()>,
     pub(super) log_order:
         Table<'txn, (u64, &'static str), (&'static str, &'static str, &'static str)>,
+    pub(super) messages: Table<'txn, (&'static str, &'static str), (&'static str, u64, u64, u64)>,
+    pub(super) waiting: Table<'txn, (&'static str, &'static str, u64, &'static str), ()>,
+    pub(super) message_expiry: Table<'txn, (u64, &'static str, &'static str), ()>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -97,6 +109,9 @@ impl<'txn> Tables<'txn> {
             counters: txn.open_table(COUNTERS)?,
             log: txn.open_table(LOG)?,
             log_order: txn.open_table(LOG_ORDER)?,
+            messages: txn.open_table(MESSAGES)?,
+            waiting: txn.open_table(WAITING)?,
+            message_expiry: txn.open_table(MESSAGE_EXPIRY)?,
         })
     }
 
@@ -145,7 +160,18 @@ impl<'txn> Tables<'txn> {
             Stage::Dead { dead_ms, .. } => {
                 self.dead.remove((job.bot.as_str(), *dead_ms, id))?;
             }
-            Stage::Delivered { .. } => {}
+            Stage::Waiting => {
+                if let Some(ordered) = &job.ordered {
+                    let key = (
+                        job.lane(),
+                        ordered.message.as_str(),
+                        u64::from(ordered.rank),
+                        id,
+                    );
+                    self.waiting.remove((key.0.as_str(), key.1, key.2, key.3))?;
+                }
+            }
+            Stage::Delivered { .. } | Stage::Suppressed { .. } => {}
         }
         Ok(())
     }
@@ -153,9 +179,12 @@ impl<'txn> Tables<'txn> {
     /// Queues `job` again, due at `now`, with a fresh attempt count: its
     /// attempts so far are kept and the base moves past them. Returns its
     /// lane, which the caller rescores. Shared by replay and resend.
+    /// An operator's replay or resend goes out as asked, outside its
+    /// message's order.
     pub(super) fn requeue(&mut self, id: &str, job: &mut Job, now: u64) -> Result<String, Fault> {
         self.unindex(id, job)?;
         job.base = job.attempts;
+        job.ordered = None;
         self.schedule(id, job, now)?;
         Ok(job.lane())
     }

@@ -4,9 +4,9 @@
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::enqueue::{enqueue, purge_expired_marks};
-use super::job::{Job, Stage};
+use super::job::{Job, Ordered, Stage};
 use super::tables::{self, Commit};
-use crate::queue::{NewEvent, QueueError};
+use crate::queue::{NewEvent, Order, QueueError};
 
 #[test]
 fn job_records_round_trip() {
@@ -28,9 +28,27 @@ fn job_records_round_trip() {
             reason: "plugin failed: trap ✗".into(),
         },
     );
-    for job in [pending, dead] {
+    let mut waiting = Job::new("bot-a", "crm", Stage::Waiting);
+    waiting.ordered = Some(Ordered {
+        suppress: true,
+        message: "wamid.ü".into(),
+        rank: 3,
+    });
+    let suppressed = Job {
+        stage: Stage::Suppressed {
+            done_ms: 9,
+            reason: "suppressed: later".into(),
+        },
+        ..waiting.clone()
+    };
+    for job in [pending.clone(), dead, waiting, suppressed] {
         assert_eq!(Job::decode("msg_x", &job.encode()).expect("decode"), job);
     }
+    // A record of version 2 (before per-message order) reads as unordered.
+    let mut v2 = pending.encode();
+    v2.pop();
+    v2[0] = 2;
+    assert_eq!(Job::decode("msg_x", &v2).expect("decode v2"), pending);
 }
 
 #[test]
@@ -163,6 +181,7 @@ fn a_file_laid_out_before_lanes_is_migrated_on_open() {
         message_id: None,
         recipient: None,
         created_ms: 1,
+        order: Order::Any,
         content_type: "application/json".into(),
         headers: vec![],
         body: b"{}".to_vec(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::RedisQueue;
 use crate::queue::Queue as _;
 use crate::queue::delivery::millis;
-use crate::queue::{Claim, Claimed, Delivery, Lease, QueueError};
+use crate::queue::{Claim, Claimed, Delivery, Lease, QueueError, SUPPRESSED};
 
 /// Claims from the shards that may have due work, starting at a different
 /// shard each time so none is always served last; see
@@ -33,9 +33,10 @@ pub(super) async fn claim(
             continue;
         }
         match claim_shard(queue, shard, max - claim.jobs.len(), per_lane, lease).await {
-            Ok((jobs, shard_next)) => {
+            Ok((jobs, shard_next, suppressed)) => {
                 shards.claimed(shard, now, shard_next);
                 claim.jobs.extend(jobs);
+                claim.suppressed.extend(suppressed);
                 next = earliest(next, shards.next_due(shard));
             }
             Err(error) => {
@@ -61,24 +62,35 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// Runs `claim.lua` on one shard: its jobs, and when it next has any.
+/// What one shard's claim gave: its jobs, when it next has any, and the
+/// lanes of the deliveries it suppressed.
+type ShardClaim = (Vec<Claimed>, Option<u64>, Vec<(String, String)>);
+
+/// Runs `claim.lua` on one shard.
 async fn claim_shard(
     queue: &RedisQueue,
     shard: usize,
     max: usize,
     per_lane: usize,
     lease: Duration,
-) -> Result<(Vec<Claimed>, Option<u64>), QueueError> {
+) -> Result<ShardClaim, QueueError> {
     // id, fencing token, metadata, body, attempts made.
     type Row = (String, u64, Vec<u8>, Vec<u8>, i64);
-    let (rows, next): (Vec<Row>, i64) = queue
+    let (rows, next, suppressed): (Vec<Row>, i64, Vec<String>) = queue
         .run(shard, &queue.scripts.claim, |call| {
             call.arg(queue.clock.now_ms())
                 .arg(millis(lease))
                 .arg(max)
-                .arg(per_lane);
+                .arg(per_lane)
+                .arg(queue.keep_ms())
+                .arg(SUPPRESSED);
         })
         .await?;
+    let suppressed = suppressed
+        .iter()
+        .filter_map(|lane| lane.rsplit_once('/'))
+        .map(|(bot, webhook)| (bot.to_string(), webhook.to_string()))
+        .collect();
     let mut jobs = Vec::with_capacity(rows.len());
     for (id, seq, meta, body, attempts) in rows {
         let lease = Lease {
@@ -106,5 +118,5 @@ async fn claim_shard(
             }
         }
     }
-    Ok((jobs, u64::try_from(next).ok()))
+    Ok((jobs, u64::try_from(next).ok(), suppressed))
 }

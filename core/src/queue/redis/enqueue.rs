@@ -101,6 +101,12 @@ async fn write_shard(
                         .arg(delivery.message_id.as_deref().unwrap_or(""))
                         .arg(delivery.recipient.as_deref().unwrap_or(""))
                         .arg(delivery.created_ms);
+                    match delivery.ordered_message() {
+                        Some(_) => call
+                            .arg(delivery.order.code())
+                            .arg(delivery.status.lifecycle_rank()),
+                        None => call.arg("").arg(0),
+                    };
                 }
             }
         })

@@ -12,8 +12,9 @@ use crate::queue::{
 const CHUNK: usize = 200;
 
 /// A job as `read_job` (lanes.lua) returns it: metadata, body length,
-/// reason, dead ms, done ms ('' when absent), attempts.
-type Job = (Vec<u8>, usize, String, String, String, Vec<Vec<u8>>);
+/// reason, dead ms, done ms ('' when absent), attempts, why it was
+/// suppressed ('' when it was not).
+type Job = (Vec<u8>, usize, String, String, String, Vec<Vec<u8>>, String);
 
 /// One page of `bot`'s log; see [`Queue::deliveries`](crate::queue::Queue::deliveries).
 pub(super) async fn page(
@@ -93,10 +94,12 @@ fn readable(id: &str, job: Job) -> Option<DeliveryRecord> {
 }
 
 fn decode(id: &str, job: Job) -> Result<DeliveryRecord, QueueError> {
-    let (meta, body_bytes, reason, dead_ms, done_ms, attempts) = job;
+    let (meta, body_bytes, reason, dead_ms, done_ms, attempts, skip) = job;
     let ms = |text: &str| text.parse::<u64>().ok();
     let (outcome, reason, finished_ms) = if !reason.is_empty() {
         (Outcome::Dead, Some(reason), ms(&dead_ms))
+    } else if !skip.is_empty() {
+        (Outcome::Suppressed, Some(skip), ms(&done_ms))
     } else if !done_ms.is_empty() {
         (Outcome::Delivered, None, ms(&done_ms))
     } else {

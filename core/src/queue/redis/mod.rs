@@ -218,7 +218,10 @@ impl RedisQueue {
     }
 
     /// Ends `lease` with `script` (ack, retry or dead letter), which takes
-    /// the id, the shard's own token, and what `args` adds.
+    /// the id, the shard's own token, and what `args` adds. `false` for a
+    /// stale lease. The scripts answer 2 when the delivery's end let its
+    /// message's next delivery (per-message order) become due: this
+    /// dispatcher then asks that shard at its next claim.
     async fn settle(
         &self,
         script: &redis::Script,
@@ -232,7 +235,11 @@ impl RedisQueue {
                 args(call);
             })
             .await?;
-        Ok(done == 1)
+        if done == 2 {
+            self.shards.work_at(shard, 0);
+            self.wake.notify_one();
+        }
+        Ok(done >= 1)
     }
 }
 

@@ -5,7 +5,8 @@
 -- keep_ms from now is a backstop for a bot that sends nothing more, and
 -- saves reading the entry's creation time on every ack.
 -- ARGV: prefix, id, token, now_ms, attempt_json ('' = none), keep_ms.
--- Returns 1, or 0 for a stale lease.
+-- Returns 1, 2 when its message's next delivery became due (per-message
+-- order), or 0 for a stale lease.
 local p, id = ARGV[1], ARGV[2]
 local lane = end_attempt(p, id, ARGV[3], ARGV[5])
 if not lane then
@@ -14,6 +15,7 @@ end
 local now, keep = tonumber(ARGV[4]), tonumber(ARGV[6])
 local jk, ak = p .. ':job:' .. id, p .. ':att:' .. id
 redis.call('ZREM', p .. ':lane:' .. lane, id)
+local promoted = advance(p, id, lane, true, now)
 if keep > 0 then
   redis.call('HSET', jk, 'done_ms', now)
   redis.call('PEXPIRE', jk, keep)
@@ -22,4 +24,7 @@ else
   redis.call('DEL', jk, ak)
 end
 rescore(p, lane, now)
+if promoted then
+  return 2
+end
 return 1

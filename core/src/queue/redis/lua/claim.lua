@@ -1,16 +1,34 @@
 -- Claim up to max due jobs, at most per_lane from each lane, lanes in the
 -- order of their oldest due job: push each job's due time to now + lease and
 -- give it a new fencing token. A job whose record vanished is dropped.
--- ARGV: prefix, now_ms, lease_ms, max, per_lane
--- Returns {jobs, next}: jobs a list of {id, token, meta, body,
+-- A job of a webhook that suppresses regressions whose status ranks below
+-- one already delivered for its message is not handed out: it ends as
+-- suppressed (kept for the log like a delivered one) and its message's next
+-- job moves up.
+-- ARGV: prefix, now_ms, lease_ms, max, per_lane, keep_ms (the log's
+-- retention, 0 = none), suppressed_reason.
+-- Returns {jobs, next, suppressed}: jobs a list of {id, token, meta, body,
 -- attempts_in_this_cycle}; next the unix ms the earliest lane can next be
 -- claimed from (-1 if none), so an idle worker knows how long to sleep
--- without asking again.
+-- without asking again; suppressed the lane of each suppressed job.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local max = tonumber(ARGV[4])
 local per_lane = tonumber(ARGV[5])
+local keep = tonumber(ARGV[6])
+local suppressed_reason = ARGV[7]
+local suppressed = {}
+
+-- Whether job `jk` (fields ord, msg, rank) is a regression to suppress.
+local function regresses(lane, rec)
+  if rec[4] ~= 's' then
+    return false
+  end
+  local top = redis.call('HGET', p .. ':msg:' .. lane .. ':' .. rec[5], 'top')
+  return top ~= false and tonumber(rec[6]) < tonumber(top)
+end
+
 local lanes = redis.call('ZRANGEBYSCORE', p .. ':lanes', '-inf', now, 'LIMIT', 0, max)
 local out = {}
 for _, lane in ipairs(lanes) do
@@ -22,9 +40,21 @@ for _, lane in ipairs(lanes) do
   local ids = redis.call('ZRANGEBYSCORE', lk, '-inf', now, 'LIMIT', 0, math.min(per_lane, room))
   for _, id in ipairs(ids) do
     local jk = p .. ':job:' .. id
-    local rec = redis.call('HMGET', jk, 'meta', 'body', 'base')
+    local rec = redis.call('HMGET', jk, 'meta', 'body', 'base', 'ord', 'msg', 'rank')
     if not rec[1] then
       redis.call('ZREM', lk, id)
+    elseif regresses(lane, rec) then
+      redis.call('ZREM', lk, id)
+      advance(p, id, lane, false, now)
+      local ak = p .. ':att:' .. id
+      if keep > 0 then
+        redis.call('HSET', jk, 'done_ms', now, 'skip', suppressed_reason)
+        redis.call('PEXPIRE', jk, keep)
+        redis.call('PEXPIRE', ak, keep)
+      else
+        redis.call('DEL', jk, ak)
+      end
+      table.insert(suppressed, lane)
     else
       local token = redis.call('INCR', p .. ':seq')
       redis.call('ZADD', lk, now + lease, id)
@@ -40,4 +70,4 @@ local next = -1
 if first[2] then
   next = tonumber(first[2])
 end
-return {out, next}
+return {out, next, suppressed}

@@ -4,7 +4,9 @@
 --   n_events, then per event:
 --   bot, event_id, n_deliveries, then per delivery: id, lane, meta, body,
 --   dead_reason ('' = pending), message_id, recipient ('' = none),
---   created_ms (the delivery log's time for it)
+--   created_ms (the delivery log's time for it), order ('' = none, 'p'
+--   per message, 's' per message suppressing regressions; only given with a
+--   message_id), rank (in the message's lifecycle)
 -- Returns one flag per event, in order: 1 accepted, 0 duplicate.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -42,9 +44,14 @@ for _ = 1, n_events do
     for _ = 1, nd do
       local id, meta, body, dead = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
       local lane, msg, to, created = ARGV[i + 1], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+      local order, rank = ARGV[i + 8], tonumber(ARGV[i + 9])
       local jk = p .. ':job:' .. id
       redis.call('HSET', jk, 'meta', meta, 'body', body, 'bot', bot, 'lane', lane)
-      if dead == '' then
+      if dead == '' and order ~= '' then
+        redis.call('HSET', jk, 'ord', order, 'msg', msg, 'rank', rank)
+        place_ordered(p, lane, msg, id, rank, now, ttl)
+        touched[lane] = true
+      elseif dead == '' then
         redis.call('ZADD', p .. ':lane:' .. lane, now, id)
         touched[lane] = true
       else
@@ -66,11 +73,11 @@ for _ = 1, n_events do
         end
         logged[bot] = true
       end
-      i = i + 8
+      i = i + 10
     end
   else
     table.insert(flags, 0)
-    i = i + 8 * nd
+    i = i + 10 * nd
   end
 end
 for lane in pairs(touched) do

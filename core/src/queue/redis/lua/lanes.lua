@@ -75,7 +75,9 @@ end
 local function requeue(p, id, now)
   local jk, ak = p .. ':job:' .. id, p .. ':att:' .. id
   redis.call('HSET', jk, 'base', redis.call('LLEN', ak))
-  redis.call('HDEL', jk, 'reason', 'dead_ms', 'done_ms')
+  -- An operator's replay or resend goes out as asked, outside the order of
+  -- its message (`ord` gone), and a suppressed one is sent after all.
+  redis.call('HDEL', jk, 'reason', 'dead_ms', 'done_ms', 'skip', 'ord')
   redis.call('PERSIST', jk)
   redis.call('PERSIST', ak)
   local lane = lane_of(p, id)
@@ -108,13 +110,79 @@ local function trim_log(p, bot, now, keep, cap)
 end
 
 -- Job `id` as the log shows it: {meta, body length, reason, dead_ms,
--- done_ms, attempts}, '' for what it lacks; nil if it is gone.
+-- done_ms, attempts, skip (why it was suppressed)}, '' for what it lacks;
+-- nil if it is gone.
 local function read_job(p, id)
   local jk = p .. ':job:' .. id
-  local rec = redis.call('HMGET', jk, 'meta', 'reason', 'dead_ms', 'done_ms')
+  local rec = redis.call('HMGET', jk, 'meta', 'reason', 'dead_ms', 'done_ms', 'skip')
   if not rec[1] then
     return nil
   end
   return {rec[1], redis.call('HSTRLEN', jk, 'body'), rec[2] or '', rec[3] or '',
-    rec[4] or '', redis.call('LRANGE', p .. ':att:' .. id, 0, -1)}
+    rec[4] or '', redis.call('LRANGE', p .. ':att:' .. id, 0, -1), rec[5] or ''}
+end
+
+-- Per-message order. An ordered delivery (job fields `ord` = 'p', or 's'
+-- to also suppress regressions; `msg`; `rank` in the message's lifecycle)
+-- of message M in lane L is either M's head ({p}:msg:L:M field `head`: the
+-- one in the lane, due, leased or waiting for a retry) or parked in
+-- {p}:wait:L:M, scored by rank, out of the lane until its turn. Field `top`
+-- is the highest rank delivered; `ttl` the dedup window, after which the
+-- hash expires once M has no head (never while jobs wait behind one).
+
+-- Places ordered job `id` of message `msg` in `lane` at `rank`: as the head
+-- if M has none, or if the head is not leased and ranks later (it gives way
+-- and waits); parked otherwise.
+local function place_ordered(p, lane, msg, id, rank, now, ttl)
+  local mk = p .. ':msg:' .. lane .. ':' .. msg
+  local wk = p .. ':wait:' .. lane .. ':' .. msg
+  local head = redis.call('HGET', mk, 'head')
+  if head then
+    local h = redis.call('HMGET', p .. ':job:' .. head, 'rank', 'token')
+    if h[1] and (h[2] or rank >= tonumber(h[1])) then
+      redis.call('ZADD', wk, rank, id)
+      return
+    end
+    if h[1] then
+      redis.call('ZREM', p .. ':lane:' .. lane, head)
+      redis.call('ZADD', wk, tonumber(h[1]), head)
+    end
+    -- (A head whose record is gone is simply replaced.)
+  end
+  redis.call('HSET', mk, 'head', id, 'ttl', ttl)
+  redis.call('PERSIST', mk)
+  redis.call('ZADD', p .. ':lane:' .. lane, now, id)
+end
+
+-- Ordered job `id` of `lane` has left the lane, delivered or not: record
+-- its rank if delivered, and if it was its message's head, the lowest
+-- parked job of the message becomes the head, due now. Returns whether one
+-- did.
+local function advance(p, id, lane, delivered, now)
+  local rec = redis.call('HMGET', p .. ':job:' .. id, 'ord', 'msg', 'rank')
+  if not rec[1] then
+    return false
+  end
+  local promoted = false
+  local mk = p .. ':msg:' .. lane .. ':' .. rec[2]
+  local rank = tonumber(rec[3])
+  if delivered and rank > tonumber(redis.call('HGET', mk, 'top') or '-1') then
+    redis.call('HSET', mk, 'top', rank)
+  end
+  if redis.call('HGET', mk, 'head') == id then
+    local wk = p .. ':wait:' .. lane .. ':' .. rec[2]
+    local nxt = redis.call('ZRANGE', wk, 0, 0)
+    if #nxt == 0 then
+      redis.call('HDEL', mk, 'head')
+    else
+      redis.call('ZREM', wk, nxt[1])
+      redis.call('HSET', mk, 'head', nxt[1])
+      redis.call('ZADD', p .. ':lane:' .. lane, now, nxt[1])
+      promoted = true
+    end
+  end
+  if redis.call('HEXISTS', mk, 'head') == 0 then
+    redis.call('PEXPIRE', mk, tonumber(redis.call('HGET', mk, 'ttl') or '86400000'))
+  end
+  return promoted
 end
