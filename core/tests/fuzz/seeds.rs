@@ -172,7 +172,20 @@ pub fn job_records() -> Vec<Vec<u8>> {
         }
         out
     };
+    // Version 3 ends with the per-message order: 0, or the mode, the rank
+    // and the message id.
+    let ordered = |stage: u8, strings: &[&str]| {
+        let mut out = record(3, stage, strings);
+        out.extend_from_slice(&[2, 3, 7, 0, 0, 0]);
+        out.extend_from_slice(b"wamid.1");
+        out
+    };
+    let mut unordered = record(3, 0, &["acme", "crm"]);
+    unordered.push(0);
     vec![
+        unordered,
+        ordered(3, &["acme", "crm"]),
+        ordered(4, &["acme", "crm", "suppressed: later"]),
         record(2, 0, &["acme", "crm"]),
         record(2, 1, &["acme", "crm", "ran out of attempts"]),
         record(1, 0, &["acme"]),

@@ -98,7 +98,7 @@ fn insert(
     t.payloads
         .insert(id, (meta.as_slice(), delivery.body.as_slice()))?;
     if let (NewDelivery::Pending(_), Some(message)) = (new, delivery.ordered_message()) {
-        let mut job = Job::new(bot, &delivery.webhook, Stage::Waiting);
+        let mut job = Job::new(bot, &delivery.webhook, Stage::Waiting { since_ms: now });
         job.ordered = Some(Ordered {
             suppress: delivery.order == Order::PerMessageNoRegressions,
             message: message.to_string(),

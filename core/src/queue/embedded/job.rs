@@ -39,7 +39,10 @@ pub(super) enum Stage {
     },
     /// Ordered, and waiting behind another delivery of its message: it has
     /// the entry `(lane, message, rank, id)` in `waiting`, none in its lane.
-    Waiting,
+    Waiting {
+        /// Since when, unix ms.
+        since_ms: u64,
+    },
     /// Not sent: a later status of its message was delivered first. Kept
     /// for the log like a delivered job.
     Suppressed {
@@ -118,7 +121,7 @@ impl Job {
             Stage::Pending { due_ms } => (PENDING, *due_ms, None),
             Stage::Dead { dead_ms, reason } => (DEAD, *dead_ms, Some(reason.as_str())),
             Stage::Delivered { done_ms } => (DELIVERED, *done_ms, None),
-            Stage::Waiting => (WAITING, 0, None),
+            Stage::Waiting { since_ms } => (WAITING, *since_ms, None),
             Stage::Suppressed { done_ms, reason } => (SUPPRESSED, *done_ms, Some(reason.as_str())),
         };
         let mut out = Vec::with_capacity(
@@ -175,7 +178,7 @@ impl Job {
                 reason: r.string()?,
             },
             DELIVERED => Stage::Delivered { done_ms: at_ms },
-            WAITING => Stage::Waiting,
+            WAITING => Stage::Waiting { since_ms: at_ms },
             SUPPRESSED => Stage::Suppressed {
                 done_ms: at_ms,
                 reason: r.string()?,

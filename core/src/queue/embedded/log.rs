@@ -223,7 +223,7 @@ pub(super) fn resend(
         return Ok((Resend::NotFound, Commit::No));
     };
     match &job.stage {
-        Stage::Pending { .. } | Stage::Waiting => {
+        Stage::Pending { .. } | Stage::Waiting { .. } => {
             return Ok((Resend::AlreadyPending, Commit::No));
         }
         Stage::Dead { reason, .. } if reason.starts_with(BORN_DEAD) => {
@@ -259,7 +259,7 @@ impl Reader {
         let delivery =
             Delivery::from_parts(id, meta, if with_body { body.to_vec() } else { Vec::new() })?;
         let (outcome, reason, finished_ms) = match job.stage {
-            Stage::Pending { .. } | Stage::Waiting => (Outcome::Pending, None, None),
+            Stage::Pending { .. } | Stage::Waiting { .. } => (Outcome::Pending, None, None),
             Stage::Dead { dead_ms, reason } => (Outcome::Dead, Some(reason), Some(dead_ms)),
             Stage::Delivered { done_ms } => (Outcome::Delivered, None, Some(done_ms)),
             Stage::Suppressed { done_ms, reason } => {

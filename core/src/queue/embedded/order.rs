@@ -85,7 +85,7 @@ pub(super) fn place(
         if head.token != 0 || ordered.rank >= head_order.rank {
             t.waiting
                 .insert((lane.as_str(), message, u64::from(ordered.rank), id), ())?;
-            job.stage = Stage::Waiting;
+            job.stage = Stage::Waiting { since_ms: now };
             return t.put_job(id, &job);
         }
         // The head waits for its turn (not leased) and comes later in the
@@ -102,7 +102,7 @@ pub(super) fn place(
             ),
             (),
         )?;
-        head.stage = Stage::Waiting;
+        head.stage = Stage::Waiting { since_ms: now };
         t.put_job(&head_id, &head)?;
     }
     // (A head that is gone or finished is simply replaced.)

@@ -160,7 +160,7 @@ impl<'txn> Tables<'txn> {
             Stage::Dead { dead_ms, .. } => {
                 self.dead.remove((job.bot.as_str(), *dead_ms, id))?;
             }
-            Stage::Waiting => {
+            Stage::Waiting { .. } => {
                 if let Some(ordered) = &job.ordered {
                     let key = (
                         job.lane(),

@@ -28,7 +28,7 @@ fn job_records_round_trip() {
             reason: "plugin failed: trap ✗".into(),
         },
     );
-    let mut waiting = Job::new("bot-a", "crm", Stage::Waiting);
+    let mut waiting = Job::new("bot-a", "crm", Stage::Waiting { since_ms: 5 });
     waiting.ordered = Some(Ordered {
         suppress: true,
         message: "wamid.ü".into(),
