@@ -23,7 +23,13 @@ pub(super) fn enqueue(
     history: History,
 ) -> Result<(Enqueued, Commit), Fault> {
     let mut purged = purge_expired_marks(t, now, PURGE_BASE + 2 * events.len())?;
-    purged += order::purge_expired(t, now, PURGE_BASE + 2 * events.len())?;
+    let ordered = events
+        .iter()
+        .flat_map(|e| &e.deliveries)
+        .any(|d| d.delivery().ordered_message().is_some());
+    if ordered {
+        purged += order::purge_expired(t, now, PURGE_BASE + 2 * events.len())?;
+    }
     let expiry = now.saturating_add(window_ms);
     let mut out = Enqueued::default();
     let mut lanes = std::collections::BTreeSet::new();

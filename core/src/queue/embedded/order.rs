@@ -20,8 +20,8 @@ struct State {
     ttl: u64,
 }
 
-fn state(t: &Tables<'_>, lane: &str, message: &str) -> Result<Option<State>, Fault> {
-    Ok(t.messages.get((lane, message))?.map(|v| {
+fn state(t: &mut Tables<'_>, lane: &str, message: &str) -> Result<Option<State>, Fault> {
+    Ok(t.order()?.messages.get((lane, message))?.map(|v| {
         let (head, top, expires, ttl) = v.value();
         State {
             head: head.to_string(),
@@ -40,14 +40,16 @@ fn put(
     state: &State,
     old_expires: u64,
 ) -> Result<(), Fault> {
+    let order = t.order()?;
     if old_expires != 0 && old_expires != state.expires {
-        t.message_expiry.remove((old_expires, lane, message))?;
+        order.message_expiry.remove((old_expires, lane, message))?;
     }
     if state.expires != 0 {
-        t.message_expiry
+        order
+            .message_expiry
             .insert((state.expires, lane, message), ())?;
     }
-    t.messages.insert(
+    order.messages.insert(
         (lane, message),
         (state.head.as_str(), state.top, state.expires, state.ttl),
     )?;
@@ -83,7 +85,8 @@ pub(super) fn place(
         && let (Stage::Pending { due_ms }, Some(head_order)) = (&head.stage, &head.ordered)
     {
         if head.token != 0 || ordered.rank >= head_order.rank {
-            t.waiting
+            t.order()?
+                .waiting
                 .insert((lane.as_str(), message, u64::from(ordered.rank), id), ())?;
             job.stage = Stage::Waiting { since_ms: now };
             return t.put_job(id, &job);
@@ -93,7 +96,7 @@ pub(super) fn place(
         let head_id = next.head.clone();
         t.lane_due
             .remove((lane.as_str(), *due_ms, head_id.as_str()))?;
-        t.waiting.insert(
+        t.order()?.waiting.insert(
             (
                 lane.as_str(),
                 message,
@@ -141,6 +144,7 @@ pub(super) fn advance(
     }
     if next.head == id {
         let first = t
+            .order()?
             .waiting
             .range((lane.as_str(), message, 0u64, "")..(lane.as_str(), message, u64::MAX, ""))?
             .next()
@@ -151,7 +155,8 @@ pub(super) fn advance(
             });
         next.head = match first {
             Some((rank, waiting)) => {
-                t.waiting
+                t.order()?
+                    .waiting
                     .remove((lane.as_str(), message, rank, waiting.as_str()))?;
                 if let Some(mut job) = t.job(&waiting)? {
                     t.schedule(&waiting, &mut job, now)?;
@@ -173,7 +178,7 @@ pub(super) fn advance(
 
 /// Whether `job` is a regression to suppress: its webhook suppresses them
 /// and a later status of its message was delivered already.
-pub(super) fn regresses(t: &Tables<'_>, job: &Job) -> Result<bool, Fault> {
+pub(super) fn regresses(t: &mut Tables<'_>, job: &Job) -> Result<bool, Fault> {
     let Some(ordered) = job.ordered.as_ref().filter(|o| o.suppress) else {
         return Ok(false);
     };
@@ -182,10 +187,13 @@ pub(super) fn regresses(t: &Tables<'_>, job: &Job) -> Result<bool, Fault> {
 }
 
 /// Removes up to `max` order states that expired by `now` (no head, past
-/// the dedup window), oldest first. Returns how many went.
+/// the dedup window), oldest first. Returns how many went. Enqueues of
+/// ordered deliveries call it, so a deployment without ordered webhooks
+/// never opens the order's tables.
 pub(super) fn purge_expired(t: &mut Tables<'_>, now: u64, max: usize) -> Result<usize, Fault> {
+    let order = t.order()?;
     let mut gone = Vec::new();
-    for entry in t
+    for entry in order
         .message_expiry
         .range((0u64, "", "")..(now.saturating_add(1), "", ""))?
         .take(max)
@@ -195,9 +203,10 @@ pub(super) fn purge_expired(t: &mut Tables<'_>, now: u64, max: usize) -> Result<
         gone.push((expires, lane.to_string(), message.to_string()));
     }
     for (expires, lane, message) in &gone {
-        t.message_expiry
+        order
+            .message_expiry
             .remove((*expires, lane.as_str(), message.as_str()))?;
-        t.messages.remove((lane.as_str(), message.as_str()))?;
+        order.messages.remove((lane.as_str(), message.as_str()))?;
     }
     Ok(gone.len())
 }

@@ -88,6 +88,14 @@ pub(super) struct Tables<'txn> {
     pub(super) log: Table<'txn, (&'static str, &'static str, u64, &'static str), ()>,
     pub(super) log_order:
         Table<'txn, (u64, &'static str), (&'static str, &'static str, &'static str)>,
+    /// The per-message order's tables, opened on first use: a deployment
+    /// without ordered webhooks never pays for opening them.
+    order: Option<OrderTables<'txn>>,
+    txn: &'txn WriteTransaction,
+}
+
+/// The tables of per-message order (see `order.rs`).
+pub(super) struct OrderTables<'txn> {
     pub(super) messages: Table<'txn, (&'static str, &'static str), (&'static str, u64, u64, u64)>,
     pub(super) waiting: Table<'txn, (&'static str, &'static str, u64, &'static str), ()>,
     pub(super) message_expiry: Table<'txn, (u64, &'static str, &'static str), ()>,
@@ -109,10 +117,22 @@ impl<'txn> Tables<'txn> {
             counters: txn.open_table(COUNTERS)?,
             log: txn.open_table(LOG)?,
             log_order: txn.open_table(LOG_ORDER)?,
-            messages: txn.open_table(MESSAGES)?,
-            waiting: txn.open_table(WAITING)?,
-            message_expiry: txn.open_table(MESSAGE_EXPIRY)?,
+            order: None,
+            txn,
         })
+    }
+
+    /// The per-message order's tables, opened now if not yet.
+    pub(super) fn order(&mut self) -> Result<&mut OrderTables<'txn>, Fault> {
+        let tables = match self.order.take() {
+            Some(tables) => tables,
+            None => OrderTables {
+                messages: self.txn.open_table(MESSAGES)?,
+                waiting: self.txn.open_table(WAITING)?,
+                message_expiry: self.txn.open_table(MESSAGE_EXPIRY)?,
+            },
+        };
+        Ok(self.order.insert(tables))
     }
 
     /// The state of job `id`, if it exists.
@@ -168,7 +188,9 @@ impl<'txn> Tables<'txn> {
                         u64::from(ordered.rank),
                         id,
                     );
-                    self.waiting.remove((key.0.as_str(), key.1, key.2, key.3))?;
+                    self.order()?
+                        .waiting
+                        .remove((key.0.as_str(), key.1, key.2, key.3))?;
                 }
             }
             Stage::Delivered { .. } | Stage::Suppressed { .. } => {}

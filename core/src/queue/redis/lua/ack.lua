@@ -8,14 +8,14 @@
 -- Returns 1, 2 when its message's next delivery became due (per-message
 -- order), or 0 for a stale lease.
 local p, id = ARGV[1], ARGV[2]
-local lane = end_attempt(p, id, ARGV[3], ARGV[5])
+local lane, ordered = end_attempt(p, id, ARGV[3], ARGV[5])
 if not lane then
   return 0
 end
 local now, keep = tonumber(ARGV[4]), tonumber(ARGV[6])
 local jk, ak = p .. ':job:' .. id, p .. ':att:' .. id
 redis.call('ZREM', p .. ':lane:' .. lane, id)
-local promoted = advance(p, id, lane, true, now)
+local promoted = ordered and advance(p, id, lane, true, now)
 if keep > 0 then
   redis.call('HSET', jk, 'done_ms', now)
   redis.call('PEXPIRE', jk, keep)

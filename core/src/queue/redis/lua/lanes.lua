@@ -38,18 +38,20 @@ local function wake_others(p, origin, now)
 end
 
 -- Ends the lease of job `id` if `token` is still current, first recording
--- `attempt` (JSON; '' for none). Returns the job's lane, or nil for a stale
--- lease (nothing changed). Shared by retry and dead-letter.
+-- `attempt` (JSON; '' for none). Returns the job's lane and whether it is
+-- ordered per message (its `ord` field), or nil for a stale lease (nothing
+-- changed). Shared by ack, retry and dead-letter; one HMGET reads all three.
 local function end_attempt(p, id, token, attempt)
   local jk = p .. ':job:' .. id
-  if redis.call('HGET', jk, 'token') ~= token then
+  local rec = redis.call('HMGET', jk, 'token', 'lane', 'ord')
+  if rec[1] ~= token then
     return nil
   end
   if attempt ~= '' then
     redis.call('RPUSH', p .. ':att:' .. id, attempt)
   end
   redis.call('HDEL', jk, 'token')
-  return lane_of(p, id)
+  return rec[2] or lane_of(p, id), rec[3] ~= false
 end
 
 -- Re-scores `lane` in {p}:lanes after its jobs or its hold changed.
