@@ -114,19 +114,16 @@ async fn write_shard(
 }
 
 /// Waits for `wait_replicas` replicas of `shard`'s primary to hold what was
-/// just written; fewer within the wait is an error (`503`), since a
-/// failover now could lose those events.
+/// just written (see `replicas.rs`).
 async fn replicated(queue: &RedisQueue, shard: usize) -> Result<(), QueueError> {
     let mut conn = queue.conn().await?;
-    let wanted = queue.wait_replicas;
-    let held = conn
-        .wait_replicas(queue.shards.tag(shard), wanted)
+    queue
+        .barriers
+        .replicated(
+            shard,
+            &mut conn,
+            queue.shards.tag(shard),
+            queue.wait_replicas,
+        )
         .await
-        .map_err(super::unavailable)?;
-    if held < u64::from(wanted) {
-        return Err(QueueError::unavailable_because(format!(
-            "Redis: the write reached {held} of the {wanted} replica(s) wait_replicas asks for"
-        )));
-    }
-    Ok(())
 }

@@ -39,13 +39,15 @@
 //! migration), `shards.rs` (which shard holds what, and which may have
 //! work), `scripts.rs` (the scripts and the one way to call them),
 //! `enqueue.rs`, `claim.rs`, `dead.rs` (reading dead letters), `log.rs` (the
-//! delivery log), and `wake.rs` (pub/sub wake-ups between dispatchers).
+//! delivery log), `replicas.rs` (`wait_replicas`, one shared `WAIT` at a
+//! time per shard) and `wake.rs` (pub/sub wake-ups between dispatchers).
 
 mod claim;
 mod connect;
 mod dead;
 mod enqueue;
 mod log;
+mod replicas;
 mod scripts;
 mod shards;
 mod wake;
@@ -107,6 +109,8 @@ pub struct RedisQueue {
     prefix: String,
     shards: Arc<Shards>,
     wait_replicas: u16,
+    /// Shared `WAIT`s, one per shard at a time (`wait_replicas`).
+    barriers: replicas::Barriers,
     scripts: Scripts,
     wake: Arc<Notify>,
     subscriber: tokio::task::JoinHandle<()>,
@@ -154,6 +158,7 @@ impl RedisQueue {
                 .map_err(|e| QueueError::open(format!("bad Redis URL {url:?}"), e))?;
         }
         let shards = Arc::new(Shards::new(&options.prefix, options.shards));
+        let barriers = replicas::Barriers::new(shards.len());
         let wake = Arc::new(Notify::new());
         let origin = fastrand::u64(..);
         let subscriber = tokio::spawn(wake::forward_wakeups(wake::Listener {
@@ -170,6 +175,7 @@ impl RedisQueue {
             prefix: options.prefix,
             shards,
             wait_replicas: options.wait_replicas,
+            barriers,
             scripts: Scripts::new(),
             wake,
             subscriber,
