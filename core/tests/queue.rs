@@ -2152,3 +2152,52 @@ async fn cluster_the_keys_of_1000_bots_spread_over_every_primary() {
     );
     assert!(keys.iter().all(|&(_, n)| n > 500), "{keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_wait_replicas_without_a_replica_answers_unavailable_and_keeps_the_events() {
+    let server = RedisServer::start();
+    let clock = Clock::system();
+    let open = |wait_replicas| {
+        RedisQueue::open(
+            RedisOptions {
+                servers: RedisServers::Standalone(server.url()),
+                prefix: "waits".into(),
+                shards: 2,
+                wait_replicas,
+            },
+            clock.clone(),
+        )
+        .expect("queue")
+    };
+    let strict = Arc::new(open(1));
+    // Concurrent enqueues share the WAITs; every one learns the answer.
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let q = Arc::clone(&strict);
+            tokio::spawn(async move {
+                q.enqueue(&[event(&format!("bot-{i}"), "e1", &["w"])], WINDOW)
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let error = call.await.expect("task").expect_err("no replica holds it");
+        assert!(error.is_unavailable(), "a 503: {error}");
+        assert!(
+            error.to_string().contains("0 of the 1 replica(s)"),
+            "{error}"
+        );
+    }
+    // The events were written all the same: the client's retry (here
+    // without the wait) finds them as duplicates.
+    let again = open(0)
+        .enqueue(
+            &(0..4)
+                .map(|i| event(&format!("bot-{i}"), "e1", &["w"]))
+                .collect::<Vec<_>>(),
+            WINDOW,
+        )
+        .await
+        .expect("enqueue");
+    assert_eq!(again.duplicates, 4);
+}
