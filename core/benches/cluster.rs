@@ -25,6 +25,9 @@
 #[allow(dead_code)] // the bench uses part of the tests' cluster support
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
+#[allow(dead_code)] // the cluster support starts its nodes with it
+#[path = "../tests/support/redis.rs"]
+mod redis;
 
 use std::time::{Duration, Instant};
 

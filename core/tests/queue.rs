@@ -526,6 +526,40 @@ async fn wait_for_work_wakes_on_enqueue(q: Arc<dyn Queue>) {
     assert!(waited < Duration::from_secs(20));
 }
 
+/// Hands the queue cases every backend runs to `$run!(<head> case, ...)`:
+/// one list for standalone Redis, the embedded store and the cluster.
+macro_rules! queue_cases {
+    ($run:ident!($($head:tt)*)) => {
+        $run!($($head)*
+            per_message_order_sends_one_at_a_time_earliest_status_first,
+            suppress_regressions_drops_a_status_older_than_one_delivered,
+            enqueued_jobs_are_claimed_once_with_body_intact,
+            claims_follow_due_time,
+            an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced,
+            a_retry_without_attempt_postpones_without_counting,
+            dead_letters_keep_every_attempt_and_replay_restarts_the_count,
+            duplicates_are_counted_and_queue_nothing,
+            deliveries_born_dead_are_listed_not_sent,
+            an_event_with_no_deliveries_still_dedupes,
+            a_deep_lane_does_not_keep_other_lanes_waiting,
+            a_held_lane_is_skipped_until_its_hold_ends,
+        );
+    };
+}
+
+/// The delivery-log cases, handed on the same way (to logged backends).
+macro_rules! log_cases {
+    ($run:ident!($($head:tt)*)) => {
+        $run!($($head)*
+            a_suppressed_delivery_is_in_the_log_and_can_be_resent,
+            the_log_pages_newest_first_through_ties_and_filters,
+            one_delivery_shows_its_body_and_every_attempt,
+            resend_queues_a_delivered_or_dead_delivery_again,
+            the_log_forgets_past_its_retention_and_its_cap,
+        );
+    };
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),* $(,)?) => {
         mod $backend {
@@ -546,51 +580,13 @@ macro_rules! conformance {
     };
 }
 
-conformance!(redis_backend:
-    per_message_order_sends_one_at_a_time_earliest_status_first,
-    suppress_regressions_drops_a_status_older_than_one_delivered,
-    enqueued_jobs_are_claimed_once_with_body_intact,
-    claims_follow_due_time,
-    an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced,
-    a_retry_without_attempt_postpones_without_counting,
-    dead_letters_keep_every_attempt_and_replay_restarts_the_count,
-    duplicates_are_counted_and_queue_nothing,
-    deliveries_born_dead_are_listed_not_sent,
-    an_event_with_no_deliveries_still_dedupes,
-    a_deep_lane_does_not_keep_other_lanes_waiting,
-    a_held_lane_is_skipped_until_its_hold_ends,
-);
+queue_cases!(conformance!(redis_backend:));
 
-conformance!(redis_logged_backend:
-    a_suppressed_delivery_is_in_the_log_and_can_be_resent,
-    the_log_pages_newest_first_through_ties_and_filters,
-    one_delivery_shows_its_body_and_every_attempt,
-    resend_queues_a_delivered_or_dead_delivery_again,
-    the_log_forgets_past_its_retention_and_its_cap,
-);
+log_cases!(conformance!(redis_logged_backend:));
 
-conformance!(embedded_logged_backend:
-    a_suppressed_delivery_is_in_the_log_and_can_be_resent,
-    the_log_pages_newest_first_through_ties_and_filters,
-    one_delivery_shows_its_body_and_every_attempt,
-    resend_queues_a_delivered_or_dead_delivery_again,
-    the_log_forgets_past_its_retention_and_its_cap,
-);
+log_cases!(conformance!(embedded_logged_backend:));
 
-conformance!(embedded_backend:
-    per_message_order_sends_one_at_a_time_earliest_status_first,
-    suppress_regressions_drops_a_status_older_than_one_delivered,
-    enqueued_jobs_are_claimed_once_with_body_intact,
-    claims_follow_due_time,
-    an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced,
-    a_retry_without_attempt_postpones_without_counting,
-    dead_letters_keep_every_attempt_and_replay_restarts_the_count,
-    duplicates_are_counted_and_queue_nothing,
-    deliveries_born_dead_are_listed_not_sent,
-    an_event_with_no_deliveries_still_dedupes,
-    a_deep_lane_does_not_keep_other_lanes_waiting,
-    a_held_lane_is_skipped_until_its_hold_ends,
-);
+queue_cases!(conformance!(embedded_backend:));
 
 // ---- Per-message order ------------------------------------------------------
 
@@ -1884,29 +1880,12 @@ macro_rules! on_cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_conformance_suite_passes_on_a_redis_cluster() {
     let cluster = RedisCluster::start(3, 0);
+    queue_cases!(on_cluster!(cluster, History::OFF;));
     on_cluster!(cluster, History::OFF;
-        per_message_order_sends_one_at_a_time_earliest_status_first,
-        suppress_regressions_drops_a_status_older_than_one_delivered,
-        enqueued_jobs_are_claimed_once_with_body_intact,
-        claims_follow_due_time,
-        an_expired_lease_is_reclaimed_and_the_stale_holder_is_fenced,
-        a_retry_without_attempt_postpones_without_counting,
-        dead_letters_keep_every_attempt_and_replay_restarts_the_count,
-        duplicates_are_counted_and_queue_nothing,
-        deliveries_born_dead_are_listed_not_sent,
-        an_event_with_no_deliveries_still_dedupes,
-        a_deep_lane_does_not_keep_other_lanes_waiting,
-        a_held_lane_is_skipped_until_its_hold_ends,
         a_batch_across_shards_is_accepted_and_deduplicated_per_event,
         claims_reach_every_shard_in_turn,
     );
-    on_cluster!(cluster, logged();
-        a_suppressed_delivery_is_in_the_log_and_can_be_resent,
-        the_log_pages_newest_first_through_ties_and_filters,
-        one_delivery_shows_its_body_and_every_attempt,
-        resend_queues_a_delivered_or_dead_delivery_again,
-        the_log_forgets_past_its_retention_and_its_cap,
-    );
+    log_cases!(on_cluster!(cluster, logged();));
     let q = Arc::new(sharded(
         RedisServers::Cluster(cluster.urls()),
         "wake",

@@ -219,20 +219,18 @@ impl RedisCluster {
 
 impl Node {
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-node-timeout", "1000", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): these tests need a real Redis; install it with `apt-get install redis-server`")
-            });
-        self.child = Some(child);
+        self.child = Some(super::redis::spawn_redis_server(
+            self.port,
+            &self.dir,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+            ],
+        ));
         let deadline = Instant::now() + Duration::from_secs(10);
         while cli(self.port, &["ping"]).is_none_or(|pong| !pong.contains("PONG")) {
             assert!(

@@ -53,17 +53,7 @@ impl RedisServer {
     /// Spawns the server; false if it exited (its port was taken).
     fn spawn(&mut self) -> bool {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): these tests need a real Redis; install it with `apt-get install redis-server`")
-            });
-        self.child = Some(child);
+        self.child = Some(spawn_redis_server(self.port, &self.dir, &[]));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             // Our child must still be alive: a PONG could come from another
@@ -112,6 +102,24 @@ fn ping(port: u16) -> bool {
     stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut reply).is_ok()
         && &reply == b"+PONG\r\n"
+}
+
+/// Starts `redis-server` on loopback `port` with its data in `dir`, AOF on
+/// and every write fsynced (as production should run), and `extra`
+/// arguments; fails saying what to install when there is none.
+pub fn spawn_redis_server(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start redis-server ({e}): these tests need a real Redis; install it with `apt-get install redis-server`")
+        })
 }
 
 /// A port nothing listens on right now, below Linux's ephemeral range
