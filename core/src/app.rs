@@ -89,6 +89,9 @@ pub fn open_queue(config: &QueueConfig, history: History) -> Result<Arc<dyn Queu
     }
 }
 
+/// How often the delivery log is swept for bots that stopped sending.
+const LOG_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// Stops the start when the queue answers that its stored layout is not the
 /// configured one (another shard count): a dispatcher that failed every
 /// request instead would be harder to diagnose. A queue that cannot be
@@ -254,6 +257,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             loop {
                 tokio::select! {
                     _ = every.tick() => metrics.activity.sample(),
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    });
+    // The delivery log's sweep: enqueues trim their own bots' logs; this
+    // reaches bots that stopped sending, so nothing outlives the retention
+    // by more than a minute.
+    tokio::spawn({
+        let (queue, routes, mut stop) = (Arc::clone(&queue), Arc::clone(&routes), stop.clone());
+        async move {
+            let mut every = tokio::time::interval(LOG_SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        let snapshot = routes.load_full();
+                        let bots: Vec<&str> = snapshot.config.bots.iter().map(|b| b.id.as_str()).collect();
+                        if let Err(error) = queue.sweep_log(&bots).await {
+                            tracing::warn!(%error, "cannot trim the delivery log now; the next sweep tries again");
+                        }
+                    }
                     _ = stop.changed() => return,
                 }
             }

@@ -556,6 +556,7 @@ macro_rules! log_cases {
             one_delivery_shows_its_body_and_every_attempt,
             resend_queues_a_delivered_or_dead_delivery_again,
             the_log_forgets_past_its_retention_and_its_cap,
+            a_sweep_trims_the_log_of_a_bot_that_stopped_sending,
         );
     };
 }
@@ -1355,6 +1356,36 @@ async fn the_log_forgets_past_its_retention_and_its_cap(q: &dyn Queue, clock: &C
         MAX_PER_BOT + 5,
         "leaving the log does not drop work"
     );
+}
+
+async fn a_sweep_trims_the_log_of_a_bot_that_stopped_sending(q: &dyn Queue, clock: &Clock) {
+    q.enqueue(
+        &[event("quiet", "e1", &["w"]), event("quiet", "e2", &["w"])],
+        WINDOW,
+    )
+    .await
+    .expect("enqueue");
+    let claimed = q.claim(1, 1, LEASE).await.expect("claim").jobs;
+    assert!(q.ack(&claimed[0].lease, None).await.expect("ack"));
+    assert_eq!(
+        q.sweep_log(&["quiet"]).await.expect("sweep"),
+        0,
+        "nothing old yet"
+    );
+    clock.advance(RETENTION + Duration::from_secs(1));
+    // No enqueue of this bot trims its log now: the sweep does.
+    assert_eq!(q.sweep_log(&["quiet"]).await.expect("sweep"), 2);
+    assert_eq!(q.sweep_log(&["quiet"]).await.expect("sweep"), 0);
+    assert!(
+        q.delivery("quiet", &claimed[0].delivery.id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    // The pending one left the log but not the queue.
+    let rest = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].delivery.event_id, "e2");
 }
 
 // ---- A record this version cannot read --------------------------------------

@@ -188,6 +188,12 @@ pub trait Queue: Send + Sync + 'static {
     /// bytes; its past attempts are kept).
     async fn resend(&self, bot: &str, id: &str) -> Result<Resend, QueueError>;
 
+    /// Trims the delivery logs of `bots` to their retention and size
+    /// bound, and returns how many entries left. Each enqueue trims its own
+    /// bots' logs; this sweep, run now and then, reaches the bots that have
+    /// stopped sending.
+    async fn sweep_log(&self, bots: &[&str]) -> Result<usize, QueueError>;
+
     /// How much work is waiting.
     async fn depth(&self) -> Result<Depth, QueueError>;
 

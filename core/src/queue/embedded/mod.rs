@@ -52,6 +52,10 @@ use redb::Database;
 use tokio::sync::Notify;
 
 use self::fault::Fault;
+
+/// Log entries one sweep may drop beyond the usual allowance: a sweep runs
+/// once a minute, so it may take a bigger bite than an enqueue does.
+const SWEEP: usize = 10_000;
 use self::tables::{Commit, Tables};
 use super::delivery::{attempt_json, millis};
 use super::{
@@ -285,6 +289,22 @@ impl Queue for EmbeddedQueue {
             self.wake.notify_one();
         }
         Ok(resend)
+    }
+
+    async fn sweep_log(&self, bots: &[&str]) -> Result<usize, QueueError> {
+        let history = self.history;
+        if !history.is_on() {
+            return Ok(0);
+        }
+        let bots: Vec<String> = bots.iter().map(|b| b.to_string()).collect();
+        let now = self.clock.now_ms();
+        self.write(move |t| {
+            let bots: Vec<&str> = bots.iter().map(String::as_str).collect();
+            let gone = log::trim(t, history, &bots, now, SWEEP)?;
+            let commit = if gone > 0 { Commit::Yes } else { Commit::No };
+            Ok((gone, commit))
+        })
+        .await
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {

@@ -401,6 +401,35 @@ impl Queue for RedisQueue {
         Ok(resend)
     }
 
+    async fn sweep_log(&self, bots: &[&str]) -> Result<usize, QueueError> {
+        if !self.history.is_on() {
+            return Ok(0);
+        }
+        let mut gone = 0;
+        for shard in 0..self.shards.len() {
+            let mine: Vec<&str> = bots
+                .iter()
+                .copied()
+                .filter(|bot| self.shard_of(bot) == shard)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let trimmed: usize = self
+                .run(shard, &self.scripts.trim_log, |call| {
+                    call.arg(self.clock.now_ms())
+                        .arg(self.keep_ms())
+                        .arg(self.history.max_per_bot);
+                    for bot in &mine {
+                        call.arg(*bot);
+                    }
+                })
+                .await?;
+            gone += trimmed;
+        }
+        Ok(gone)
+    }
+
     async fn depth(&self) -> Result<Depth, QueueError> {
         let mut depth = Depth::default();
         for shard in 0..self.shards.len() {

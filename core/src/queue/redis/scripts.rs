@@ -21,6 +21,7 @@ pub(super) struct Scripts {
     pub(super) delivery: Script,
     pub(super) resend: Script,
     pub(super) lane_states: Script,
+    pub(super) trim_log: Script,
 }
 
 impl Scripts {
@@ -41,6 +42,7 @@ impl Scripts {
             delivery: with_lanes(include_str!("lua/delivery.lua")),
             resend: with_lanes(include_str!("lua/resend.lua")),
             lane_states: Script::new(include_str!("lua/lane_states.lua")),
+            trim_log: with_lanes(include_str!("lua/trim_log.lua")),
         }
     }
 }

@@ -46,14 +46,7 @@ for _, lane in ipairs(lanes) do
     elseif regresses(lane, rec) then
       redis.call('ZREM', lk, id)
       advance(p, id, lane, false, now)
-      local ak = p .. ':att:' .. id
-      if keep > 0 then
-        redis.call('HSET', jk, 'done_ms', now, 'skip', suppressed_reason)
-        redis.call('PEXPIRE', jk, keep)
-        redis.call('PEXPIRE', ak, keep)
-      else
-        redis.call('DEL', jk, ak)
-      end
+      finish(p, id, redis.call('HGET', jk, 'bot'), now, keep, suppressed_reason)
       table.insert(suppressed, lane)
     else
       local token = redis.call('INCR', p .. ':seq')

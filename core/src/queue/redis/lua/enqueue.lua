@@ -20,9 +20,6 @@ local accepted = 0
 local flags = {}
 local touched = {}
 local logged = {}
--- Message and recipient index keys given their TTL in this call: an event
--- fanned out to several webhooks (or a batch about one message) sets it once.
-local timed = {}
 for _ = 1, n_events do
   local bot, eid, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -46,7 +43,18 @@ for _ = 1, n_events do
       local lane, msg, to, created = ARGV[i + 1], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
       local order, rank = ARGV[i + 8], tonumber(ARGV[i + 9])
       local jk = p .. ':job:' .. id
-      redis.call('HSET', jk, 'meta', meta, 'body', body, 'bot', bot, 'lane', lane)
+      -- With the log on, the job keeps its message and recipient so that
+      -- trimming finds its index entries again (same command, no extra).
+      local fields = {'meta', meta, 'body', body, 'bot', bot, 'lane', lane}
+      if keep > 0 and msg ~= '' then
+        table.insert(fields, 'm')
+        table.insert(fields, msg)
+      end
+      if keep > 0 and to ~= '' then
+        table.insert(fields, 'r')
+        table.insert(fields, to)
+      end
+      redis.call('HSET', jk, unpack(fields))
       if dead == '' and order ~= '' then
         redis.call('HSET', jk, 'ord', order, 'msg', msg, 'rank', rank)
         place_ordered(p, lane, msg, id, rank, now, ttl)
@@ -61,15 +69,11 @@ for _ = 1, n_events do
       if keep > 0 then
         local hk = p .. ':hist:' .. bot
         redis.call('ZADD', hk, created, id)
-        for _, by in ipairs({{':m:', msg}, {':r:', to}}) do
-          if by[2] ~= '' then
-            local k = hk .. by[1] .. by[2]
-            redis.call('ZADD', k, created, id)
-            if not timed[k] then
-              redis.call('PEXPIRE', k, keep)
-              timed[k] = true
-            end
-          end
+        if msg ~= '' then
+          redis.call('ZADD', hk .. ':m:' .. msg, created, id)
+        end
+        if to ~= '' then
+          redis.call('ZADD', hk .. ':r:' .. to, created, id)
         end
         logged[bot] = true
       end

@@ -38,12 +38,13 @@ local function wake_others(p, origin, now)
 end
 
 -- Ends the lease of job `id` if `token` is still current, first recording
--- `attempt` (JSON; '' for none). Returns the job's lane and whether it is
--- ordered per message (its `ord` field), or nil for a stale lease (nothing
--- changed). Shared by ack, retry and dead-letter; one HMGET reads all three.
+-- `attempt` (JSON; '' for none). Returns the job's lane, whether it is
+-- ordered per message (its `ord` field) and its bot, or nil for a stale
+-- lease (nothing changed). Shared by ack, retry and dead-letter; one HMGET
+-- reads it all.
 local function end_attempt(p, id, token, attempt)
   local jk = p .. ':job:' .. id
-  local rec = redis.call('HMGET', jk, 'token', 'lane', 'ord')
+  local rec = redis.call('HMGET', jk, 'token', 'lane', 'ord', 'bot')
   if rec[1] ~= token then
     return nil
   end
@@ -51,7 +52,24 @@ local function end_attempt(p, id, token, attempt)
     redis.call('RPUSH', p .. ':att:' .. id, attempt)
   end
   redis.call('HDEL', jk, 'token')
-  return rec[2] or lane_of(p, id), rec[3] ~= false
+  return rec[2] or lane_of(p, id), rec[3] ~= false, rec[4]
+end
+
+-- Job `id` of `bot` is finished (delivered, or suppressed: `skip` is why):
+-- kept for the delivery log while its entry is there (the log's trim
+-- deletes it with the entry), deleted with its attempts otherwise (log off,
+-- or its entry already trimmed).
+local function finish(p, id, bot, now, keep, skip)
+  local jk = p .. ':job:' .. id
+  if keep > 0 and bot and redis.call('ZSCORE', p .. ':hist:' .. bot, id) then
+    if skip then
+      redis.call('HSET', jk, 'done_ms', now, 'skip', skip)
+    else
+      redis.call('HSET', jk, 'done_ms', now)
+    end
+  else
+    redis.call('DEL', jk, p .. ':att:' .. id)
+  end
 end
 
 -- Re-scores `lane` in {p}:lanes after its jobs or its hold changed.
@@ -89,13 +107,18 @@ end
 
 -- The delivery log. {p}:hist:<bot> indexes a bot's deliveries by creation
 -- ms; {p}:hist:<bot>:m:<message_id> and {p}:hist:<bot>:r:<recipient> the
--- same ids by message and recipient (they expire with the retention and may
--- hold ids already gone, which readers skip and drop). A delivered job is
--- kept (field done_ms) until its creation + retention.
+-- same ids by message and recipient (the job keeps its message and
+-- recipient in fields `m` and `r`, so its entries can be found again). A
+-- delivered job is kept (field done_ms) while its entry is in the log. No
+-- TTLs: entries, index entries and delivered jobs leave together when the
+-- log is trimmed, on the bot's next enqueue or a dispatcher's periodic
+-- sweep (`trim_log.lua`); readers never show what is past the retention.
 
 -- Drops the log entries of `bot` created before now - keep, and the oldest
--- past `cap` entries, a thousand at most per call; a delivered job leaving
--- the log is deleted with its attempts (pending and dead ones stay).
+-- past `cap` entries, a thousand at most per call, with their message and
+-- recipient entries; a delivered (or suppressed) job leaving the log is
+-- deleted with its attempts (pending and dead ones stay). Returns how many
+-- entries left.
 local function trim_log(p, bot, now, keep, cap)
   local hk = p .. ':hist:' .. bot
   local gone = redis.call('ZRANGEBYSCORE', hk, '-inf', '(' .. (now - keep), 'LIMIT', 0, 1000)
@@ -104,11 +127,20 @@ local function trim_log(p, bot, now, keep, cap)
     gone = redis.call('ZRANGE', hk, 0, math.min(#gone + over, 1000) - 1)
   end
   for _, id in ipairs(gone) do
+    local jk = p .. ':job:' .. id
     redis.call('ZREM', hk, id)
-    if redis.call('HEXISTS', p .. ':job:' .. id, 'done_ms') == 1 then
-      redis.call('DEL', p .. ':job:' .. id, p .. ':att:' .. id)
+    local rec = redis.call('HMGET', jk, 'done_ms', 'm', 'r')
+    if rec[2] then
+      redis.call('ZREM', hk .. ':m:' .. rec[2], id)
+    end
+    if rec[3] then
+      redis.call('ZREM', hk .. ':r:' .. rec[3], id)
+    end
+    if rec[1] then
+      redis.call('DEL', jk, p .. ':att:' .. id)
     end
   end
+  return #gone
 end
 
 -- Job `id` as the log shows it: {meta, body length, reason, dead_ms,
