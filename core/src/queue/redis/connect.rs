@@ -13,6 +13,7 @@ use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use super::shards::slot_of;
 use super::{RedisQueue, unavailable};
 use crate::queue::QueueError;
+use crate::queue::delivery::millis;
 
 /// How long a write waits for its replicas (`wait_replicas`) before the
 /// enqueue is answered as failed (`503`: the client retries, and the events
@@ -97,10 +98,6 @@ impl Conn {
             }
         }
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Opens a connection to `servers`.

@@ -32,14 +32,7 @@ pub(super) async fn enqueue(
         metas.push(of_event);
     }
     // The events of each shard, in batch order.
-    let mut by_shard: Vec<(usize, Vec<usize>)> = Vec::new();
-    for (i, event) in events.iter().enumerate() {
-        let shard = queue.shard_of(&event.bot);
-        match by_shard.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, members)) => members.push(i),
-            None => by_shard.push((shard, vec![i])),
-        }
-    }
+    let by_shard = queue.by_shard(events, |event| &event.bot);
     let calls = by_shard.iter().map(|(shard, members)| {
         let (shard, members, metas) = (*shard, members.as_slice(), &metas);
         async move {

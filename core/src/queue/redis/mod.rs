@@ -205,6 +205,21 @@ impl RedisQueue {
         self.shards.of_bot(bot)
     }
 
+    /// The indexes of `items` by the shard of their bot (`bot_of`), shards
+    /// in order of first appearance, items in input order: one hash per
+    /// item, however many shards.
+    fn by_shard<T>(&self, items: &[T], bot_of: impl Fn(&T) -> &str) -> Vec<(usize, Vec<usize>)> {
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let shard = self.shard_of(bot_of(item));
+            match groups.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((shard, vec![i])),
+            }
+        }
+        groups
+    }
+
     /// The hash tag, `{...}`, that every key of `bot` starts with: where to
     /// look for a bot's keys, and (`CLUSTER KEYSLOT`) which node has them.
     pub fn tag_of(&self, bot: &str) -> &str {
@@ -406,22 +421,14 @@ impl Queue for RedisQueue {
             return Ok(0);
         }
         let mut gone = 0;
-        for shard in 0..self.shards.len() {
-            let mine: Vec<&str> = bots
-                .iter()
-                .copied()
-                .filter(|bot| self.shard_of(bot) == shard)
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
+        for (shard, mine) in self.by_shard(bots, |bot| bot) {
             let trimmed: usize = self
                 .run(shard, &self.scripts.trim_log, |call| {
                     call.arg(self.clock.now_ms())
                         .arg(self.keep_ms())
                         .arg(self.history.max_per_bot);
-                    for bot in &mine {
-                        call.arg(*bot);
+                    for i in mine {
+                        call.arg(bots[i]);
                     }
                 })
                 .await?;
@@ -449,13 +456,7 @@ impl Queue for RedisQueue {
         // One call per shard that holds any of the lanes, answers put back
         // in the order asked.
         let mut states = vec![LaneState::default(); lanes.len()];
-        for shard in 0..self.shards.len() {
-            let asked: Vec<usize> = (0..lanes.len())
-                .filter(|&i| self.shard_of(lanes[i].0) == shard)
-                .collect();
-            if asked.is_empty() {
-                continue;
-            }
+        for (shard, asked) in self.by_shard(lanes, |(bot, _)| bot) {
             let answers: Vec<(u64, u64)> = self
                 .run(shard, &self.scripts.lane_states, |call| {
                     for &i in &asked {
