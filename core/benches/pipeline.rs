@@ -21,6 +21,8 @@
 //!   generated config (default: not set, the dispatcher's default);
 //! - `PIPELINE_HISTORY=off`: runs with the delivery log off (`[history]
 //!   retention = "0s"`; default on, as the dispatcher's default);
+//! - `PIPELINE_PLUGIN=/abs/path/plugin.wasm`: scenario 1 and 2's webhook
+//!   uses that component (a template's build) instead of the built-in `wpp`;
 //! - `PIPELINE_ALLOW_STALE_BIN=1`: skip the binary-newer-than-sources check;
 //!   `STATUSHOOK_BIN`: another binary.
 //!

@@ -6,8 +6,11 @@
 //! No criterion: a small timing helper takes medians (and p90) of samples.
 //!
 //! Rows, per plugin:
-//! - fresh instance: one `Plugin::render` (new store + instance + WASI context,
-//!   one `format` call), timed call by call;
+//! - fresh instance: one `Plugin::render` on a host with warm instances off
+//!   (new store + instance + WASI context, one `format` call), timed call by
+//!   call;
+//! - warm instance: one `Plugin::render` for the same webhook again and
+//!   again, on a host that keeps instances warm (the default): the call alone;
 //! - batch: `Plugin::render_batch` of 100 events in one instance, batch time / 100;
 //! - native: `<crate>::render` + `statushook_plugin::json_body`, timed over
 //!   1,000 calls per sample;
@@ -16,6 +19,11 @@
 //!   bare instantiate cost;
 //! - compile: `load_bytes` on a host without a cache;
 //! - cached load: `load_bytes` on a host whose cache folder holds the artifact.
+//!
+//! `PLUGIN_BENCH_COMPONENTS=javascript=path/plugin.wasm,python=...` adds a
+//! table for other components (the templates built in their languages): size,
+//! compile, cached load, fresh and warm call, memory per instance, with the
+//! event `failed_event` renders. `PLUGIN_BENCH_BUILTINS=0` skips the four.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -24,6 +32,9 @@ use std::time::Instant;
 use statushook::event::{self, StatusEvent, parse_event};
 use statushook::plugin::{HostOptions, PluginHost, PluginLimits, Settings, builtin_wasm};
 use statushook_plugin::serde_json::Value;
+
+/// The webhook every render is for: warm instances are kept per owner.
+const OWNER: &str = "acme-support/crm";
 
 /// Events in one `render_batch` call.
 const BATCH: usize = 100;
@@ -170,6 +181,7 @@ struct Row {
     wasm_kib: f64,
     body_bytes: usize,
     fresh: Stats,
+    warm: Stats,
     batch: Stats,
     native: Stats,
     drop: Stats,
@@ -188,6 +200,17 @@ fn main() {
         return;
     }
 
+    if let Ok(spec) = std::env::var("PLUGIN_BENCH_COMPONENTS") {
+        components(&spec);
+    }
+    if std::env::var("PLUGIN_BENCH_BUILTINS").is_ok_and(|v| v == "0") {
+        return;
+    }
+    builtins();
+}
+
+/// The four built-ins against their native code.
+fn builtins() {
     let started = Instant::now();
     let load_before = load_average();
     let events: Vec<StatusEvent> = (0..BATCH).map(failed_event).collect();
@@ -226,6 +249,16 @@ fn main() {
     })
     .expect("plugin host");
     let pooling = host.is_pooling();
+    // The same, with warm instances off: every render instantiates.
+    let fresh_host = PluginHost::new(HostOptions {
+        limits: PluginLimits {
+            warm_memory_bytes: 0,
+            ..PluginLimits::default()
+        },
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..HostOptions::default()
+    })
+    .expect("plugin host without warm instances");
 
     let mut rows = Vec::new();
     for (format, compile) in FORMATS.iter().zip(compiles) {
@@ -251,7 +284,7 @@ fn main() {
         // The wasm output must be byte-for-byte the native output, and the
         // format must render (not drop) the benchmark event.
         let wasm_out = plugin
-            .render(&events[0], &settings)
+            .render(OWNER, &events[0], &settings)
             .expect("renders")
             .unwrap_or_else(|| panic!("{name} dropped the benchmark event"));
         let native_out = (format.native)(&sdk_events[0])
@@ -267,18 +300,30 @@ fn main() {
             "[{:>5.1}s] {name}: render, fresh instance per call",
             secs(started)
         );
+        let cold = fresh_host
+            .load(name, Path::new("."))
+            .expect("built-in loads");
         let mut i = 0;
         let fresh = measure(300, RENDER_CALLS, 1, 1, || {
             let event = &events[i % BATCH];
             i += 1;
-            let out = plugin.render(event, &settings);
+            let out = cold.render(OWNER, event, &settings);
+            assert!(matches!(out, Ok(Some(_))), "{name}: render failed: {out:?}");
+            let _ = black_box(out);
+        });
+
+        eprintln!("[{:>5.1}s] {name}: render, warm instance", secs(started));
+        let warm = measure(300, RENDER_CALLS, 1, 1, || {
+            let event = &events[i % BATCH];
+            i += 1;
+            let out = plugin.render(OWNER, event, &settings);
             assert!(matches!(out, Ok(Some(_))), "{name}: render failed: {out:?}");
             let _ = black_box(out);
         });
 
         eprintln!("[{:>5.1}s] {name}: render_batch of {BATCH}", secs(started));
         let batch = measure(10, BATCH_SAMPLES, 1, BATCH, || {
-            let out = plugin.render_batch(&events, &settings);
+            let out = plugin.render_batch(OWNER, &events, &settings);
             assert!(
                 out.iter().all(|r| matches!(r, Ok(Some(_)))),
                 "{name}: batch failed"
@@ -306,7 +351,7 @@ fn main() {
         );
         let dropped = dropped_event(format.dropped_status);
         let drop_stats = measure(300, RENDER_CALLS, 1, 1, || {
-            let out = plugin.render(&dropped, &settings);
+            let out = cold.render(OWNER, &dropped, &settings);
             assert!(
                 matches!(out, Ok(None)),
                 "{name}: expected a drop, got {out:?}"
@@ -319,6 +364,7 @@ fn main() {
             wasm_kib: wasm.len() as f64 / 1024.0,
             body_bytes: wasm_out.body.len(),
             fresh,
+            warm,
             batch,
             native,
             drop: drop_stats,
@@ -328,6 +374,79 @@ fn main() {
     }
 
     print_tables(&rows, pooling, secs(started), &load_before, &load_average());
+}
+
+/// Components given as `label=path.wasm,...`: what a plugin in that
+/// language costs to load and to run.
+fn components(spec: &str) {
+    const FRESH_CALLS: usize = 200;
+    const WARM_CALLS: usize = 2_000;
+    let events: Vec<StatusEvent> = (0..BATCH).map(failed_event).collect();
+    let settings = Settings::default();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let options = |warm_memory_bytes, cache_dir: Option<&Path>| HostOptions {
+        limits: PluginLimits {
+            warm_memory_bytes,
+            ..PluginLimits::default()
+        },
+        cache_dir: cache_dir.map(Path::to_path_buf),
+        ..HostOptions::default()
+    };
+    println!("## Components\n");
+    println!(
+        "| component | size MB | compile s | load from cache ms | fresh call ms (median / p90) | warm call µs (median / p90) | memory per instance MiB | body B |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for entry in spec.split(',').filter(|e| !e.is_empty()) {
+        let (label, path) = entry
+            .split_once('=')
+            .unwrap_or_else(|| panic!("PLUGIN_BENCH_COMPONENTS: `{entry}` is not label=path"));
+        let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        eprintln!("{label}: compile ({:.1} MB)", wasm.len() as f64 / 1e6);
+        // One compile, with the cache filling: a big component takes tens of
+        // seconds, so more samples would say little more.
+        let host = PluginHost::new(options(64 << 20, Some(cache.path()))).expect("host");
+        let t = Instant::now();
+        let plugin = host.load_bytes(label, &wasm).expect("compiles");
+        let compile = t.elapsed();
+        eprintln!("{label}: load from cache");
+        let cached = measure(1, 10, 1, 1, || {
+            black_box(host.load_bytes(label, &wasm).expect("loads from cache"));
+        });
+        let fresh_host = PluginHost::new(options(0, Some(cache.path()))).expect("host");
+        let cold = fresh_host
+            .load_bytes(label, &wasm)
+            .expect("loads from cache");
+        eprintln!("{label}: fresh calls");
+        let body = cold
+            .render(OWNER, &events[0], &settings)
+            .expect("renders")
+            .map_or(0, |o| o.body.len());
+        let mut i = 0;
+        let fresh = measure(5, FRESH_CALLS, 1, 1, || {
+            i += 1;
+            let out = cold.render(OWNER, &events[i % BATCH], &settings);
+            assert!(out.is_ok(), "{label}: {out:?}");
+        });
+        eprintln!("{label}: warm calls");
+        let warm = measure(50, WARM_CALLS, 1, 1, || {
+            i += 1;
+            let out = plugin.render(OWNER, &events[i % BATCH], &settings);
+            assert!(out.is_ok(), "{label}: {out:?}");
+        });
+        println!(
+            "| {label} | {:.1} | {:.1} | {} | {} / {} | {} / {} | {:.1} | {body} |",
+            wasm.len() as f64 / 1e6,
+            compile.as_secs_f64(),
+            ms(cached.median),
+            ms(fresh.median),
+            ms(fresh.p90),
+            us(warm.median),
+            us(warm.p90),
+            plugin.instance_memory_bytes() as f64 / f64::from(1 << 20),
+        );
+    }
+    println!();
 }
 
 /// Runs one path of one plugin in a loop for 10 s, untimed: a target for
@@ -354,15 +473,15 @@ fn profile(name: &str, path: &str) {
         for event in &events {
             match path {
                 "batch" => {
-                    let _ = black_box(plugin.render_batch(&events, &settings));
+                    let _ = black_box(plugin.render_batch(OWNER, &events, &settings));
                     calls += BATCH as u64;
                     break;
                 }
                 "drop" => {
-                    let _ = black_box(plugin.render(&dropped, &settings));
+                    let _ = black_box(plugin.render(OWNER, &dropped, &settings));
                 }
                 _ => {
-                    let _ = black_box(plugin.render(event, &settings));
+                    let _ = black_box(plugin.render(OWNER, event, &settings));
                 }
             }
             calls += 1;
@@ -403,17 +522,19 @@ fn print_tables(rows: &[Row], pooling: bool, elapsed: f64, load_before: &str, lo
 
     println!("### Per event (µs; median / p90)\n");
     println!(
-        "| plugin | wasm KiB | body B | fresh instance (`render`) | batch of {BATCH} (`render_batch`) / event | native (`render` + `json_body`) | fresh / native | batch / native |"
+        "| plugin | wasm KiB | body B | fresh instance (`render`) | warm instance (`render`) | batch of {BATCH} (`render_batch`) / event | native (`render` + `json_body`) | fresh / native | batch / native |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {} | {} / {} | {} / {} | {} / {} | {:.0}x | {:.1}x |",
+            "| {} | {:.0} | {} | {} / {} | {} / {} | {} / {} | {} / {} | {:.0}x | {:.1}x |",
             r.name,
             r.wasm_kib,
             r.body_bytes,
             us(r.fresh.median),
             us(r.fresh.p90),
+            us(r.warm.median),
+            us(r.warm.p90),
             us(r.batch.median),
             us(r.batch.p90),
             us(r.native.median),

@@ -200,6 +200,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics: Arc::clone(&metrics),
         rate_limits: crate::rate::Buckets::default(),
         endpoints: Arc::clone(&endpoints),
+        host: host.clone(),
     });
     let door = if admin.is_some() {
         Door::Ingest
@@ -224,14 +225,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Door::Operations,
         )));
     }
-    let reloader = Arc::new(Reloader::new(
+    let reloader = Reloader::new(
         main,
         Arc::clone(&routes),
         host.clone(),
         Arc::clone(&metrics),
         Arc::clone(&client),
         fragments,
-    ));
+    );
     // At start only refusals are news; 1,000 "applied" lines would bury them.
     let refused: Vec<_> = files
         .into_iter()

@@ -87,6 +87,10 @@ pub struct Metrics {
     pub attempt_seconds: Family<WebhookLabels, Histogram>,
     /// Time of one plugin render, per event.
     pub plugin_render_seconds: Family<WebhookLabels, Histogram>,
+    /// Plugin instances kept warm between renders (read at scrape time).
+    pub plugin_warm_instances: Gauge,
+    /// The linear memory they hold, in bytes.
+    pub plugin_warm_memory_bytes: Gauge,
     /// Deliveries not yet delivered nor dead.
     pub queue_pending: Gauge,
     /// Of those, how many are due now.
@@ -138,6 +142,8 @@ impl Metrics {
             plugin_errors: Family::default(),
             attempt_seconds: Family::new_with_constructor(latency_histogram),
             plugin_render_seconds: Family::new_with_constructor(render_histogram),
+            plugin_warm_instances: Gauge::default(),
+            plugin_warm_memory_bytes: Gauge::default(),
             queue_pending: Gauge::default(),
             queue_due: Gauge::default(),
             config_reloads: Family::default(),
@@ -232,6 +238,16 @@ impl Metrics {
             "statushook_config_reload_seconds",
             "Time of one config reload",
             m.config_reload_seconds.clone(),
+        );
+        r.register(
+            "statushook_plugin_warm_instances",
+            "Plugin instances kept warm between a webhook's renders",
+            m.plugin_warm_instances.clone(),
+        );
+        r.register(
+            "statushook_plugin_warm_memory_bytes",
+            "Linear memory held by the warm plugin instances, in bytes",
+            m.plugin_warm_memory_bytes.clone(),
         );
         r.register(
             "statushook_server_connections",

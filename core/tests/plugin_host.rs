@@ -9,6 +9,9 @@ use statushook::event::parse_event;
 use statushook::plugin::{HostOptions, LoadError, PluginHost, PluginLimits, RenderError, Settings};
 use support::{event, guest, host, host_with, vectors};
 
+/// The webhook the renders are for: instances are kept warm per owner.
+const OWNER: &str = "acme/crm";
+
 fn settings(pairs: &[(&str, &str)]) -> Settings {
     pairs.iter().map(|(k, v)| (*k, *v)).collect()
 }
@@ -25,7 +28,7 @@ fn check_vectors(provider: &str) {
             )
         });
         let rendered = plugin
-            .render(&event, &Settings::default())
+            .render(OWNER, &event, &Settings::default())
             .unwrap_or_else(|e| panic!("{provider} / {}: {e}", case.name));
         match (rendered, &case.expect) {
             (None, serde_json::Value::Null) => {}
@@ -70,12 +73,12 @@ fn batch_path_renders_like_single_calls() {
         .iter()
         .map(|s| event(s))
         .collect();
-    let batch = plugin.render_batch(&events, &Settings::default());
+    let batch = plugin.render_batch(OWNER, &events, &Settings::default());
     assert_eq!(batch.len(), events.len());
     for (event, result) in events.iter().zip(batch) {
         assert_eq!(
             result,
-            plugin.render(event, &Settings::default()),
+            plugin.render(OWNER, event, &Settings::default()),
             "{}",
             event.status
         );
@@ -95,16 +98,16 @@ fn hostile_on(host: &PluginHost, mode: &str, extra: &[(&str, &str)]) -> RenderEr
     let mut pairs = vec![("mode", mode)];
     pairs.extend_from_slice(extra);
     let error = plugin
-        .render(&event("read"), &settings(&pairs))
+        .render(OWNER, &event("read"), &settings(&pairs))
         .expect_err("the hostile call must fail");
-    let after = plugin.render(&event("read"), &settings(&[("mode", "ok")]));
+    let after = plugin.render(OWNER, &event("read"), &settings(&[("mode", "ok")]));
     assert!(
         matches!(after, Ok(Some(_))),
         "the plugin serves the next call after {mode}: {after:?}"
     );
     let jelou = host.load("jelou", ".".as_ref()).expect("loads");
     assert!(matches!(
-        jelou.render(&event("read"), &Settings::default()),
+        jelou.render(OWNER, &event("read"), &Settings::default()),
         Ok(Some(_))
     ));
     error
@@ -171,6 +174,7 @@ fn a_100_mb_output_is_refused() {
     // A body just under the cap is fine.
     let plugin = host().load_file(&guest("hostile")).expect("loads");
     let ok = plugin.render(
+        OWNER,
         &event("read"),
         &settings(&[("mode", "big-output"), ("bytes", "1048576")]),
     );
@@ -221,7 +225,7 @@ fn a_plugin_refusal_is_its_own_error() {
 #[test]
 fn a_log_flood_is_capped_and_the_call_completes() {
     let plugin = patient_host().load_file(&guest("hostile")).expect("loads");
-    let out = plugin.render(&event("read"), &settings(&[("mode", "log-flood")]));
+    let out = plugin.render(OWNER, &event("read"), &settings(&[("mode", "log-flood")]));
     assert!(matches!(out, Ok(Some(_))), "{out:?}");
 }
 
@@ -229,7 +233,7 @@ fn a_log_flood_is_capped_and_the_call_completes() {
 fn a_batch_with_a_trapping_plugin_fails_each_event_and_recovers() {
     let plugin = host().load_file(&guest("hostile")).expect("loads");
     let events = vec![event("read"), event("sent"), event("failed")];
-    let results = plugin.render_batch(&events, &settings(&[("mode", "trap")]));
+    let results = plugin.render_batch(OWNER, &events, &settings(&[("mode", "trap")]));
     assert_eq!(results.len(), 3);
     assert!(
         results
@@ -237,7 +241,7 @@ fn a_batch_with_a_trapping_plugin_fails_each_event_and_recovers() {
             .all(|r| matches!(r, Err(RenderError::Trap { .. }))),
         "{results:?}"
     );
-    let results = plugin.render_batch(&events, &settings(&[("mode", "ok")]));
+    let results = plugin.render_batch(OWNER, &events, &settings(&[("mode", "ok")]));
     assert!(
         results.iter().all(|r| matches!(r, Ok(Some(_)))),
         "{results:?}"
@@ -365,7 +369,7 @@ fn compiled_plugins_are_cached_and_a_bad_entry_is_a_miss() {
     let second = PluginHost::new(options()).expect("host");
     let plugin = second.load("wpp", ".".as_ref()).expect("loads from cache");
     assert!(matches!(
-        plugin.render(&event("read"), &Settings::default()),
+        plugin.render(OWNER, &event("read"), &Settings::default()),
         Ok(Some(_))
     ));
 
@@ -374,7 +378,7 @@ fn compiled_plugins_are_cached_and_a_bad_entry_is_a_miss() {
     let third = PluginHost::new(options()).expect("host");
     let plugin = third.load("wpp", ".".as_ref()).expect("recompiles");
     assert!(matches!(
-        plugin.render(&event("read"), &Settings::default()),
+        plugin.render(OWNER, &event("read"), &Settings::default()),
         Ok(Some(_))
     ));
     assert!(std::fs::metadata(&entries[0]).expect("rewritten").len() > 1000);
@@ -392,7 +396,7 @@ fn more_concurrent_renders_than_slots_wait_instead_of_failing() {
             .map(|_| {
                 scope.spawn(|| {
                     for _ in 0..50 {
-                        let out = plugin.render(&event("failed"), &Settings::default());
+                        let out = plugin.render(OWNER, &event("failed"), &Settings::default());
                         assert!(matches!(out, Ok(Some(_))), "{out:?}");
                     }
                 })
@@ -419,12 +423,12 @@ fn a_slow_plugin_does_not_block_other_plugins() {
     std::thread::scope(|scope| {
         let stuck = scope.spawn(|| {
             started.wait();
-            plugin.render(&event("read"), &settings(&[("mode", "loop")]))
+            plugin.render(OWNER, &event("read"), &settings(&[("mode", "loop")]))
         });
         started.wait();
         for _ in 0..20 {
             assert!(matches!(
-                jelou.render(&event("read"), &Settings::default()),
+                jelou.render(OWNER, &event("read"), &Settings::default()),
                 Ok(Some(_))
             ));
         }
@@ -467,16 +471,96 @@ fn a_plugin_learns_what_its_renders_cost() {
     let jelou = host.load("jelou", ".".as_ref()).expect("loads");
     assert_eq!(jelou.typical_cost(), None, "not measured before a render");
     jelou
-        .render(&event("read"), &Settings::default())
+        .render(OWNER, &event("read"), &Settings::default())
         .expect("renders");
     assert!(jelou.typical_cost().is_some_and(|c| c > Duration::ZERO));
 
     let slow = host.load_file(&guest("hostile")).expect("loads");
-    let _ = slow.render(&event("read"), &settings(&[("mode", "loop")]));
+    let _ = slow.render(OWNER, &event("read"), &settings(&[("mode", "loop")]));
     assert!(
         slow.typical_cost()
             .is_some_and(|c| c >= Duration::from_millis(40)),
         "a render that ran to its time limit makes the plugin expensive: {:?}",
         slow.typical_cost()
     );
+}
+
+/// The `calls` a `count`-mode render reports: how many calls the instance
+/// that rendered it has served.
+fn calls_served(plugin: &statushook::plugin::Plugin, owner: &str) -> u64 {
+    let out = plugin
+        .render(owner, &event("read"), &settings(&[("mode", "count")]))
+        .expect("renders")
+        .expect("sends");
+    let body: serde_json::Value = serde_json::from_slice(&out.body).expect("JSON");
+    body["calls"].as_u64().expect("calls")
+}
+
+#[test]
+fn a_webhook_gets_its_warm_instance_back_and_no_other_webhook_does() {
+    let host = host_with(PluginLimits::default());
+    let plugin = host.load_file(&guest("hostile")).expect("loads");
+    assert_eq!(calls_served(&plugin, "acme/crm"), 1);
+    assert_eq!(
+        calls_served(&plugin, "acme/crm"),
+        2,
+        "the same instance again"
+    );
+    // Another tenant's webhook on the same plugin: never acme's instance.
+    assert_eq!(calls_served(&plugin, "globex/crm"), 1);
+    assert_eq!(calls_served(&plugin, "acme/crm"), 3);
+    let (instances, bytes) = host.warm_usage();
+    assert_eq!(instances, 2, "one kept per webhook");
+    assert!(
+        bytes >= 2 * 64 * 1024,
+        "each holds its linear memory: {bytes} bytes"
+    );
+    assert!(plugin.instance_memory_bytes() >= 64 * 1024);
+
+    // A trapped instance is not kept: the next render starts fresh.
+    let trapped = plugin.render("acme/crm", &event("read"), &settings(&[("mode", "trap")]));
+    assert!(
+        matches!(trapped, Err(RenderError::Trap { .. })),
+        "{trapped:?}"
+    );
+    assert_eq!(calls_served(&plugin, "acme/crm"), 1);
+
+    // A reload that drops the plugin returns its instances' memory.
+    drop(plugin);
+    assert_eq!(host.warm_usage(), (0, 0));
+}
+
+#[test]
+fn warm_instances_stay_within_their_memory_budget_and_can_be_turned_off() {
+    let off = host_with(PluginLimits {
+        warm_memory_bytes: 0,
+        ..PluginLimits::default()
+    });
+    let plugin = off.load_file(&guest("hostile")).expect("loads");
+    for _ in 0..3 {
+        assert_eq!(
+            calls_served(&plugin, "acme/crm"),
+            1,
+            "a fresh instance each time"
+        );
+    }
+    assert_eq!(off.warm_usage(), (0, 0));
+
+    // Room for one instance (and its growth in a call), not two: the second
+    // webhook's is not kept.
+    let probe = host_with(PluginLimits::default());
+    let one = probe
+        .load_file(&guest("hostile"))
+        .expect("loads")
+        .instance_memory_bytes();
+    let tight = host_with(PluginLimits {
+        warm_memory_bytes: usize::try_from(one * 3 / 2).expect("fits"),
+        ..PluginLimits::default()
+    });
+    let plugin = tight.load_file(&guest("hostile")).expect("loads");
+    calls_served(&plugin, "acme/crm");
+    calls_served(&plugin, "globex/crm");
+    assert_eq!(tight.warm_usage().0, 1);
+    assert_eq!(calls_served(&plugin, "acme/crm"), 2);
+    assert_eq!(calls_served(&plugin, "globex/crm"), 1);
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use statushook::app::{self, Running};
-use statushook::config;
+use statushook::{config, plugin};
 use support::receiver::Receiver;
 use support::redis::RedisServer;
 use support::until;
@@ -323,6 +323,108 @@ async fn a_removed_bot_is_refused_at_once_and_restart_only_settings_are_kept() {
         running.routes().config.server.listen,
         listen,
         "listen needs a restart: the running value is kept"
+    );
+    running.shutdown().await;
+}
+
+/// `component` with a custom section of `bytes` zeros appended: as large as
+/// a JavaScript or Python plugin, so a reload compiles it in the background,
+/// while it compiles as fast as the small one.
+fn padded(component: &[u8], bytes: usize) -> Vec<u8> {
+    let name = b"statushook-test-padding";
+    let mut payload = vec![u8::try_from(name.len()).expect("short name")];
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + bytes, 0);
+    let mut out = component.to_vec();
+    out.push(0); // a custom section
+    let mut size = payload.len();
+    loop {
+        let byte = u8::try_from(size & 0x7f).expect("7 bits");
+        size >>= 7;
+        if size == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&payload);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_plugin_compiles_in_the_background_while_its_previous_build_serves() {
+    let setup = Setup::new();
+    let receiver = Receiver::start().await;
+    let custom = setup.dir.path().join("plugins/custom.wasm");
+    copy_plugin("crm_plugin", &custom);
+    // A cache of its own: a cached build loads at once, with no compile to wait for.
+    let config = setup.text(&format!(
+        "[plugins]\ncache_dir = \"cache\"\n\n{}",
+        bot(
+            "acme",
+            &[(
+                "crm",
+                &format!("{}/crm", receiver.url()),
+                "plugins/custom.wasm",
+            )],
+        )
+    ));
+    let running = setup.start(&config).await;
+    let client = support::http_client();
+
+    // A new build over 1 MiB (the hostile guest, whose body has no
+    // `source`): the reload applies at once, keeping the old build, and a
+    // second reload switches once the compile is done.
+    let big = padded(
+        &std::fs::read(support::guest("hostile")).expect("hostile guest"),
+        plugin::PluginHost::BACKGROUND_COMPILE_BYTES,
+    );
+    let tmp = custom.with_extension("partial");
+    std::fs::write(&tmp, &big).expect("write");
+    std::fs::rename(&tmp, &custom).expect("swap");
+    let switched = |s: &str| s.contains("plugins compiled: plugins/custom.wasm");
+    until("the background compile's reload", || {
+        running
+            .metrics()
+            .activity
+            .reloads()
+            .iter()
+            .any(|r| switched(&r.summary))
+    })
+    .await;
+    // Oldest first (the activity lists the newest first).
+    let reloads = running.metrics().activity.reloads();
+    let summaries: Vec<&str> = reloads.iter().rev().map(|r| r.summary.as_str()).collect();
+    assert!(
+        reloads.iter().all(|r| r.result == "ok"),
+        "every reload applied: {summaries:?}"
+    );
+    let deferred = summaries.iter().position(|s| {
+        s.contains("plugins compiling in the background") && s.contains("plugins/custom.wasm")
+    });
+    let compiled = summaries.iter().position(|s| switched(s));
+    assert!(
+        deferred.is_some() && deferred < compiled,
+        "a reload deferred the compile, a later one switched: {summaries:?}"
+    );
+    let serving = running.routes();
+    let webhook = &serving.bot("acme").expect("acme").webhooks[0];
+    assert_eq!(
+        webhook.plugin.sha256(),
+        plugin::PluginSource::read_file(&custom)
+            .expect("read")
+            .sha256(),
+        "the new build serves"
+    );
+    assert_eq!(
+        support::post_event(&client, running.addr(), TOKEN, &event(1, "acme")).await,
+        202
+    );
+    let got = receiver.wait_for(1, WAIT).await;
+    assert!(
+        got[0].json().get("source").is_none() && got[0].json()["id"] == "ev-1",
+        "rendered by the new build: {}",
+        got[0].json()
     );
     running.shutdown().await;
 }

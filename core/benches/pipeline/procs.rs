@@ -314,7 +314,10 @@ impl Bots {
         match self {
             Bots::Small { receiver } => {
                 out.push_str(&format!("[[bots]]\nid = \"{SMALL_BOT}\"\n"));
-                hook(out, "wpp", &format!("{receiver}/wpp"), "[\"all\"]", "wpp");
+                // PIPELINE_PLUGIN: a template's build (JavaScript, Python,
+                // Rust) instead of the built-in `wpp`.
+                let plugin = std::env::var("PIPELINE_PLUGIN").unwrap_or_else(|_| "wpp".into());
+                hook(out, "wpp", &format!("{receiver}/wpp"), "[\"all\"]", &plugin);
             }
             Bots::Large { receiver, count } => {
                 for i in 0..*count {

@@ -1,6 +1,7 @@
 //! The receiver: a hyper server in the bench process answering 200 (after an
 //! optional delay), recording when each event's delivery arrived, keyed by
-//! the `eventId` of the `wpp` body (`<tag>-<n>`).
+//! the `eventId` of the `wpp` body (`<tag>-<n>`), or for the templates'
+//! format (`PIPELINE_PLUGIN`), the `message` (`wamid.<tag>.<n>`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -40,9 +41,13 @@ impl Tracker {
     }
 
     fn record(&self, body: &[u8], at: u64) {
-        let n = event_id(body)
-            .and_then(|id| id.strip_prefix(self.tag.as_str()))
-            .and_then(|n| n.parse::<usize>().ok());
+        let n = match json_string(body, b"\"eventId\":\"") {
+            Some(id) => id.strip_prefix(self.tag.as_str()),
+            None => json_string(body, b"\"message\":\"wamid.")
+                .and_then(|id| id.strip_prefix(self.tag.strip_suffix('-')?))
+                .and_then(|rest| rest.strip_prefix('.')),
+        }
+        .and_then(|n| n.parse::<usize>().ok());
         match n.and_then(|n| self.arrivals.get(n)) {
             Some(slot) => {
                 if slot.compare_exchange(0, at, Relaxed, Relaxed).is_ok() {
@@ -67,10 +72,10 @@ impl Tracker {
     }
 }
 
-/// The value of `"eventId":"..."` in a compact JSON body.
-fn event_id(body: &[u8]) -> Option<&str> {
-    const KEY: &[u8] = b"\"eventId\":\"";
-    let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+/// The rest of the string value that `key` (`"name":"` and perhaps the
+/// value's start) begins in a compact JSON body.
+fn json_string<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a str> {
+    let start = body.windows(key.len()).position(|w| w == key)? + key.len();
     let len = body[start..].iter().position(|&b| b == b'"')?;
     std::str::from_utf8(&body[start..start + len]).ok()
 }

@@ -90,7 +90,7 @@ pub fn run(args: Args) -> ExitCode {
         Some(Err(message)) => return fail(EXIT_USAGE, &message),
         None => return fail(EXIT_USAGE, "give --event or --cases"),
     };
-    match plugin.render(&event, &settings) {
+    match plugin.render("plugin-test", &event, &settings) {
         Ok(Some(outgoing)) => {
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "Content-Type: {}", outgoing.content_type);
@@ -233,7 +233,7 @@ fn run_cases(plugin: &Plugin, path: &Path, base: &Settings) -> ExitCode {
             .cloned()
             .chain(case.settings.clone())
             .collect();
-        let got = match plugin.render(&event, &settings) {
+        let got = match plugin.render("plugin-test", &event, &settings) {
             Ok(Some(outgoing)) => match serde_json::from_slice::<serde_json::Value>(&outgoing.body)
             {
                 Ok(body) => body,

@@ -57,6 +57,7 @@ const PLUGINS_KEYS: &[&str] = &[
     "max_memory_bytes",
     "max_output_bytes",
     "max_concurrent_instances",
+    "warm_memory_bytes",
     "cache_dir",
 ];
 const META_KEYS: &[&str] = &["verify_token", "app_secrets"];
@@ -303,6 +304,12 @@ fn plugins(r: &mut Reader<'_>, t: &Table<'_, '_>, base_dir: &Path) -> Option<Plu
             Reader::positive::<u32>,
         )
         .unwrap_or(defaults.max_concurrent_instances);
+    // 0 is allowed: it turns warm instances off.
+    let warm_memory_bytes = r
+        .field(t, "warm_memory_bytes", Need::Optional, |r, path, value| {
+            r.whole::<usize>(path, value, 0)
+        })
+        .unwrap_or(defaults.warm_memory_bytes);
     let cache_dir = match r.field(t, "cache_dir", Need::Optional, Reader::string) {
         Some(dir) if dir.get_ref().is_empty() => {
             r.problem(
@@ -322,6 +329,7 @@ fn plugins(r: &mut Reader<'_>, t: &Table<'_, '_>, base_dir: &Path) -> Option<Plu
             max_memory_bytes,
             max_output_bytes,
             max_concurrent_instances,
+            warm_memory_bytes,
             ..defaults
         },
         cache_dir: cache_dir?,

@@ -38,4 +38,6 @@ pub struct Ingest {
     pub(crate) rate_limits: crate::rate::Buckets,
     /// The delivery side's endpoints (the console shows their breakers).
     pub(crate) endpoints: Arc<crate::deliver::endpoint::Endpoints>,
+    /// The plugin host (`/metrics` reports its warm instances).
+    pub(crate) host: crate::plugin::PluginHost,
 }

@@ -149,6 +149,14 @@ async fn metrics(ingest: &Ingest, request: &Request<Incoming>) -> HttpResponse {
             .queue_due
             .set(i64::try_from(depth.due).unwrap_or(i64::MAX));
     }
+    let (instances, bytes) = ingest.host.warm_usage();
+    let metrics = &ingest.metrics;
+    metrics
+        .plugin_warm_instances
+        .set(i64::try_from(instances).unwrap_or(i64::MAX));
+    metrics
+        .plugin_warm_memory_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     text(
         StatusCode::OK,
         ingest.metrics.encode(),

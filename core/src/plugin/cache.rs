@@ -49,6 +49,11 @@ impl ArtifactCache {
         ))
     }
 
+    /// Whether an entry for `digest` exists (it may still prove unloadable).
+    pub(crate) fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.entry(digest).exists()
+    }
+
     /// The compiled component for `digest`, if cached and loadable. Any
     /// problem with an entry is a miss.
     pub(crate) fn get(&self, engine: &Engine, digest: &[u8; 32]) -> Option<Component> {

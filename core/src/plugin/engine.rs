@@ -53,7 +53,8 @@ fn config(limits: &PluginLimits, allocation: Allocation) -> Config {
         .epoch_interruption(true)
         .cranelift_opt_level(OptLevel::Speed);
     if allocation == Allocation::Pooling {
-        let slots = limits.max_concurrent_instances.max(1);
+        // Instances rendering, and as many again kept warm between renders.
+        let slots = limits.max_concurrent_instances.max(1).saturating_mul(2);
         let mut pool = PoolingAllocationConfig::default();
         // A Rust wasm32-wasip2 component holds 3-4 core instances, 1-2
         // memories and 1-3 tables; guests from other toolchains hold more.

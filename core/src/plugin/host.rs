@@ -2,6 +2,7 @@
 //! and loading a plugin from a built-in name, a file or bytes.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -15,6 +16,7 @@ use super::engine::{self, Allocation};
 use super::error::LoadError;
 use super::limits::PluginLimits;
 use super::render::{CallState, Plugin};
+use super::warm::WarmBudget;
 
 /// How to set up a [`PluginHost`].
 #[derive(Debug, Clone)]
@@ -63,7 +65,14 @@ pub(crate) struct HostInner {
     pub(crate) linker: Linker<CallState>,
     pub(crate) limits: PluginLimits,
     pub(crate) slots: Slots,
+    /// The memory idle warm instances may hold, across every plugin.
+    pub(crate) warm: WarmBudget,
     cache: Option<ArtifactCache>,
+    /// Components compiled ahead of their load (a reload's background
+    /// compile), by digest, until the load that takes them.
+    ready: Mutex<HashMap<[u8; 32], Component>>,
+    /// Digests being compiled ahead right now.
+    compiling: Mutex<HashSet<[u8; 32]>>,
     allocation: Allocation,
 }
 
@@ -121,13 +130,21 @@ impl PluginHost {
                 .ok()
         });
         let slots = Slots::new(options.limits.max_concurrent_instances);
+        let warm = WarmBudget::new(
+            options.limits.warm_memory_bytes,
+            // The pooling allocator is sized for as many again (engine.rs).
+            usize::try_from(options.limits.max_concurrent_instances.max(1)).unwrap_or(usize::MAX),
+        );
         Ok(PluginHost {
             inner: Arc::new(HostInner {
                 engine,
                 linker,
                 limits: options.limits,
                 slots,
+                warm,
                 cache,
+                ready: Mutex::default(),
+                compiling: Mutex::default(),
                 allocation,
             }),
         })
@@ -136,6 +153,13 @@ impl PluginHost {
     /// The limits every call runs under.
     pub fn limits(&self) -> &PluginLimits {
         &self.inner.limits
+    }
+
+    /// Instances kept warm between renders across every plugin, and the
+    /// linear memory they hold, in bytes (at most
+    /// [`PluginLimits::warm_memory_bytes`]).
+    pub fn warm_usage(&self) -> (usize, usize) {
+        self.inner.warm.usage()
     }
 
     /// Whether instances come from the pooling allocator.
@@ -178,20 +202,15 @@ impl PluginHost {
         // that takes most of a minute for a JavaScript or Python plugin.
         check_surface(name, wasm)?;
         let digest = cache::digest(wasm);
-        let component = match self
-            .inner
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&self.inner.engine, &digest))
-        {
+        let ahead = lock(&self.inner.ready).remove(&digest);
+        let component = match ahead.or_else(|| {
+            self.inner
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(&self.inner.engine, &digest))
+        }) {
             Some(component) => component,
-            None => {
-                let component = self.compile(name, wasm)?;
-                if let Some(cache) = &self.inner.cache {
-                    cache.put(&digest, &component);
-                }
-                component
-            }
+            None => self.compile_and_cache(name, wasm, &digest)?,
         };
         let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
             plugin: name.to_string(),
@@ -215,12 +234,85 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component, LoadError> {
-        Component::new(&self.inner.engine, wasm).map_err(|e| LoadError::Incompatible {
-            plugin: name.to_string(),
-            reason: format!("cannot compile: {e:#}"),
-        })
+    fn compile_and_cache(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        digest: &[u8; 32],
+    ) -> Result<Component, LoadError> {
+        let component =
+            Component::new(&self.inner.engine, wasm).map_err(|e| LoadError::Incompatible {
+                plugin: name.to_string(),
+                reason: format!("cannot compile: {e:#}"),
+            })?;
+        if let Some(cache) = &self.inner.cache {
+            cache.put(digest, &component);
+        }
+        Ok(component)
     }
+
+    /// Whether loading `source` means a compile of seconds: a component of
+    /// [`Self::BACKGROUND_COMPILE_BYTES`] or more (a JavaScript or Python
+    /// plugin) that is neither compiled ahead nor in the compile cache. A
+    /// reload compiles such a plugin in the background
+    /// ([`Self::compile_ahead`]) and keeps the previous one serving.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when a large component would be refused anyway (its
+    /// imports and exports are read first, in milliseconds).
+    pub fn compiles_slowly(&self, source: &PluginSource) -> Result<bool, LoadError> {
+        if source.wasm.len() < Self::BACKGROUND_COMPILE_BYTES {
+            return Ok(false);
+        }
+        check_surface(&source.name, &source.wasm)?;
+        let digest = cache::digest(&source.wasm);
+        Ok(!lock(&self.inner.ready).contains_key(&digest)
+            && !self
+                .inner
+                .cache
+                .as_ref()
+                .is_some_and(|c| c.contains(&digest)))
+    }
+
+    /// Drops what [`Self::compile_ahead`] compiled from `source` if no load
+    /// took it (the file changed again before the reload that would have).
+    pub fn forget_ahead(&self, source: &PluginSource) {
+        lock(&self.inner.ready).remove(&cache::digest(&source.wasm));
+    }
+
+    /// Components this large compile for seconds (the built-ins and Rust
+    /// plugins are a few hundred KiB and compile in a fraction of one).
+    pub const BACKGROUND_COMPILE_BYTES: usize = 1 << 20;
+
+    /// Compiles `source` for a later [`Self::load_bytes`] of the same bytes,
+    /// which then takes it without compiling. Blocking: call it on a thread
+    /// of its own. Returns `Ok(false)`, doing nothing, when the same bytes
+    /// are already being compiled ahead.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when the component is refused or does not compile; the
+    /// load that follows reports the same error.
+    pub fn compile_ahead(&self, source: &PluginSource) -> Result<bool, LoadError> {
+        let digest = cache::digest(&source.wasm);
+        if !lock(&self.inner.compiling).insert(digest) {
+            return Ok(false);
+        }
+        let compiled = check_surface(&source.name, &source.wasm)
+            .and_then(|()| self.compile_and_cache(&source.name, &source.wasm, &digest));
+        if let Ok(component) = &compiled {
+            lock(&self.inner.ready).insert(digest, component.clone());
+        }
+        lock(&self.inner.compiling).remove(&digest);
+        compiled.map(|_| true)
+    }
+}
+
+/// Locks `mutex`, whose contents stay whole even if a holder panicked
+/// (nothing panics while holding these).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A plugin's bytes, read but not yet compiled: lets a reload see whether a

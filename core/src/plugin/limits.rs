@@ -20,9 +20,14 @@ pub struct PluginLimits {
     /// How much a call may write to the log (the `log` import, stdout and
     /// stderr together), in bytes; the rest is dropped with a note.
     pub max_log_bytes: usize,
-    /// How many plugin instances may exist at once across the process. More
-    /// renders wait for a slot; this also sizes the pooling allocator.
+    /// How many plugin instances may render at once across the process.
+    /// More renders wait for a slot; this also sizes the pooling allocator
+    /// (twice over: as many again may be kept warm).
     pub max_concurrent_instances: u32,
+    /// How much linear memory the instances kept warm between renders may
+    /// hold, across every plugin, in bytes; `0` renders every request in a
+    /// fresh instance.
+    pub warm_memory_bytes: usize,
 }
 
 impl PluginLimits {
@@ -45,6 +50,7 @@ impl Default for PluginLimits {
             max_output_bytes: 1 << 20,
             max_log_bytes: 16 << 10,
             max_concurrent_instances: 64,
+            warm_memory_bytes: 64 << 20,
         }
     }
 }

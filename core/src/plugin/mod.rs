@@ -5,7 +5,9 @@
 //!   the epoch ticker that enforces CPU deadlines, the concurrency cap and the
 //!   on-disk cache of compiled plugins. It loads plugins.
 //! - [`Plugin`] is one loaded, pre-instantiated component. Each render runs in
-//!   a fresh instance with memory, time and output limits; a guest that traps,
+//!   an instance of its own with memory, time and output limits (kept warm
+//!   for the same webhook's next render, never shared between webhooks: the
+//!   `warm` module); a guest that traps,
 //!   loops, exhausts its memory or returns something malformed fails that one
 //!   render with a [`RenderError`] and harms nothing else.
 //! - [`Outgoing`] is what a render produces: content type, extra headers and
@@ -23,6 +25,7 @@ mod host;
 mod limits;
 mod outgoing;
 mod render;
+mod warm;
 
 pub use builtin::{BUILTIN_NAMES, builtin_wasm};
 pub use error::{LoadError, RenderError};

@@ -13,6 +13,7 @@ use super::bindings::{self, Level, to_wit};
 use super::error::RenderError;
 use super::host::HostInner;
 use super::outgoing::{self, Outgoing};
+use super::warm::{Instance, WarmPool};
 use crate::event::StatusEvent;
 
 /// A webhook's `settings` table, as handed to its plugin.
@@ -37,7 +38,8 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Settings {
 }
 
 /// A loaded plugin, ready to render. Cheap to clone and safe to share across
-/// threads; each render gets its own instance.
+/// threads; a render gets an instance of its own, fresh or kept warm from the
+/// same webhook's last render.
 #[derive(Clone)]
 pub struct Plugin {
     inner: Arc<PluginInner>,
@@ -51,6 +53,16 @@ struct PluginInner {
     /// What a render has cost lately, ns per event (a moving average of
     /// whole batches, instantiation included); `u64::MAX` until measured.
     cost_ns: AtomicU64,
+    /// Linear memory of one fresh instance, in bytes, measured at load.
+    instance_bytes: AtomicU64,
+    /// Instances kept between renders, per webhook.
+    warm: WarmPool,
+}
+
+impl Drop for PluginInner {
+    fn drop(&mut self) {
+        self.warm.clear(&self.host.warm);
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -79,6 +91,8 @@ impl Plugin {
                 pre,
                 host,
                 cost_ns: AtomicU64::new(u64::MAX),
+                instance_bytes: AtomicU64::new(0),
+                warm: WarmPool::default(),
             }),
         }
     }
@@ -108,6 +122,13 @@ impl Plugin {
             .store(new.min(u64::MAX - 1), Ordering::Relaxed);
     }
 
+    /// The linear memory one fresh instance holds, in bytes, as measured
+    /// when the plugin was loaded: what each instance in flight, and each
+    /// kept warm, costs at least.
+    pub fn instance_memory_bytes(&self) -> u64 {
+        self.inner.instance_bytes.load(Ordering::Relaxed)
+    }
+
     /// The plugin's name: the built-in name or the file path.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -124,7 +145,7 @@ impl Plugin {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Renders one event in a fresh instance.
+    /// Renders one event for the webhook `owner` (see [`Self::render_batch`]).
     ///
     /// Blocks for the duration of the call (microseconds for the built-ins, at
     /// most the time limit), and while all instance slots are taken.
@@ -133,8 +154,8 @@ impl Plugin {
     ///
     /// [`RenderError`] if the plugin fails, runs out of time or memory, or
     /// returns something the host will not send.
-    pub fn render(&self, event: &StatusEvent, settings: &Settings) -> Rendered {
-        let mut results = self.render_batch(std::slice::from_ref(event), settings);
+    pub fn render(&self, owner: &str, event: &StatusEvent, settings: &Settings) -> Rendered {
+        let mut results = self.render_batch(owner, std::slice::from_ref(event), settings);
         results
             .pop()
             .unwrap_or_else(|| unreachable!("one result per event"))
@@ -142,23 +163,26 @@ impl Plugin {
 
     /// Renders several events for one webhook in one instance: the batch path.
     ///
-    /// Instantiation is paid once per batch instead of once per event. An
-    /// instance that fails (trap, timeout, memory) is discarded and the next
-    /// event gets a fresh one, so one bad event cannot poison the others.
-    /// Returns one result per event, in order.
+    /// `owner` names the webhook (its bot and name): the instance is the one
+    /// kept warm from `owner`'s last render when there is one, and is kept
+    /// for its next (see the `warm` module); instances never pass between
+    /// owners. An instance that fails (trap, timeout, memory) is discarded
+    /// and the next event gets a fresh one, so one bad event cannot poison
+    /// the others. Returns one result per event, in order.
     pub fn render_batch<'a>(
         &self,
+        owner: &str,
         events: impl IntoIterator<Item = &'a StatusEvent>,
         settings: &Settings,
     ) -> Vec<Rendered> {
         let host = &self.inner.host;
         let _slot = host.slots.acquire();
         let started = Instant::now();
-        let mut instance: Option<(Store<CallState>, bindings::Plugin)> = None;
+        let mut instance = self.inner.warm.take(owner, &host.warm);
         let events = events.into_iter();
         let mut results = Vec::with_capacity(events.size_hint().0);
         for event in events {
-            let (store, plugin) = match &mut instance {
+            let live = match &mut instance {
                 Some(live) => live,
                 None => match self.instantiate() {
                     Ok(live) => instance.insert(live),
@@ -168,9 +192,11 @@ impl Plugin {
                     }
                 },
             };
-            store.set_epoch_deadline(host.limits.deadline_ticks());
-            let call = plugin.statushook_plugin_formatter().call_format(
-                &mut *store,
+            live.calls += 1;
+            live.store.data_mut().begin_call();
+            live.store.set_epoch_deadline(host.limits.deadline_ticks());
+            let call = live.exports.statushook_plugin_formatter().call_format(
+                &mut live.store,
                 &to_wit(event),
                 settings.pairs(),
             );
@@ -185,34 +211,46 @@ impl Plugin {
                     reason,
                 }),
                 Err(error) => {
-                    let failed = self.classify(&error, store, false);
+                    let failed = self.classify(&error, &mut live.store, false);
                     instance = None; // a trapped instance must not run again
                     Err(failed)
                 }
             };
-            if let Some((store, _)) = &mut instance {
-                store.data_mut().flush_output();
+            if let Some(live) = &mut instance {
+                live.store.data_mut().flush_output();
             }
             results.push(result);
+        }
+        if let Some(live) = instance {
+            self.inner.warm.put(owner, live, &host.limits, &host.warm);
         }
         self.record_cost(started.elapsed(), results.len());
         results
     }
 
-    /// Instantiates the plugin once and drops the instance.
+    /// Instantiates the plugin once, records what the instance's memory
+    /// costs, and drops it.
     pub(crate) fn check_starts(&self) -> Result<(), RenderError> {
         let _slot = self.inner.host.slots.acquire();
-        self.instantiate().map(drop)
+        let instance = self.instantiate()?;
+        self.inner
+            .instance_bytes
+            .store(instance.memory_bytes() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
-    fn instantiate(&self) -> Result<(Store<CallState>, bindings::Plugin), RenderError> {
+    fn instantiate(&self) -> Result<Instance, RenderError> {
         let host = &self.inner.host;
         let state = CallState::new(&self.inner.name, &host.limits);
         let mut store = Store::new(&host.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(host.limits.deadline_ticks());
         match self.inner.pre.instantiate(&mut store) {
-            Ok(plugin) => Ok((store, plugin)),
+            Ok(exports) => Ok(Instance {
+                store,
+                exports,
+                calls: 0,
+            }),
             Err(error) => Err(self.classify(&error, &mut store, true)),
         }
     }
@@ -272,8 +310,14 @@ pub(crate) struct CallState {
     limiter: MemoryLimiter,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    /// How much of each pipe is already in the log: an instance kept warm
+    /// prints into the same pipes from call to call.
+    stdout_seen: usize,
+    stderr_seen: usize,
     log_budget: usize,
     log_dropped: usize,
+    /// The budget `begin_call` restores.
+    max_log_bytes: usize,
 }
 
 impl CallState {
@@ -295,25 +339,50 @@ impl CallState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 max_memory: limits.max_memory_bytes,
+                memory_bytes: 0,
                 exceeded: false,
             },
             stdout,
             stderr,
+            stdout_seen: 0,
+            stderr_seen: 0,
             log_budget: limits.max_log_bytes,
             log_dropped: 0,
+            max_log_bytes: limits.max_log_bytes,
         }
+    }
+
+    /// Starts a call: the log budget is per call.
+    fn begin_call(&mut self) {
+        self.log_budget = self.max_log_bytes;
+        self.log_dropped = 0;
+    }
+
+    /// The linear memory the instance holds, in bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.limiter.memory_bytes
+    }
+
+    /// What the guest has printed so far, both pipes together.
+    pub(crate) fn output_bytes(&self) -> usize {
+        self.stdout.contents().len() + self.stderr.contents().len()
     }
 
     /// Moves what the guest printed into the log; returns the last line of
     /// stderr, which holds a Rust guest's panic message.
     fn flush_output(&mut self) -> Option<String> {
         let mut last_stderr = None;
-        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+        for (stream, pipe, seen) in [
+            ("stdout", &self.stdout, &mut self.stdout_seen),
+            ("stderr", &self.stderr, &mut self.stderr_seen),
+        ] {
             let bytes = pipe.contents();
-            if bytes.is_empty() {
+            let new = bytes.get(*seen..).unwrap_or_default();
+            *seen = bytes.len();
+            if new.is_empty() {
                 continue;
             }
-            let text = String::from_utf8_lossy(&bytes);
+            let text = String::from_utf8_lossy(new);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::debug!(plugin = %self.plugin, stream, "{line}");
             }
@@ -377,13 +446,15 @@ impl bindings::statushook::plugin::log::Host for CallState {
 /// that follows is reported as a memory limit, not a crash.
 struct MemoryLimiter {
     max_memory: usize,
+    /// The instance's linear memories, in bytes, summed.
+    memory_bytes: usize,
     exceeded: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -391,6 +462,10 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             wasmtime::bail!("memory limit of {} bytes reached", self.max_memory);
         }
+        // Called for each memory's initial size too (current = 0).
+        self.memory_bytes = self
+            .memory_bytes
+            .saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -11,14 +11,14 @@ use super::Changes;
 use super::compose::{Composed, compose};
 use crate::config::{self, Config, FileChange, FileOutcome, Fragments, Reread};
 use crate::metrics::{Metrics, ReloadLabels};
-use crate::plugin::PluginHost;
+use crate::plugin::{PluginHost, PluginSource};
 use crate::route::Snapshot;
 
 /// What a reload did.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The new snapshot is live.
-    Applied(Changes),
+    /// The new snapshot is live (boxed: it is by far the largest variant).
+    Applied(Box<Changes>),
     /// The file was empty (a write in progress): nothing was done.
     Ignored,
     /// The file or a plugin is broken: the old snapshot keeps serving.
@@ -54,6 +54,9 @@ pub struct Reloader {
     pub(crate) client: Arc<ArcSwap<reqwest::Client>>,
     /// What each included file contributes to the live table.
     fragments: Mutex<Fragments>,
+    /// Itself, for the thread that reloads again once a background compile
+    /// is done.
+    this: Weak<Reloader>,
 }
 
 impl Reloader {
@@ -66,15 +69,16 @@ impl Reloader {
         metrics: Arc<Metrics>,
         client: Arc<ArcSwap<reqwest::Client>>,
         fragments: Fragments,
-    ) -> Self {
-        Reloader {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Reloader {
             path,
             routes,
             host,
             metrics,
             client,
             fragments: Mutex::new(fragments),
-        }
+            this: this.clone(),
+        })
     }
 
     /// Reloads the config file and every included file: parse, validate,
@@ -188,6 +192,13 @@ impl Reloader {
     }
 
     fn try_reload(&self, reread: Reread<'_>) -> Outcome {
+        // One reload at a time: the watcher, SIGHUP and a background
+        // compile's reload share this lock, taken before the live table is
+        // read so that each builds on the one before.
+        let mut fragments = match self.fragments.lock() {
+            Ok(fragments) => fragments,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         let mut config = match config::load(&self.path) {
             Ok(config) => config,
             Err(error) if error.is_empty_file() => return Outcome::Ignored,
@@ -210,11 +221,6 @@ impl Reloader {
             }
         } else {
             None
-        };
-        // One reload at a time: the watcher and SIGHUP share this lock.
-        let mut fragments = match self.fragments.lock() {
-            Ok(fragments) => fragments,
-            Err(poisoned) => poisoned.into_inner(),
         };
         let Composed {
             snapshot,
@@ -240,11 +246,61 @@ impl Reloader {
                 f
             })
             .collect();
+        changes.plugins_compiling = snapshot
+            .deferred
+            .iter()
+            .map(|source| self.label(Path::new(&source.name)))
+            .collect();
+        let deferred = snapshot.deferred.clone();
         if let Some(client) = client {
             self.client.store(Arc::new(client));
         }
         self.routes.store(Arc::new(snapshot));
-        Outcome::Applied(changes)
+        self.compile_in_background(deferred);
+        Outcome::Applied(Box::new(changes))
+    }
+
+    /// Compiles `sources` on a thread of their own, the webhooks that use
+    /// them serving with their previous plugin meanwhile, then reloads so
+    /// that they switch. The compiled components wait in the host for that
+    /// reload; a compile that fails is reported by it, as any broken plugin.
+    fn compile_in_background(&self, sources: Vec<PluginSource>) {
+        if sources.is_empty() {
+            return;
+        }
+        let this = self.this.clone();
+        let host = self.host.clone();
+        let spawned = std::thread::Builder::new()
+            .name("statushook-compile".into())
+            .spawn(move || {
+                let mut started = false;
+                for source in &sources {
+                    let at = Instant::now();
+                    match host.compile_ahead(source) {
+                        Ok(true) => {
+                            started = true;
+                            tracing::info!(plugin = %source.name, took_s = at.elapsed().as_secs_f64(), "plugin compiled in the background; reloading to switch to it");
+                        }
+                        // Another reload's thread has these bytes: it reloads.
+                        Ok(false) => {}
+                        Err(error) => {
+                            started = true;
+                            tracing::error!(plugin = %source.name, %error, "plugin failed to compile in the background");
+                        }
+                    }
+                }
+                if started && let Some(reloader) = this.upgrade() {
+                    let _ = reloader.reload();
+                }
+                // Bytes no reload took (the file changed again meanwhile)
+                // must not stay in memory.
+                for source in &sources {
+                    host.forget_ahead(source);
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start a thread to compile plugins; they compile at the next reload");
+        }
     }
 }
 

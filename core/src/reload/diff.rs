@@ -23,6 +23,9 @@ pub struct Changes {
     pub webhooks_changed: Vec<String>,
     /// Plugins compiled by this reload (new or changed bytes).
     pub plugins_compiled: Vec<String>,
+    /// Plugins whose new bytes compile in the background: their webhooks
+    /// keep the previous build until a reload that follows the compile.
+    pub plugins_compiling: Vec<String>,
     /// Settings that changed in the file but need a restart; ignored.
     pub needs_restart: Vec<&'static str>,
     /// Whether anything else outside bots changed (tokens, delivery, meta).
@@ -114,6 +117,10 @@ impl fmt::Display for Changes {
             ("webhooks removed", &self.webhooks_removed),
             ("webhooks changed", &self.webhooks_changed),
             ("plugins compiled", &self.plugins_compiled),
+            (
+                "plugins compiling in the background (their webhooks keep the previous build until then)",
+                &self.plugins_compiling,
+            ),
         ] {
             if !list.is_empty() {
                 parts.push(format!("{label}: {}", abbreviate(list)));

@@ -25,8 +25,9 @@ pub struct FanOutReport {
 /// Renders `events` (all for bots of `snapshot`, already validated) for every
 /// webhook that subscribes to their status.
 ///
-/// Each (webhook, request) pair costs one plugin instance: the webhook's
-/// events of this request are rendered in one batch. An event whose bot has
+/// Each (webhook, request) pair renders in one plugin instance, kept warm
+/// for the webhook's next request: the webhook's events of this request are
+/// rendered in one batch. An event whose bot has
 /// no channel name gets the bot's configured one first. Returns one
 /// [`NewEvent`] per input event, in order.
 ///
@@ -80,7 +81,11 @@ pub fn fan_out(snapshot: &Snapshot, events: &[StatusEvent]) -> (Vec<NewEvent>, F
             // The plugin's own log lines carry the bot and webhook.
             let span = tracing::info_span!("render", bot = bot_id, webhook = %webhook.config.name);
             let started = std::time::Instant::now();
-            let results = span.in_scope(|| webhook.plugin.render_batch(batch, &webhook.settings));
+            let results = span.in_scope(|| {
+                webhook
+                    .plugin
+                    .render_batch(&webhook.owner, batch, &webhook.settings)
+            });
             let batch_len = u32::try_from(selected.len()).unwrap_or(u32::MAX);
             report.render_per_event.push((
                 bot_id.to_string(),

@@ -29,6 +29,10 @@ pub struct Snapshot {
     /// Plugins this build compiled rather than reused from the previous
     /// snapshot (for the reload log).
     pub compiled: Vec<String>,
+    /// Plugins whose new bytes need a compile of seconds: the webhooks that
+    /// use them keep their previous plugin in this snapshot, and the
+    /// reloader compiles these in the background, then reloads again.
+    pub deferred: Vec<PluginSource>,
 }
 
 /// A bot and its webhooks, ready to route to.
@@ -49,6 +53,9 @@ pub struct Webhook {
     pub plugin: Plugin,
     /// Its settings, as handed to the plugin.
     pub settings: Settings,
+    /// Who its plugin instances belong to, `bot/webhook`: an instance kept
+    /// warm is reused for this webhook only.
+    pub owner: String,
     /// What in-flight caps and circuit breakers are keyed by: scheme, host
     /// and port of the URL, so webhooks sharing a server share its limits.
     pub endpoint: String,
@@ -81,6 +88,12 @@ impl Snapshot {
     /// (their config in `config` must be the one they run with): an included
     /// file whose new version is refused keeps serving its last good one.
     ///
+    /// On a reload (`previous` given), a webhook whose plugin's new bytes
+    /// would compile for seconds ([`PluginHost::compiles_slowly`]) keeps the
+    /// plugin it has, and the bytes are listed in [`Snapshot::deferred`]: a
+    /// reload is not held up by a JavaScript or Python compile. A new
+    /// webhook has no plugin to keep, so its plugin compiles here.
+    ///
     /// # Errors
     ///
     /// The first [`SnapshotError`]: a plugin that cannot be loaded.
@@ -103,6 +116,7 @@ impl Snapshot {
         let mut bots = HashMap::new();
         let mut by_phone = HashMap::new();
         let mut compiled = Vec::new();
+        let mut deferred: HashMap<String, PluginSource> = HashMap::new();
         for (bot_index, bot) in config.bots.iter().enumerate() {
             for phone in &bot.phone_number_ids {
                 by_phone.insert(phone.clone(), bot.id.clone());
@@ -116,24 +130,35 @@ impl Snapshot {
             }
             let mut plugins = Vec::with_capacity(bot.webhooks.len());
             for (webhook_index, webhook) in bot.webhooks.iter().enumerate() {
-                let plugin = match loaded.get(&webhook.plugin) {
-                    Some(plugin) => plugin.clone(),
-                    None => {
-                        let (plugin, fresh) = load(host, &webhook.plugin, &config, &reusable)
-                            .map_err(|source| SnapshotError {
-                                bot_index,
-                                webhook_index,
-                                bot: bot.id.clone(),
-                                webhook: webhook.name.clone(),
-                                source,
-                            })?;
-                        if fresh {
-                            compiled.push(webhook.plugin.clone());
-                        }
-                        loaded.insert(webhook.plugin.clone(), plugin.clone());
+                let error = |source| SnapshotError {
+                    bot_index,
+                    webhook_index,
+                    bot: bot.id.clone(),
+                    webhook: webhook.name.clone(),
+                    source,
+                };
+                if let Some(plugin) = loaded.get(&webhook.plugin) {
+                    plugins.push(plugin.clone());
+                    continue;
+                }
+                let serving = running
+                    .and_then(|r| r.webhooks.iter().find(|w| w.config.name == webhook.name))
+                    .map(|w| &w.plugin);
+                let plugin = match load(host, &webhook.plugin, &config, &reusable, serving)
+                    .map_err(error)?
+                {
+                    Loaded::Reused(plugin) => plugin,
+                    Loaded::Compiled(plugin) => {
+                        compiled.push(webhook.plugin.clone());
                         plugin
                     }
+                    Loaded::Deferred { serving, source } => {
+                        deferred.entry(webhook.plugin.clone()).or_insert(source);
+                        plugins.push(serving);
+                        continue; // other webhooks keep their own plugin
+                    }
                 };
+                loaded.insert(webhook.plugin.clone(), plugin.clone());
                 plugins.push(plugin);
             }
             // Unchanged config and the very same plugins: the running entry
@@ -161,6 +186,7 @@ impl Snapshot {
                         .map(|(k, v)| (k.as_str(), v.as_str()))
                         .collect(),
                     endpoint: crate::deliver::endpoint::endpoint_key(&webhook.url),
+                    owner: format!("{}/{}", bot.id, webhook.name),
                     config: webhook.clone(),
                     plugin,
                 })
@@ -187,6 +213,7 @@ impl Snapshot {
             metrics_tokens,
             meta_apps,
             compiled,
+            deferred: deferred.into_values().collect(),
         })
     }
 
@@ -276,18 +303,44 @@ impl Snapshot {
     }
 }
 
+/// What [`load`] did with a webhook's plugin.
+enum Loaded {
+    /// The previous snapshot's plugin: same name, same bytes.
+    Reused(Plugin),
+    /// Loaded afresh (compiled, or from the compile cache).
+    Compiled(Plugin),
+    /// New bytes that compile slowly: the webhook keeps `serving` while
+    /// `source` compiles in the background.
+    Deferred {
+        serving: Plugin,
+        source: PluginSource,
+    },
+}
+
 /// Loads `plugin`, reusing the previous snapshot's instance when the bytes
-/// are the same: an unchanged plugin is not compiled again on reload.
-/// Returns the plugin and whether it was loaded afresh.
+/// are the same: an unchanged plugin is not compiled again on reload. A
+/// webhook that has a plugin `serving` keeps it while new bytes that
+/// compile slowly compile in the background.
 fn load(
     host: &PluginHost,
     plugin: &str,
     config: &Config,
     reusable: &HashMap<(&str, String), &Plugin>,
-) -> Result<(Plugin, bool), LoadError> {
+    serving: Option<&Plugin>,
+) -> Result<Loaded, LoadError> {
     let source = PluginSource::read(plugin, config.base_dir())?;
     if let Some(previous) = reusable.get(&(plugin, source.sha256())) {
-        return Ok(((*previous).clone(), false));
+        return Ok(Loaded::Reused((*previous).clone()));
     }
-    Ok((host.load_bytes(&source.name, &source.wasm)?, true))
+    if let Some(serving) = serving
+        && host.compiles_slowly(&source)?
+    {
+        return Ok(Loaded::Deferred {
+            serving: serving.clone(),
+            source,
+        });
+    }
+    Ok(Loaded::Compiled(
+        host.load_bytes(&source.name, &source.wasm)?,
+    ))
 }

@@ -20,6 +20,7 @@ const GUESTS: &[&str] = &[
     "hostile",
     "no-export",
     "other-wit",
+    "changed-wit",
     "trap-on-load",
 ];
 

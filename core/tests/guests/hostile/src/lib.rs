@@ -15,11 +15,17 @@
 //! | `bad-header-name` | the ok body plus a header named `Bad Header` |
 //! | `reject` | `Err("hostile guest: rejected on purpose")` |
 //! | `log-flood` | 100 000 warn lines of 1 KiB each, then the ok body |
+//! | `count` | the ok body plus `calls`: how many calls this instance has served |
 //!
 //! Any other mode is an error naming it. Not an example of a plugin to copy:
 //! see `examples/crm-plugin` for that.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Calls this instance has served (`count` mode): tells a warm instance from
+/// a fresh one.
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 use statushook_plugin::{Outgoing, Plugin, Settings, StatusEvent};
 
@@ -29,6 +35,7 @@ pub struct Hostile;
 impl Plugin for Hostile {
     fn format(event: StatusEvent, settings: Settings) -> Result<Option<Outgoing>, String> {
         let mode = settings.get("mode").unwrap_or("ok");
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
         let outgoing = match mode {
             "ok" => ok(&event),
             "loop" => spin(),
@@ -69,6 +76,11 @@ impl Plugin for Hostile {
                 }
                 ok(&event)
             }
+            "count" => statushook_plugin::json_body(&statushook_plugin::serde_json::json!({
+                "id": event.id,
+                "status": event.status.as_str(),
+                "calls": calls,
+            })),
             other => return Err(format!("hostile guest: unknown mode {other:?}")),
         };
         Ok(Some(outgoing))
