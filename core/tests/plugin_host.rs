@@ -325,6 +325,18 @@ fn a_plugin_built_against_another_wit_version_is_refused() {
 }
 
 #[test]
+fn a_plugin_whose_wit_changed_at_the_same_version_is_refused_naming_what_differs() {
+    let error = host()
+        .load_file(&guest("changed_wit"))
+        .expect_err("must not load");
+    let text = error.to_string();
+    assert!(
+        text.contains("`format` parameter `event`: field `timestamp`: the host's WIT has u64, the plugin's u32"),
+        "{text}"
+    );
+}
+
+#[test]
 fn bytes_that_are_not_a_component_are_refused() {
     let error = host()
         .load_bytes("junk", b"this is not wasm")

@@ -212,9 +212,31 @@ impl PluginHost {
             Some(component) => component,
             None => self.compile_and_cache(name, wasm, &digest)?,
         };
-        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
-            plugin: name.to_string(),
-            reason: format!("{e:#}"),
+        // A formatter at the right version with other types (a WIT edited
+        // without a version bump) fails here or at the trial start with
+        // "failed to convert function to given type", which names neither
+        // the function nor the field: compare with a built-in's to say which.
+        let changed_wit = || {
+            let reference = self.reference()?;
+            let difference = super::mismatch::describe(
+                &self.inner.engine,
+                &component,
+                &reference,
+                FORMATTER_EXPORT,
+            )?;
+            Some(LoadError::Incompatible {
+                plugin: name.to_string(),
+                reason: format!(
+                    "its {FORMATTER_EXPORT} differs from the host's at the same version: \
+                     {difference}; build it against statushook's wit/plugin.wit"
+                ),
+            })
+        };
+        let incompatible = |e: wasmtime::Error| {
+            changed_wit().unwrap_or_else(|| LoadError::Incompatible {
+                plugin: name.to_string(),
+                reason: format!("{e:#}"),
+            })
         };
         let pre = self
             .inner
@@ -225,13 +247,25 @@ impl PluginHost {
         let plugin = Plugin::new(name.to_string(), digest, pre, Arc::clone(&self.inner));
         // One trial instantiation (tens of microseconds): a plugin that cannot
         // start under the limits is refused now, not on every render later.
-        plugin
-            .check_starts()
-            .map_err(|error| LoadError::CannotStart {
+        plugin.check_starts().map_err(|error| {
+            changed_wit().unwrap_or_else(|| LoadError::CannotStart {
                 plugin: name.to_string(),
                 reason: error.to_string(),
-            })?;
+            })
+        })?;
         Ok(plugin)
+    }
+
+    /// A built-in plugin's component: built from the host's own WIT, the
+    /// reference a mismatching plugin is compared with.
+    fn reference(&self) -> Option<Component> {
+        let wasm = builtin_wasm(super::BUILTIN_NAMES[0])?;
+        let digest = cache::digest(wasm);
+        self.inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.inner.engine, &digest))
+            .or_else(|| self.compile_and_cache("built-in", wasm, &digest).ok())
     }
 
     fn compile_and_cache(

@@ -23,6 +23,7 @@ mod engine;
 mod error;
 mod host;
 mod limits;
+mod mismatch;
 mod outgoing;
 mod render;
 mod warm;
