@@ -23,6 +23,8 @@
 //!   retention = "0s"`; default on, as the dispatcher's default);
 //! - `PIPELINE_PLUGIN=/abs/path/plugin.wasm`: scenario 1 and 2's webhook
 //!   uses that component (a template's build) instead of the built-in `wpp`;
+//! - `PIPELINE_WARM=off`: `[plugins] warm_memory_bytes = 0`, a fresh plugin
+//!   instance per request (default: the dispatcher's warm instances);
 //! - `PIPELINE_ALLOW_STALE_BIN=1`: skip the binary-newer-than-sources check;
 //!   `STATUSHOOK_BIN`: another binary.
 //!

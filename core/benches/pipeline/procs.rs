@@ -397,9 +397,14 @@ pub fn config_text(spec: &ConfigSpec<'_>, path: &Path) -> Result<String, String>
         out.push_str(&format!("max_in_flight_per_endpoint = {cap}\n"));
     }
     out.push_str(&format!(
-        "\n[plugins]\ncache_dir = \"{}\"\n\n",
+        "\n[plugins]\ncache_dir = \"{}\"\n",
         spec.cache_dir.display()
     ));
+    // PIPELINE_WARM=off: every request renders in a fresh instance.
+    if std::env::var("PIPELINE_WARM").is_ok_and(|v| v == "off") {
+        out.push_str("warm_memory_bytes = 0\n");
+    }
+    out.push('\n');
     if !spec.history {
         out.push_str("[history]\nretention = \"0s\"\n\n");
     }
