@@ -202,16 +202,7 @@ impl PluginHost {
         // that takes most of a minute for a JavaScript or Python plugin.
         check_surface(name, wasm)?;
         let digest = cache::digest(wasm);
-        let ahead = lock(&self.inner.ready).remove(&digest);
-        let component = match ahead.or_else(|| {
-            self.inner
-                .cache
-                .as_ref()
-                .and_then(|c| c.get(&self.inner.engine, &digest))
-        }) {
-            Some(component) => component,
-            None => self.compile_and_cache(name, wasm, &digest)?,
-        };
+        let component = self.component(name, wasm, &digest)?;
         // A formatter at the right version with other types (a WIT edited
         // without a version bump) fails here or at the trial start with
         // "failed to convert function to given type", which names neither
@@ -260,12 +251,27 @@ impl PluginHost {
     /// reference a mismatching plugin is compared with.
     fn reference(&self) -> Option<Component> {
         let wasm = builtin_wasm(super::BUILTIN_NAMES[0])?;
-        let digest = cache::digest(wasm);
-        self.inner
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&self.inner.engine, &digest))
-            .or_else(|| self.compile_and_cache("built-in", wasm, &digest).ok())
+        self.component("built-in", wasm, &cache::digest(wasm)).ok()
+    }
+
+    /// The compiled component for `wasm`: compiled ahead by a background
+    /// compile, else from the cache, else compiled now (and cached).
+    fn component(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        digest: &[u8; 32],
+    ) -> Result<Component, LoadError> {
+        let known = lock(&self.inner.ready).remove(digest).or_else(|| {
+            self.inner
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(&self.inner.engine, digest))
+        });
+        match known {
+            Some(component) => Ok(component),
+            None => self.compile_and_cache(name, wasm, digest),
+        }
     }
 
     fn compile_and_cache(

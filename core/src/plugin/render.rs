@@ -363,9 +363,10 @@ impl CallState {
         self.limiter.memory_bytes
     }
 
-    /// What the guest has printed so far, both pipes together.
+    /// What the guest has printed so far, both pipes together, as of the
+    /// last [`Self::flush_output`] (which follows every call).
     pub(crate) fn output_bytes(&self) -> usize {
-        self.stdout.contents().len() + self.stderr.contents().len()
+        self.stdout_seen + self.stderr_seen
     }
 
     /// Moves what the guest printed into the log; returns the last line of

@@ -144,6 +144,12 @@ impl Snapshot {
                 let serving = running
                     .and_then(|r| r.webhooks.iter().find(|w| w.config.name == webhook.name))
                     .map(|w| &w.plugin);
+                // Already deferred for another webhook: not read and hashed
+                // again (a JavaScript plugin is 12 MB, and may serve hundreds).
+                if let (true, Some(serving)) = (deferred.contains_key(&webhook.plugin), serving) {
+                    plugins.push(serving.clone());
+                    continue;
+                }
                 let plugin = match load(host, &webhook.plugin, &config, &reusable, serving)
                     .map_err(error)?
                 {
