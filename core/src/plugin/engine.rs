@@ -1,7 +1,5 @@
-//! The process's one wasmtime `Engine`: its configuration, the pooling
-//! allocator probe and the epoch ticker.
-
-use std::thread;
+//! The process's one wasmtime `Engine`: its configuration and the pooling
+//! allocator probe (the epoch it interrupts calls by is `watchdog.rs`'s).
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
@@ -71,21 +69,4 @@ fn config(limits: &PluginLimits, allocation: Allocation) -> Config {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
-}
-
-/// Starts the thread that advances the engine's epoch every
-/// [`PluginLimits::EPOCH_TICK`], which is what makes deadlines fire. It stops
-/// by itself once the engine is dropped.
-pub(crate) fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
-    let weak = engine.weak();
-    thread::Builder::new()
-        .name("statushook-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                thread::sleep(PluginLimits::EPOCH_TICK);
-            }
-        })
-        .map(|_| ())
 }

@@ -17,6 +17,7 @@ use super::error::LoadError;
 use super::limits::PluginLimits;
 use super::render::{CallState, Plugin};
 use super::warm::WarmBudget;
+use super::watchdog::Watchdog;
 
 /// How to set up a [`PluginHost`].
 #[derive(Debug, Clone)]
@@ -67,6 +68,8 @@ pub(crate) struct HostInner {
     pub(crate) slots: Slots,
     /// The memory idle warm instances may hold, across every plugin.
     pub(crate) warm: WarmBudget,
+    /// Stops calls past their time limit.
+    pub(crate) watchdog: Watchdog,
     cache: Option<ArtifactCache>,
     /// Components compiled ahead of their load (a reload's background
     /// compile), by digest, until the load that takes them.
@@ -100,7 +103,7 @@ impl HostError {
 
 impl PluginHost {
     /// Creates the engine (pooling allocator where possible), links the host
-    /// interfaces and starts the epoch ticker.
+    /// interfaces and starts the watchdog that enforces the time limit.
     ///
     /// # Errors
     ///
@@ -109,7 +112,8 @@ impl PluginHost {
     pub fn new(options: HostOptions) -> Result<Self, HostError> {
         let (engine, allocation) = engine::build(&options.limits, options.pooling)
             .map_err(HostError::at("creating the engine"))?;
-        engine::start_epoch_ticker(&engine).map_err(HostError::at("starting the epoch ticker"))?;
+        let watchdog = Watchdog::start(engine.weak())
+            .map_err(HostError::at("starting the plugin watchdog"))?;
 
         let mut linker = Linker::new(&engine);
         // Plain Rust wasm32-wasip2 guests import WASI interfaces even when
@@ -142,6 +146,7 @@ impl PluginHost {
                 limits: options.limits,
                 slots,
                 warm,
+                watchdog,
                 cache,
                 ready: Mutex::default(),
                 compiling: Mutex::default(),

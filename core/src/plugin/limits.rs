@@ -9,8 +9,8 @@ use std::time::Duration;
 /// in JavaScript or Python, which need milliseconds and ~10 MiB per instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// CPU time one call (instantiation included) may take before it is
-    /// stopped. Enforced by epoch interruption, so the resolution is
+    /// Time one call (instantiation included) may take before it is
+    /// stopped. Enforced by epoch interruption, within
     /// [`PluginLimits::EPOCH_TICK`].
     pub timeout: Duration,
     /// Linear memory one instance may grow to, in bytes.
@@ -31,15 +31,9 @@ pub struct PluginLimits {
 }
 
 impl PluginLimits {
-    /// How often the epoch ticker advances: the resolution of `timeout`.
+    /// The resolution of `timeout`: a call past it is stopped within this
+    /// long.
     pub const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-    /// The epoch deadline, in ticks, that enforces `timeout`.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let ticks = self.timeout.as_millis() / Self::EPOCH_TICK.as_millis();
-        // +1: the current tick may be about to end.
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1) + 1
-    }
 }
 
 impl Default for PluginLimits {

@@ -2,7 +2,7 @@
 //! component, to turn a canonical event into the partner's request body.
 //!
 //! - [`PluginHost`] owns the one wasmtime `Engine` and `Linker` of the process,
-//!   the epoch ticker that enforces CPU deadlines, the concurrency cap and the
+//!   the watchdog that enforces time limits, the concurrency cap and the
 //!   on-disk cache of compiled plugins. It loads plugins.
 //! - [`Plugin`] is one loaded, pre-instantiated component. Each render runs in
 //!   an instance of its own with memory, time and output limits (kept warm
@@ -27,6 +27,7 @@ mod mismatch;
 mod outgoing;
 mod render;
 mod warm;
+mod watchdog;
 
 pub use builtin::{BUILTIN_NAMES, builtin_wasm};
 pub use error::{LoadError, RenderError};

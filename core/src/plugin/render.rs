@@ -14,6 +14,7 @@ use super::error::RenderError;
 use super::host::HostInner;
 use super::outgoing::{self, Outgoing};
 use super::warm::{Instance, WarmPool};
+use super::watchdog;
 use crate::event::StatusEvent;
 
 /// A webhook's `settings` table, as handed to its plugin.
@@ -193,13 +194,16 @@ impl Plugin {
                 },
             };
             live.calls += 1;
-            live.store.data_mut().begin_call();
-            live.store.set_epoch_deadline(host.limits.deadline_ticks());
+            let deadline = Instant::now() + host.limits.timeout;
+            live.store.data_mut().begin_call(deadline);
+            live.store.set_epoch_deadline(1);
+            let watched = host.watchdog.watch(deadline);
             let call = live.exports.statushook_plugin_formatter().call_format(
                 &mut live.store,
                 &to_wit(event),
                 settings.pairs(),
             );
+            drop(watched);
             let result = match call {
                 Ok(Ok(Some(output))) => {
                     outgoing::check(&self.inner.name, output, host.limits.max_output_bytes)
@@ -242,10 +246,14 @@ impl Plugin {
     fn instantiate(&self) -> Result<Instance, RenderError> {
         let host = &self.inner.host;
         let state = CallState::new(&self.inner.name, &host.limits);
+        let deadline = state.deadline;
         let mut store = Store::new(&host.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(host.limits.deadline_ticks());
-        match self.inner.pre.instantiate(&mut store) {
+        watchdog::arm(&mut store, |state: &CallState| state.deadline);
+        let watched = host.watchdog.watch(deadline);
+        let instantiated = self.inner.pre.instantiate(&mut store);
+        drop(watched);
+        match instantiated {
             Ok(exports) => Ok(Instance {
                 store,
                 exports,
@@ -318,6 +326,8 @@ pub(crate) struct CallState {
     log_dropped: usize,
     /// The budget `begin_call` restores.
     max_log_bytes: usize,
+    /// When the current call (or the instantiation) must have ended.
+    deadline: Instant,
 }
 
 impl CallState {
@@ -348,14 +358,16 @@ impl CallState {
             stderr_seen: 0,
             log_budget: limits.max_log_bytes,
             log_dropped: 0,
+            deadline: Instant::now() + limits.timeout,
             max_log_bytes: limits.max_log_bytes,
         }
     }
 
     /// Starts a call: the log budget is per call.
-    fn begin_call(&mut self) {
+    fn begin_call(&mut self, deadline: Instant) {
         self.log_budget = self.max_log_bytes;
         self.log_dropped = 0;
+        self.deadline = deadline;
     }
 
     /// The linear memory the instance holds, in bytes.
