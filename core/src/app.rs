@@ -194,6 +194,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         delivery.max_in_flight_per_endpoint,
         BreakerPolicy::default(),
     ));
+    let deliverer = Arc::new(Deliverer::new(
+        Arc::clone(&queue),
+        Arc::clone(&routes),
+        Arc::clone(&client),
+        Arc::clone(&endpoints),
+        Arc::clone(&metrics),
+    ));
     let ingest = Arc::new(Ingest {
         routes: Arc::clone(&routes),
         queue: Arc::clone(&queue),
@@ -201,6 +208,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rate_limits: crate::rate::Buckets::default(),
         endpoints: Arc::clone(&endpoints),
         host: host.clone(),
+        deliverer: Arc::clone(&deliverer),
     });
     let door = if admin.is_some() {
         Door::Ingest
@@ -284,13 +292,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         }
     });
-    let deliverer = Arc::new(Deliverer::new(
-        Arc::clone(&queue),
-        Arc::clone(&routes),
-        client,
-        endpoints,
-        Arc::clone(&metrics),
-    ));
     let deliverer = tokio::spawn(deliverer.run(stop, grace));
     Ok(Running {
         addr,

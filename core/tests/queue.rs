@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use statushook::event::Status;
 use statushook::queue::{
     Attempt, AttemptOutcome, Claimed, Clock, Cursor, Delivery, DeliveryQuery, DeliveryRecord,
-    EmbeddedQueue, History, LaneState, NewDelivery, NewEvent, Order, Outcome, Queue, QueueError,
-    RedisOptions, RedisQueue, RedisServers, Resend, new_delivery_id, now_ms,
+    EmbeddedQueue, Handoff, History, LaneState, NewDelivery, NewEvent, Order, Outcome, Queue,
+    QueueError, RedisOptions, RedisQueue, RedisServers, Resend, new_delivery_id, now_ms,
 };
 use support::cluster::RedisCluster;
 use support::redis::RedisServer;
@@ -506,6 +506,136 @@ async fn a_held_lane_is_skipped_until_its_hold_ends(q: &dyn Queue, clock: &Clock
     assert_eq!(q.depth().await.expect("depth").pending, 2);
 }
 
+async fn an_enqueue_hands_off_only_what_a_claim_would_take_first(q: &dyn Queue, clock: &Clock) {
+    let take = |max| Handoff {
+        max,
+        per_lane: 1,
+        lease: LEASE,
+    };
+    let lease_of = |jobs: &[Claimed]| -> BTreeSet<(String, String)> {
+        jobs.iter()
+            .map(|c| (c.delivery.event_id.clone(), c.delivery.webhook.clone()))
+            .collect()
+    };
+    let pair = |e: &str, w: &str| (e.to_string(), w.to_string());
+    // Nothing due: new deliveries are leased at once, at most `per_lane`
+    // of one lane; the rest waits for a claim.
+    let first = event("bot-a", "e1", &["crm", "bi"]);
+    let out = q
+        .enqueue_leasing(
+            &[first.clone(), event("bot-a", "e2", &["crm"])],
+            WINDOW,
+            take(10),
+        )
+        .await
+        .expect("enqueue");
+    assert_eq!(out.accepted, 2);
+    assert_eq!(
+        lease_of(&out.leased),
+        BTreeSet::from([pair("e1", "crm"), pair("e1", "bi")])
+    );
+    for leased in &out.leased {
+        let sent = first
+            .deliveries
+            .iter()
+            .find(|d| d.delivery().id == leased.delivery.id)
+            .expect("one of e1's");
+        assert_eq!(&leased.delivery, sent.delivery(), "handed off intact");
+        assert_eq!(leased.attempts, 0);
+    }
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    assert_eq!(
+        lease_of(&claimed),
+        BTreeSet::from([pair("e2", "crm")]),
+        "a handed-off delivery is not claimed again while its lease lasts"
+    );
+    assert_eq!(q.depth().await.expect("depth").pending, 3);
+    // A handed-off lease is fenced like a claimed one.
+    let (crm, bi) = {
+        let by = |w: &str| {
+            out.leased
+                .iter()
+                .find(|c| c.delivery.webhook == w)
+                .expect("leased")
+                .clone()
+        };
+        (by("crm"), by("bi"))
+    };
+    assert!(q.ack(&crm.lease, None).await.expect("ack"));
+    assert!(
+        !q.ack(&crm.lease, None).await.expect("ack"),
+        "acked once only"
+    );
+    assert!(q.ack(&claimed[0].lease, None).await.expect("ack"));
+
+    // A dispatcher that dies holding a hand-off loses nothing: the lease
+    // ends and a claim takes the delivery, whose old lease is then stale.
+    clock.advance(LEASE + Duration::from_secs(1));
+    let again = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    assert_eq!(lease_of(&again), BTreeSet::from([pair("e1", "bi")]));
+    assert!(!q.ack(&bi.lease, None).await.expect("stale ack"));
+    assert!(q.ack(&again[0].lease, None).await.expect("ack"));
+    assert_eq!(q.depth().await.expect("depth").pending, 0);
+
+    // Something due already: a claim would take it first, so nothing is
+    // handed off.
+    q.enqueue(&[event("bot-a", "e3", &["crm"])], WINDOW)
+        .await
+        .expect("enqueue");
+    let out = q
+        .enqueue_leasing(&[event("bot-a", "e4", &["bi"])], WINDOW, take(10))
+        .await
+        .expect("enqueue");
+    assert!(out.leased.is_empty(), "{:?}", out.leased);
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    assert_eq!(
+        lease_of(&claimed),
+        BTreeSet::from([pair("e3", "crm"), pair("e4", "bi")])
+    );
+    for c in &claimed {
+        assert!(q.ack(&c.lease, None).await.expect("ack"));
+    }
+
+    // A held lane, deliveries dead at birth, and deliveries ordered per
+    // message are never handed off; `max` bounds the rest.
+    q.hold("bot-a", "held", clock.now_ms() + 60_000)
+        .await
+        .expect("hold");
+    let mut dead = event("bot-a", "e5", &["dead"]);
+    dead.deliveries = dead
+        .deliveries
+        .into_iter()
+        .map(|d| NewDelivery::Dead(d.delivery().clone(), "render failed".into()))
+        .collect();
+    let out = q
+        .enqueue_leasing(
+            &[
+                event("bot-a", "e6", &["held", "x", "y"]),
+                dead,
+                ordered("e7", "m1", Status::Sent, Order::PerMessage),
+            ],
+            WINDOW,
+            take(1),
+        )
+        .await
+        .expect("enqueue");
+    assert_eq!(out.accepted, 3);
+    assert_eq!(out.leased.len(), 1, "{:?}", out.leased);
+    assert!(
+        ["x", "y"].contains(&out.leased[0].delivery.webhook.as_str()),
+        "{:?}",
+        out.leased
+    );
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    assert_eq!(
+        claimed.len(),
+        2,
+        "the other of x and y, and e7: {claimed:?}"
+    );
+    assert!(claimed.iter().all(|c| c.delivery.webhook != "held"));
+    assert_eq!(q.depth().await.expect("depth").pending, 4);
+}
+
 async fn wait_for_work_wakes_on_enqueue(q: Arc<dyn Queue>) {
     let waiter = {
         let q = Arc::clone(&q);
@@ -543,6 +673,7 @@ macro_rules! queue_cases {
             an_event_with_no_deliveries_still_dedupes,
             a_deep_lane_does_not_keep_other_lanes_waiting,
             a_held_lane_is_skipped_until_its_hold_ends,
+            an_enqueue_hands_off_only_what_a_claim_would_take_first,
         );
     };
 }

@@ -1,6 +1,7 @@
 //! Delivering rendered requests to webhook URLs.
 //!
-//! [`Deliverer`] runs the loop: claim due deliveries from the queue, send each
+//! [`Deliverer`] runs the loop: claim due deliveries from the queue (or take
+//! those an ingest's enqueue leased to it at once: `handoff.rs`), send each
 //! ([`attempt`]) through the shared [`client`], then ack, retry on the
 //! [`backoff`] schedule, or dead-letter, each in one atomic queue step.
 //! [`sign`] and the webhook's auth are applied at send time from the live
@@ -14,6 +15,7 @@ pub mod backoff;
 pub mod client;
 mod decide;
 pub mod endpoint;
+mod handoff;
 pub mod sign;
 pub mod ssrf;
 mod worker;

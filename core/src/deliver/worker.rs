@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -13,9 +14,10 @@ use super::attempt::{self, Answer};
 use super::backlog::{Backlog, Parked};
 use super::decide::{Step, decide};
 use super::endpoint::{Busy, Endpoints, InFlight};
+use super::handoff::{self, Inbox, Reserved};
 use crate::config::DeliveryConfig;
 use crate::metrics::{self, Metrics, WebhookLabels};
-use crate::queue::{Attempt, AttemptOutcome, Claimed, Queue, now_ms};
+use crate::queue::{Attempt, AttemptOutcome, Claimed, Handoff, Queue, now_ms};
 use crate::route::Snapshot;
 
 /// Claim at most this many jobs per queue round trip.
@@ -49,6 +51,8 @@ pub struct Deliverer {
     put_back: tokio::sync::Notify,
     /// Each webhook's `rate_limit` bucket, by lane.
     rate_limits: crate::rate::Buckets,
+    /// The in-flight cap, and jobs handed off by ingest.
+    inbox: Inbox,
 }
 
 /// How one job's turn in a task ended.
@@ -71,13 +75,13 @@ impl Deliverer {
         endpoints: Arc<Endpoints>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let per_endpoint = routes
-            .load()
-            .config
-            .delivery
-            .max_in_flight_per_endpoint
-            .max(1)
-            * 4;
+        let (per_endpoint, max_in_flight) = {
+            let delivery = &routes.load().config.delivery;
+            (
+                delivery.max_in_flight_per_endpoint.max(1) * 4,
+                delivery.max_in_flight,
+            )
+        };
         Deliverer {
             queue,
             routes,
@@ -87,7 +91,32 @@ impl Deliverer {
             backlog: Backlog::new(per_endpoint),
             put_back: tokio::sync::Notify::new(),
             rate_limits: crate::rate::Buckets::default(),
+            inbox: Inbox::new(max_in_flight),
         }
+    }
+
+    /// Room for up to `wanted` deliveries an enqueue may hand straight to
+    /// this deliverer (see [`Handoff`]): in-flight room taken now, so the
+    /// cap holds; released when dropped, as far as not used.
+    pub(crate) fn reserve(&self, wanted: usize) -> Reserved {
+        self.inbox.reserve(wanted)
+    }
+
+    /// What an enqueue may lease for `reserved`: the claim's own lease and
+    /// per-lane share.
+    pub(crate) fn handoff(&self, reserved: &Reserved) -> Handoff {
+        let routes = self.routes.load();
+        handoff::handoff(
+            reserved,
+            routes.config.delivery.max_in_flight_per_endpoint.max(1),
+            lease_for(&routes),
+        )
+    }
+
+    /// Starts `jobs`, leased to this dispatcher by the enqueue that wrote
+    /// them (at most what `reserved` has room for), as if claimed.
+    pub(crate) fn take_over(&self, jobs: Vec<Claimed>, reserved: Reserved) {
+        self.inbox.hand_over(jobs, reserved);
     }
 
     /// Runs until `shutdown` turns true, then lets in-flight sends finish for
@@ -96,17 +125,36 @@ impl Deliverer {
     /// again, with the same `webhook-id`.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let max_in_flight = self.routes.load().config.delivery.max_in_flight.max(1);
-        let permits = Arc::new(Semaphore::new(max_in_flight));
+        // (The cap itself is the inbox's permits, sized from the same setting.)
+        let permits = Arc::clone(&self.inbox.permits);
+        let Some(mut handed) = self.inbox.take_receiver() else {
+            tracing::error!("the delivery loop was started twice; the second one stops");
+            return;
+        };
         let mut tasks = JoinSet::new();
         let mut last_error_log: Option<Instant> = None;
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
+            while let Ok((job, permit)) = handed.try_recv() {
+                self.start(&mut tasks, job, permit);
+            }
             // Claim only what can start now, so the in-flight cap holds, and
             // not while the backlog is as large as that cap.
             let free = permits.available_permits();
-            if free == 0 || self.backlog.len() >= max_in_flight {
+            if self.backlog.len() >= max_in_flight {
                 tokio::select! {
                     _ = tasks.join_next() => {}
+                    Some((job, permit)) = handed.recv() => self.start(&mut tasks, job, permit),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            if free == 0 {
+                // Running jobs and room reserved for hand-offs hold every
+                // permit: wait for one to come back.
+                tokio::select! {
+                    permit = permits.acquire() => drop(permit),
+                    Some((job, permit)) = handed.recv() => self.start(&mut tasks, job, permit),
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -139,16 +187,16 @@ impl Deliverer {
                     let drained = claim.jobs.len() < asked;
                     for job in claim.jobs {
                         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                            break; // cannot happen: only this loop takes permits
+                            // Room was reserved for a hand-off meanwhile
+                            // (rare): the job goes back, due now.
+                            self.return_unstarted(job).await;
+                            continue;
                         };
-                        let this = Arc::clone(&self);
-                        tasks.spawn(async move {
-                            this.work(job).await;
-                            drop(permit);
-                        });
+                        self.start(&mut tasks, job, permit);
                     }
                     if drained {
-                        self.idle(claim.next_due_ms, &mut shutdown).await;
+                        self.idle(claim.next_due_ms, &mut shutdown, &mut handed, &mut tasks)
+                            .await;
                     }
                 }
                 Err(error) => {
@@ -162,6 +210,11 @@ impl Deliverer {
                     }
                 }
             }
+        }
+        // Jobs handed off but not started yet go out with the rest.
+        handed.close();
+        while let Ok((job, permit)) = handed.try_recv() {
+            self.start(&mut tasks, job, permit);
         }
         tracing::info!(
             in_flight = tasks.len(),
@@ -183,6 +236,26 @@ impl Deliverer {
                 self.queue.retry(&parked.job.lease, None, now_ms()).await,
             );
         }
+    }
+
+    /// Starts work on `job`, holding `permit` until its turn ends.
+    fn start(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        job: Claimed,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let this = Arc::clone(self);
+        tasks.spawn(async move {
+            this.work(job).await;
+            drop(permit);
+        });
+    }
+
+    /// Puts a claimed job that found no room back in the queue, due now.
+    async fn return_unstarted(&self, job: Claimed) {
+        self.step("return", self.queue.retry(&job.lease, None, now_ms()).await);
+        self.put_back.notify_one();
     }
 
     /// Runs `job`, then, while sends keep finishing, the jobs parked for the
@@ -210,18 +283,35 @@ impl Deliverer {
     }
 
     /// Sleeps until `next_due_ms` (what the last claim said), new work
-    /// arrives, or `IDLE_POLL`.
-    async fn idle(&self, next_due_ms: Option<u64>, shutdown: &mut watch::Receiver<bool>) {
+    /// arrives, or `IDLE_POLL`; starts jobs handed off meanwhile without
+    /// waking up to claim (they were leased by their enqueue).
+    async fn idle(
+        self: &Arc<Self>,
+        next_due_ms: Option<u64>,
+        shutdown: &mut watch::Receiver<bool>,
+        handed: &mut UnboundedReceiver<handoff::Handed>,
+        tasks: &mut JoinSet<()>,
+    ) {
         let wait = next_due_ms.map_or(IDLE_POLL, |due| {
             Duration::from_millis(due.saturating_sub(now_ms())).min(IDLE_POLL)
         });
         if wait.is_zero() {
             return;
         }
-        tokio::select! {
-            _ = self.queue.wait_for_work(wait) => {}
-            _ = self.put_back.notified() => {}
-            _ = shutdown.changed() => {}
+        let until = tokio::time::sleep(wait);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = &mut until => return,
+                _ = self.queue.wait_for_work(wait) => return,
+                _ = self.put_back.notified() => return,
+                _ = shutdown.changed() => return,
+                Some((job, permit)) = handed.recv() => {
+                    self.start(tasks, job, permit);
+                    // Reap what finished, as the loop's top would.
+                    while tasks.try_join_next().is_some() {}
+                }
+            }
         }
     }
 

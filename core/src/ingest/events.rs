@@ -148,11 +148,19 @@ pub async fn queue_events(
             })?
     };
     record_render(ingest, &report);
-    let outcome = ingest
+    // Room for this dispatcher to take the new deliveries at once, leased
+    // in the enqueue itself, when nothing else is waiting for a worker.
+    let deliveries = new_events.iter().map(|e| e.deliveries.len()).sum();
+    let reserved = ingest.deliverer.reserve(deliveries);
+    let handoff = ingest.deliverer.handoff(&reserved);
+    let mut outcome = ingest
         .queue
-        .enqueue(&new_events, routes.config.queue.dedup_window)
+        .enqueue_leasing(&new_events, routes.config.queue.dedup_window, handoff)
         .await
         .map_err(|e| ApiError::unavailable(format!("{e}; nothing was queued, retry later")))?;
+    ingest
+        .deliverer
+        .take_over(std::mem::take(&mut outcome.leased), reserved);
     count_events(ingest, &new_events, &outcome.duplicate);
     Ok((outcome.accepted, outcome.duplicates))
 }

@@ -40,4 +40,7 @@ pub struct Ingest {
     pub(crate) endpoints: Arc<crate::deliver::endpoint::Endpoints>,
     /// The plugin host (`/metrics` reports its warm instances).
     pub(crate) host: crate::plugin::PluginHost,
+    /// This dispatcher's delivery loop, which takes the deliveries an
+    /// enqueue leases to it at once.
+    pub(crate) deliverer: Arc<crate::deliver::Deliverer>,
 }

@@ -54,6 +54,40 @@ pub struct Enqueued {
     pub duplicates: usize,
     /// Per event, in input order: whether it was a duplicate.
     pub duplicate: Vec<bool>,
+    /// Deliveries leased to the caller by this enqueue, as a claim would
+    /// have leased them (see [`Handoff`]); the caller must send them.
+    pub leased: Vec<Claimed>,
+}
+
+/// How many of the deliveries it writes an enqueue may lease at once to
+/// the dispatcher writing them, instead of leaving them for a claim.
+///
+/// At a moderate rate nearly every delivery is enqueued into a queue with
+/// nothing else due; its claim was one more queue round trip and one more
+/// wake-up of the delivery loop per event, for a job that loop was sure to
+/// get. An enqueue hands a delivery off only when a claim made at that
+/// moment would have taken it first: nothing else in the queue (the shard,
+/// for Redis) is due, its lane is not held, and it is not waiting behind
+/// its message's earlier deliveries. A handed-off delivery is leased and
+/// fenced exactly like a claimed one, so a dispatcher that dies holding it
+/// loses nothing: the lease ends and any dispatcher delivers it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Handoff {
+    /// At most this many deliveries (0: none, everything waits for a claim).
+    pub max: usize,
+    /// At most this many of one lane, as in [`Queue::claim`].
+    pub per_lane: usize,
+    /// Their lease, as in [`Queue::claim`].
+    pub lease: Duration,
+}
+
+impl Handoff {
+    /// Leases nothing.
+    pub const NONE: Handoff = Handoff {
+        max: 0,
+        per_lane: 0,
+        lease: Duration::ZERO,
+    };
 }
 
 impl Enqueued {
@@ -117,6 +151,20 @@ pub trait Queue: Send + Sync + 'static {
         &self,
         events: &[NewEvent],
         dedup_window: Duration,
+    ) -> Result<Enqueued, QueueError> {
+        self.enqueue_leasing(events, dedup_window, Handoff::NONE)
+            .await
+    }
+
+    /// [`Queue::enqueue`], leasing to the caller up to `handoff.max` of the
+    /// new deliveries that a claim made now would take first (see
+    /// [`Handoff`]); they are in [`Enqueued::leased`]. A batch written in
+    /// more than one step (Redis shards) leases nothing.
+    async fn enqueue_leasing(
+        &self,
+        events: &[NewEvent],
+        dedup_window: Duration,
+        handoff: Handoff,
     ) -> Result<Enqueued, QueueError>;
 
     /// Takes up to `max` due deliveries, at most `per_lane` from each lane,

@@ -2,11 +2,14 @@
 
 use redb::ReadableTable;
 
+use std::collections::HashMap;
+
 use super::fault::Fault;
 use super::job::{Job, Ordered, Stage};
-use super::tables::{Commit, Tables};
+use super::tables::{Commit, TOKEN_SEQ, Tables};
 use super::{log, order};
-use crate::queue::{Enqueued, History, NewDelivery, NewEvent, Order};
+use crate::queue::delivery::millis;
+use crate::queue::{Claimed, Enqueued, Handoff, History, Lease, NewDelivery, NewEvent, Order};
 
 /// Expired dedup marks purged per enqueue at least; plus two per event in
 /// the batch, so purging keeps up with marking.
@@ -14,14 +17,18 @@ const PURGE_BASE: usize = 64;
 
 /// Marks each event not seen within its window and queues its deliveries
 /// (due at `now`, or dead at birth), logging them as `history` says;
-/// counts the rest as duplicates.
+/// counts the rest as duplicates. Leases what `handoff` allows to the
+/// caller (see [`Handoff`]), and says whether it queued any delivery for a
+/// claim.
 pub(super) fn enqueue(
     t: &mut Tables<'_>,
     events: &[NewEvent],
     now: u64,
     window_ms: u64,
     history: History,
-) -> Result<(Enqueued, Commit), Fault> {
+    handoff: Handoff,
+) -> Result<((Enqueued, bool), Commit), Fault> {
+    let mut taking = Taking::start(t, handoff, now)?;
     let mut purged = purge_expired_marks(t, now, PURGE_BASE + 2 * events.len())?;
     let ordered = events
         .iter()
@@ -40,7 +47,7 @@ pub(super) fn enqueue(
             continue;
         }
         for new in &event.deliveries {
-            if let Some(lane) = insert(t, &event.bot, new, now, window_ms)? {
+            if let Some(lane) = insert(t, &event.bot, new, now, window_ms, &mut taking)? {
                 lanes.insert(lane);
             }
             if history.is_on() {
@@ -58,12 +65,14 @@ pub(super) fn enqueue(
         let logged = events.iter().map(|e| e.deliveries.len()).sum::<usize>();
         purged += log::trim(t, history, &bots, now, 2 * logged)?;
     }
+    let queued = taking.queued > 0;
+    out.leased = taking.finish(t)?;
     let commit = if out.accepted > 0 || purged > 0 {
         Commit::Yes
     } else {
         Commit::No
     };
-    Ok((out, commit))
+    Ok(((out, queued), commit))
 }
 
 /// Sets the dedup mark of (`bot`, `event_id`) to expire at `expiry`, unless
@@ -87,9 +96,82 @@ fn mark(
     Ok(true)
 }
 
+/// The deliveries an enqueue leases to its caller, as it goes.
+struct Taking {
+    /// How many more it may lease (0 once none may).
+    left: usize,
+    /// At most this many of one lane.
+    per_lane: usize,
+    /// Their lease ends then.
+    until: u64,
+    /// The last fencing token handed out.
+    token: u64,
+    /// Leased so far per lane, or `per_lane` for a held lane.
+    per: HashMap<String, usize>,
+    /// What was leased.
+    leased: Vec<Claimed>,
+    /// Pending deliveries left for a claim.
+    queued: usize,
+}
+
+impl Taking {
+    /// Leases nothing unless nothing in the queue is due now: a claim made
+    /// now would take an older due job first.
+    fn start(t: &Tables<'_>, handoff: Handoff, now: u64) -> Result<Self, Fault> {
+        let caught_up = handoff.max > 0
+            && t.lane_order
+                .range((0u64, "")..(now.saturating_add(1), ""))?
+                .next()
+                .is_none();
+        Ok(Taking {
+            left: if caught_up { handoff.max } else { 0 },
+            per_lane: handoff.per_lane,
+            until: now.saturating_add(millis(handoff.lease)),
+            token: 0,
+            per: HashMap::new(),
+            leased: Vec::new(),
+            queued: 0,
+        })
+    }
+
+    /// A fencing token for a new delivery of `lane` to lease, if one may be.
+    fn lease(&mut self, t: &Tables<'_>, lane: &str, now: u64) -> Result<Option<u64>, Fault> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let taken = match self.per.get_mut(lane) {
+            Some(taken) => taken,
+            None => {
+                let held = t.lanes.get(lane)?.is_some_and(|v| v.value().1 > now);
+                let start = if held { self.per_lane } else { 0 };
+                self.per.entry(lane.to_string()).or_insert(start)
+            }
+        };
+        if *taken >= self.per_lane {
+            return Ok(None);
+        }
+        *taken += 1;
+        self.left -= 1;
+        if self.token == 0 {
+            self.token = t.counters.get(TOKEN_SEQ)?.map_or(0, |v| v.value());
+        }
+        self.token += 1;
+        Ok(Some(self.token))
+    }
+
+    /// Records the last token handed out; what was leased.
+    fn finish(self, t: &mut Tables<'_>) -> Result<Vec<Claimed>, Fault> {
+        if !self.leased.is_empty() {
+            t.counters.insert(TOKEN_SEQ, self.token)?;
+        }
+        Ok(self.leased)
+    }
+}
+
 /// Writes one delivery: its payload, its state and its index entry (an
 /// ordered one may wait behind its message's head instead; `window_ms` is
-/// how long its message's order outlives the last of it).
+/// how long its message's order outlives the last of it; one `taking`
+/// allows is leased to the caller at once).
 /// Returns its lane if it is pending there (the caller rescores it).
 fn insert(
     t: &mut Tables<'_>,
@@ -97,6 +179,7 @@ fn insert(
     new: &NewDelivery,
     now: u64,
     window_ms: u64,
+    taking: &mut Taking,
 ) -> Result<Option<String>, Fault> {
     let delivery = new.delivery();
     let id = delivery.id.as_str();
@@ -111,15 +194,35 @@ fn insert(
             rank: delivery.status.lifecycle_rank(),
         });
         order::place(t, id, job, now, window_ms)?;
+        taking.queued += 1;
         return Ok(Some(delivery.lane()));
     }
     let mut lane = None;
+    let mut token = 0;
     let stage = match new {
         NewDelivery::Pending(_) => {
             let name = delivery.lane();
-            t.lane_due.insert((name.as_str(), now, id), ())?;
+            let due_ms = match taking.lease(t, &name, now)? {
+                Some(leased) => {
+                    token = leased;
+                    taking.leased.push(Claimed {
+                        delivery: delivery.clone(),
+                        lease: Lease {
+                            id: id.to_string(),
+                            token,
+                        },
+                        attempts: 0,
+                    });
+                    taking.until
+                }
+                None => {
+                    taking.queued += 1;
+                    now
+                }
+            };
+            t.lane_due.insert((name.as_str(), due_ms, id), ())?;
             lane = Some(name);
-            Stage::Pending { due_ms: now }
+            Stage::Pending { due_ms }
         }
         NewDelivery::Dead(_, reason) => {
             t.dead.insert((bot, now, id), ())?;
@@ -129,7 +232,9 @@ fn insert(
             }
         }
     };
-    t.put_job(id, &Job::new(bot, &delivery.webhook, stage))?;
+    let mut job = Job::new(bot, &delivery.webhook, stage);
+    job.token = token;
+    t.put_job(id, &job)?;
     Ok(lane)
 }
 

@@ -60,7 +60,7 @@ use self::tables::{Commit, Tables};
 use super::delivery::{attempt_json, millis};
 use super::{
     Attempt, Claim, Clock, DeadLetter, DeliveryPage, DeliveryQuery, DeliveryRecord, Depth,
-    Enqueued, History, LaneState, Lease, NewEvent, Queue, QueueError, Resend,
+    Enqueued, Handoff, History, LaneState, Lease, NewEvent, Queue, QueueError, Resend,
 };
 
 /// The queue in a local redb file, for a single dispatcher.
@@ -156,19 +156,22 @@ impl fmt::Debug for EmbeddedQueue {
 
 #[async_trait::async_trait]
 impl Queue for EmbeddedQueue {
-    async fn enqueue(
+    async fn enqueue_leasing(
         &self,
         events: &[NewEvent],
         dedup_window: Duration,
+        handoff: Handoff,
     ) -> Result<Enqueued, QueueError> {
         let events = events.to_vec();
         let window_ms = millis(dedup_window).max(1);
         let now = self.clock.now_ms();
         let history = self.history;
-        let enqueued = self
-            .write(move |t| enqueue::enqueue(t, &events, now, window_ms, history))
+        let (enqueued, queued) = self
+            .write(move |t| enqueue::enqueue(t, &events, now, window_ms, history, handoff))
             .await?;
-        if enqueued.accepted > 0 {
+        // What was handed off is the caller's already: only work left for a
+        // claim is worth waking the workers for.
+        if queued {
             self.wake.notify_one();
         }
         Ok(enqueued)

@@ -82,7 +82,14 @@ fn expired_dedup_marks_are_purged_a_bounded_number_at_a_time() {
         .collect();
     // Marked at t=1000 for 10 ms, plus one marked at t=5000 for an hour.
     tables::write(&db, |t| {
-        enqueue(t, &events, 1_000, 10, crate::queue::History::OFF)
+        enqueue(
+            t,
+            &events,
+            1_000,
+            10,
+            crate::queue::History::OFF,
+            crate::queue::Handoff::NONE,
+        )
     })
     .expect("enqueue");
     let live = vec![NewEvent {
@@ -91,7 +98,14 @@ fn expired_dedup_marks_are_purged_a_bounded_number_at_a_time() {
         deliveries: vec![],
     }];
     tables::write(&db, |t| {
-        enqueue(t, &live, 5_000, 3_600_000, crate::queue::History::OFF)
+        enqueue(
+            t,
+            &live,
+            5_000,
+            3_600_000,
+            crate::queue::History::OFF,
+            crate::queue::Handoff::NONE,
+        )
     })
     .expect("enqueue");
 
@@ -108,7 +122,14 @@ fn expired_dedup_marks_are_purged_a_bounded_number_at_a_time() {
 
     // A bounded purge takes only that many, oldest first.
     tables::write(&db, |t| {
-        enqueue(t, &events, 6_000, 10, crate::queue::History::OFF)
+        enqueue(
+            t,
+            &events,
+            6_000,
+            10,
+            crate::queue::History::OFF,
+            crate::queue::Handoff::NONE,
+        )
     })
     .expect("enqueue");
     assert_eq!(marks(&db), (6, 6));
@@ -141,23 +162,47 @@ fn an_expired_mark_is_absent_even_before_it_is_purged() {
         deliveries: vec![],
     }];
     let first = tables::write(&db, |t| {
-        enqueue(t, &event, 1_000, 10, crate::queue::History::OFF)
+        enqueue(
+            t,
+            &event,
+            1_000,
+            10,
+            crate::queue::History::OFF,
+            crate::queue::Handoff::NONE,
+        )
     })
-    .expect("enqueue");
+    .expect("enqueue")
+    .0;
     assert_eq!((first.accepted, first.duplicates), (1, 0));
     let again = tables::write(&db, |t| {
-        enqueue(t, &event, 1_009, 10, crate::queue::History::OFF)
+        enqueue(
+            t,
+            &event,
+            1_009,
+            10,
+            crate::queue::History::OFF,
+            crate::queue::Handoff::NONE,
+        )
     })
-    .expect("enqueue");
+    .expect("enqueue")
+    .0;
     assert_eq!(
         (again.accepted, again.duplicates),
         (0, 1),
         "live until its expiry"
     );
     let later = tables::write(&db, |t| {
-        enqueue(t, &event, 1_010, 10, crate::queue::History::OFF)
+        enqueue(
+            t,
+            &event,
+            1_010,
+            10,
+            crate::queue::History::OFF,
+            crate::queue::Handoff::NONE,
+        )
     })
-    .expect("enqueue");
+    .expect("enqueue")
+    .0;
     assert_eq!(
         (later.accepted, later.duplicates),
         (1, 0),

@@ -7,19 +7,25 @@ use futures_util::future::try_join_all;
 
 use super::RedisQueue;
 use crate::queue::delivery::millis;
-use crate::queue::{Enqueued, NewDelivery, NewEvent, QueueError};
+use crate::queue::{Claimed, Enqueued, Handoff, Lease, NewDelivery, NewEvent, QueueError};
 
-/// Runs `enqueue.lua` over `events`; see [`Queue::enqueue`](crate::queue::Queue::enqueue).
+/// What `enqueue.lua` answers: a flag per event (1 accepted), the id and
+/// token of each delivery handed off, and how many were left for a claim.
+type Written = (Vec<u8>, Vec<(String, u64)>, u64);
+
+/// Runs `enqueue.lua` over `events`; see [`Queue::enqueue_leasing`](crate::queue::Queue::enqueue_leasing).
 ///
 /// A batch whose bots live in several shards is one call per shard, made
 /// together. Each call is atomic on its own, not the batch: should a later
 /// shard fail, the error is answered (`503`) while the shards already
 /// written keep their events, and the client's retry finds those as
-/// duplicates. Nothing is lost or doubled either way.
+/// duplicates. Nothing is lost or doubled either way. Such a batch hands
+/// nothing off (the shards would each lease up to the whole allowance).
 pub(super) async fn enqueue(
     queue: &RedisQueue,
     events: &[NewEvent],
     dedup_window: Duration,
+    handoff: Handoff,
 ) -> Result<Enqueued, QueueError> {
     // Serialise first: a delivery that cannot be written fails the batch
     // before anything reaches Redis.
@@ -33,29 +39,73 @@ pub(super) async fn enqueue(
     }
     // The events of each shard, in batch order.
     let by_shard = queue.by_shard(events, |event| &event.bot);
+    let handoff = if by_shard.len() == 1 {
+        handoff
+    } else {
+        Handoff::NONE
+    };
     let calls = by_shard.iter().map(|(shard, members)| {
         let (shard, members, metas) = (*shard, members.as_slice(), &metas);
         async move {
-            let flags = write_shard(queue, shard, events, members, metas, dedup_window).await?;
+            let written =
+                write_shard(queue, shard, events, members, metas, dedup_window, handoff).await?;
             if queue.wait_replicas > 0 {
                 replicated(queue, shard).await?;
             }
-            Ok::<_, QueueError>(flags)
+            Ok::<_, QueueError>(written)
         }
     });
     let answers = try_join_all(calls).await?;
     let mut duplicate = vec![false; events.len()];
-    for ((shard, members), flags) in by_shard.iter().zip(answers) {
+    let mut leased = Vec::new();
+    for ((shard, members), (flags, handed, queued)) in by_shard.iter().zip(answers) {
         for (&i, accepted) in members.iter().zip(flags) {
             duplicate[i] = accepted == 0;
         }
-        queue.shards.work_at(*shard, 0);
+        leased.extend(handed_off(events, members, handed, *shard, queue));
+        // What was handed off is this dispatcher's already: only work left
+        // for a claim is worth waking the workers for.
+        if queued > 0 {
+            queue.shards.work_at(*shard, 0);
+            queue.wake.notify_one();
+        }
     }
     let mut outcome = Enqueued::default();
     for duplicate in duplicate {
         outcome.record(duplicate);
     }
+    outcome.leased = leased;
     Ok(outcome)
+}
+
+/// The deliveries `handed` (id and shard token, in batch order) names,
+/// taken from `members` of `events`, leased as a claim of `shard` leases.
+fn handed_off(
+    events: &[NewEvent],
+    members: &[usize],
+    handed: Vec<(String, u64)>,
+    shard: usize,
+    queue: &RedisQueue,
+) -> Vec<Claimed> {
+    let mut deliveries = members
+        .iter()
+        .flat_map(|&i| &events[i].deliveries)
+        .map(NewDelivery::delivery);
+    let mut leased = Vec::with_capacity(handed.len());
+    for (id, seq) in handed {
+        // The script answers in batch order, so one pass finds them all.
+        if let Some(delivery) = deliveries.by_ref().find(|d| d.id == id) {
+            leased.push(Claimed {
+                delivery: delivery.clone(),
+                lease: Lease {
+                    id,
+                    token: queue.token(shard, seq),
+                },
+                attempts: 0,
+            });
+        }
+    }
+    leased
 }
 
 /// One `enqueue.lua` call: the events `members` of `events`, all in `shard`.
@@ -66,7 +116,8 @@ async fn write_shard(
     members: &[usize],
     metas: &[Vec<Vec<u8>>],
     dedup_window: Duration,
-) -> Result<Vec<u8>, QueueError> {
+    handoff: Handoff,
+) -> Result<Written, QueueError> {
     queue
         .run(shard, &queue.scripts.enqueue, |call| {
             call.arg(queue.clock.now_ms())
@@ -74,6 +125,9 @@ async fn write_shard(
                 .arg(queue.origin)
                 .arg(queue.keep_ms())
                 .arg(queue.history.max_per_bot)
+                .arg(millis(handoff.lease))
+                .arg(handoff.max)
+                .arg(handoff.per_lane)
                 .arg(members.len());
             for &i in members {
                 let event = &events[i];

@@ -38,10 +38,12 @@
 //! `connect.rs` (the connection, the durability and layout checks, the key
 //! migration), `shards.rs` (which shard holds what, and which may have
 //! work), `scripts.rs` (the scripts and the one way to call them),
-//! `enqueue.rs`, `claim.rs`, `dead.rs` (reading dead letters), `log.rs` (the
+//! `enqueue.rs`, `claim.rs`, `acks.rs` (acks, many per script call under
+//! load), `dead.rs` (reading dead letters), `log.rs` (the
 //! delivery log), `replicas.rs` (`wait_replicas`, one shared `WAIT` at a
 //! time per shard) and `wake.rs` (pub/sub wake-ups between dispatchers).
 
+mod acks;
 mod claim;
 mod connect;
 mod dead;
@@ -65,7 +67,7 @@ use self::shards::Shards;
 use super::delivery::{attempt_json, millis};
 use super::{
     Attempt, Claim, Clock, DeadLetter, DeliveryPage, DeliveryQuery, DeliveryRecord, Depth,
-    Enqueued, History, LaneState, Lease, NewEvent, Queue, QueueError, Resend,
+    Enqueued, Handoff, History, LaneState, Lease, NewEvent, Queue, QueueError, Resend,
 };
 
 /// Where a Redis queue lives, how its keys are laid out, and how careful
@@ -114,6 +116,8 @@ pub struct RedisQueue {
     scripts: Scripts,
     wake: Arc<Notify>,
     subscriber: tokio::task::JoinHandle<()>,
+    /// Sends acks, many per call under load.
+    acks: acks::Acks,
     clock: Clock,
     /// What the delivery log keeps.
     history: History,
@@ -169,6 +173,8 @@ impl RedisQueue {
             wake: Arc::clone(&wake),
             clock: clock.clone(),
         }));
+        let scripts = Scripts::new();
+        let acks = acks::Acks::start(scripts.ack.clone(), Arc::clone(&shards), clock.clone());
         Ok(RedisQueue {
             servers: options.servers,
             conn: OnceCell::new(),
@@ -176,9 +182,10 @@ impl RedisQueue {
             shards,
             wait_replicas: options.wait_replicas,
             barriers,
-            scripts: Scripts::new(),
+            scripts,
             wake,
             subscriber,
+            acks,
             clock,
             history: History::OFF,
             origin,
@@ -256,11 +263,18 @@ impl RedisQueue {
                 args(call);
             })
             .await?;
+        Ok(self.settled(shard, done))
+    }
+
+    /// What a script that ended a lease in `shard` answered (`done`): whether
+    /// the lease was current. On 2 (its message's next delivery became
+    /// due), this dispatcher asks that shard at its next claim.
+    fn settled(&self, shard: usize, done: i64) -> bool {
         if done == 2 {
             self.shards.work_at(shard, 0);
             self.wake.notify_one();
         }
-        Ok(done >= 1)
+        done >= 1
     }
 }
 
@@ -277,16 +291,13 @@ fn unavailable(e: redis::RedisError) -> QueueError {
 
 #[async_trait::async_trait]
 impl Queue for RedisQueue {
-    async fn enqueue(
+    async fn enqueue_leasing(
         &self,
         events: &[NewEvent],
         dedup_window: Duration,
+        handoff: Handoff,
     ) -> Result<Enqueued, QueueError> {
-        let outcome = enqueue::enqueue(self, events, dedup_window).await?;
-        if outcome.accepted > 0 {
-            self.wake.notify_one();
-        }
-        Ok(outcome)
+        enqueue::enqueue(self, events, dedup_window, handoff).await
     }
 
     async fn claim(
@@ -301,12 +312,21 @@ impl Queue for RedisQueue {
     async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError> {
         // The scripts take an empty string for no attempt.
         let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
-        self.settle(&self.scripts.ack, lease, |call| {
-            call.arg(self.clock.now_ms())
-                .arg(attempt)
-                .arg(self.keep_ms());
-        })
-        .await
+        let (shard, seq) = self.split(lease);
+        let (answer, done) = tokio::sync::oneshot::channel();
+        self.acks.send(acks::Ack {
+            conn: self.conn().await?,
+            shard,
+            id: lease.id.clone(),
+            seq,
+            attempt,
+            keep_ms: self.keep_ms(),
+            answer,
+        });
+        let done = done
+            .await
+            .map_err(|_| QueueError::unavailable_because("Redis: the ack was dropped"))??;
+        Ok(self.settled(shard, done))
     }
 
     async fn retry(

@@ -1,7 +1,10 @@
 //! The Lua scripts, and the one way to call them.
 
-use redis::{FromRedisValue, Script, ScriptInvocation};
+use std::time::Duration;
 
+use redis::{FromRedisValue, RetryMethod, Script, ScriptInvocation};
+
+use super::connect::Conn;
 use super::{RedisQueue, unavailable};
 use crate::queue::QueueError;
 
@@ -68,6 +71,46 @@ impl RedisQueue {
         let mut call = script.prepare_invoke();
         call.key(tag).arg(tag);
         args(&mut call);
-        call.invoke_async(&mut conn).await.map_err(unavailable)
+        invoke(&mut conn, &call).await.map_err(unavailable)
     }
+}
+
+/// Pauses before sending again a script a Redis Cluster refused without
+/// running it (see [`invoke`]).
+const REFUSED_PAUSES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(300),
+    Duration::from_millis(1000),
+];
+
+/// Runs `call` on `conn`. A cluster failing over answers redirects between
+/// nodes that disagree for a moment, which the client follows only a few
+/// times at once; such a refusal (the script did not run, so sending it
+/// again is safe) is retried after a pause, up to about 1.4 s in all,
+/// instead of failing an ack into a second send or an enqueue into a `503`.
+pub(super) async fn invoke<T: FromRedisValue>(
+    conn: &mut Conn,
+    call: &ScriptInvocation<'_>,
+) -> redis::RedisResult<T> {
+    let mut pauses = REFUSED_PAUSES.iter();
+    loop {
+        match call.invoke_async(conn).await {
+            Err(error) if refused(&error) => match pauses.next() {
+                Some(pause) => tokio::time::sleep(*pause).await,
+                None => return Err(error),
+            },
+            answer => return answer,
+        }
+    }
+}
+
+/// Whether Redis refused the command without running it.
+fn refused(error: &redis::RedisError) -> bool {
+    matches!(
+        error.retry_method(),
+        RetryMethod::MovedRedirect
+            | RetryMethod::AskRedirect
+            | RetryMethod::RefreshSlotsAndRetry
+            | RetryMethod::WaitAndRetry
+    )
 }

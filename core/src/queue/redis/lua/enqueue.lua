@@ -1,25 +1,51 @@
 -- Enqueue a batch atomically: dedup marks and deliveries, all or nothing.
 -- ARGV: prefix, now_ms, dedup_ttl_ms, origin (who to name in the wake-up),
 --   keep_ms (the delivery log's retention; 0 = no log), max_per_bot,
---   n_events, then per event:
+--   lease_ms, take, per_lane (the hand-off: see below), n_events, then per
+--   event:
 --   bot, event_id, n_deliveries, then per delivery: id, lane, meta, body,
 --   dead_reason ('' = pending), message_id, recipient ('' = none),
 --   created_ms (the delivery log's time for it), order ('' = none, 'p'
 --   per message, 's' per message suppressing regressions; only given with a
 --   message_id), rank (in the message's lifecycle)
--- Returns one flag per event, in order: 1 accepted, 0 duplicate.
+-- Hand-off: up to `take` new deliveries (at most per_lane of one lane) are
+-- leased to the writing dispatcher at once, as claim.lua would lease them,
+-- when a claim now would take them first: nothing in this shard is due, the
+-- lane is not held, and the delivery does not wait behind its message.
+-- Returns {flags, leased, queued}: one flag per event, in order (1 accepted,
+-- 0 duplicate); id and token of each leased delivery, flat; and how many
+-- pending deliveries were left for a claim.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local origin = ARGV[4]
 local keep = tonumber(ARGV[5])
 local cap = tonumber(ARGV[6])
-local n_events = tonumber(ARGV[7])
-local i = 8
+local lease = tonumber(ARGV[7])
+local take = tonumber(ARGV[8])
+local per_lane = tonumber(ARGV[9])
+local n_events = tonumber(ARGV[10])
+local i = 11
 local accepted = 0
 local flags = {}
 local touched = {}
 local logged = {}
+local leased, handed, queued, per = {}, 0, 0, {}
+if take > 0 and #redis.call('ZRANGEBYSCORE', p .. ':lanes', '-inf', now, 'LIMIT', 0, 1) > 0 then
+  take = 0
+end
+
+-- Whether a new delivery of `lane` may be handed off.
+local function may_hand_off(lane)
+  if handed >= take then
+    return false
+  end
+  if per[lane] == nil then
+    local hold = tonumber(redis.call('GET', p .. ':hold:' .. lane) or '0')
+    per[lane] = hold > now and per_lane or 0
+  end
+  return per[lane] < per_lane
+end
 for _ = 1, n_events do
   local bot, eid, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -54,16 +80,39 @@ for _ = 1, n_events do
         table.insert(fields, 'r')
         table.insert(fields, to)
       end
-      redis.call('HSET', jk, unpack(fields))
       if dead == '' and order ~= '' then
-        redis.call('HSET', jk, 'ord', order, 'msg', msg, 'rank', rank)
+        table.insert(fields, 'ord')
+        table.insert(fields, order)
+        table.insert(fields, 'msg')
+        table.insert(fields, msg)
+        table.insert(fields, 'rank')
+        table.insert(fields, rank)
+        redis.call('HSET', jk, unpack(fields))
         place_ordered(p, lane, msg, id, rank, now, ttl)
         touched[lane] = true
+        queued = queued + 1
+      elseif dead == '' and may_hand_off(lane) then
+        local token = redis.call('INCR', p .. ':seq')
+        table.insert(fields, 'token')
+        table.insert(fields, token)
+        redis.call('HSET', jk, unpack(fields))
+        redis.call('ZADD', p .. ':lane:' .. lane, now + lease, id)
+        touched[lane] = true
+        per[lane] = per[lane] + 1
+        handed = handed + 1
+        table.insert(leased, id)
+        table.insert(leased, token)
       elseif dead == '' then
+        redis.call('HSET', jk, unpack(fields))
         redis.call('ZADD', p .. ':lane:' .. lane, now, id)
         touched[lane] = true
+        queued = queued + 1
       else
-        redis.call('HSET', jk, 'reason', dead, 'dead_ms', now)
+        table.insert(fields, 'reason')
+        table.insert(fields, dead)
+        table.insert(fields, 'dead_ms')
+        table.insert(fields, now)
+        redis.call('HSET', jk, unpack(fields))
         redis.call('ZADD', p .. ':dead:' .. bot, now, id)
       end
       if keep > 0 then
@@ -90,7 +139,8 @@ end
 for bot in pairs(logged) do
   trim_log(p, bot, now, keep, cap)
 end
-if accepted > 0 then
+-- Others can only claim what was not handed off.
+if queued > 0 then
   wake_others(p, origin, now)
 end
-return flags
+return {flags, leased, queued}
