@@ -92,6 +92,11 @@ impl Backlog {
             .unwrap_or_default()
     }
 
+    /// Whether jobs wait for `endpoint`.
+    pub(crate) fn has_waiting(&self, endpoint: &str) -> bool {
+        self.lock().contains_key(endpoint)
+    }
+
     /// How many jobs wait, across endpoints.
     pub(crate) fn len(&self) -> usize {
         self.lock().values().map(VecDeque::len).sum()

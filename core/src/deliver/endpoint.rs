@@ -202,6 +202,24 @@ impl Endpoints {
         })
     }
 
+    /// Whether `endpoint` could take `more` requests at `now` on top of
+    /// those in flight: its breaker closed and its cap not reached. Takes
+    /// nothing (see [`Endpoints::try_start`]).
+    pub fn has_room(&self, endpoint: &str, more: usize, now: Instant) -> bool {
+        let endpoints = self.shared.lock();
+        match endpoints.get(endpoint) {
+            None => more <= self.shared.max_in_flight,
+            Some(state) => {
+                let closed = match state.breaker {
+                    Breaker::Closed { .. } => true,
+                    Breaker::Open { until, .. } => now >= until && more <= 1,
+                    Breaker::HalfOpen { .. } => false,
+                };
+                closed && state.in_flight + more <= self.shared.max_in_flight
+            }
+        }
+    }
+
     /// Where `endpoint`'s breaker stands at `now`, for the console: `closed`,
     /// `open` or `half-open`, and its requests in flight.
     pub fn breaker(&self, endpoint: &str, now: Instant) -> (&'static str, usize) {
@@ -348,6 +366,23 @@ mod tests {
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    #[test]
+    fn room_counts_what_is_in_flight_and_an_open_breaker_has_none() {
+        let eps = Endpoints::new(2, policy());
+        let t = Instant::now();
+        assert!(eps.has_room(EP, 2, t), "unknown endpoint: its whole cap");
+        assert!(!eps.has_room(EP, 3, t));
+        let first = eps.try_start(EP, t).expect("slot");
+        assert!(eps.has_room(EP, 1, t));
+        assert!(!eps.has_room(EP, 2, t), "one of two in flight");
+        first.failure(t);
+        for _ in 0..2 {
+            eps.try_start(EP, t).expect("slot").failure(t);
+        }
+        assert!(!eps.has_room(EP, 1, t), "open breaker");
+        assert!(!eps.has_room(EP, 1, t + secs(1)));
     }
 
     #[test]

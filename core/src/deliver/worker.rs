@@ -17,7 +17,9 @@ use super::endpoint::{Busy, Endpoints, InFlight};
 use super::handoff::{self, Inbox, Reserved};
 use crate::config::DeliveryConfig;
 use crate::metrics::{self, Metrics, WebhookLabels};
-use crate::queue::{Attempt, AttemptOutcome, Claimed, Handoff, Queue, now_ms};
+use crate::queue::{
+    Attempt, AttemptOutcome, Claimed, Handoff, NewDelivery, NewEvent, Queue, now_ms,
+};
 use crate::route::Snapshot;
 
 /// Claim at most this many jobs per queue round trip.
@@ -102,15 +104,42 @@ impl Deliverer {
         self.inbox.reserve(wanted)
     }
 
-    /// What an enqueue may lease for `reserved`: the claim's own lease and
-    /// per-lane share.
-    pub(crate) fn handoff(&self, reserved: &Reserved) -> Handoff {
+    /// What an enqueue of `events` may lease for `reserved`: the claim's
+    /// own lease and per-lane share; nothing unless every endpoint they go
+    /// to can take its share now. (A job handed to a busy endpoint would
+    /// wait in the backlog or be put back, where a later claim does better:
+    /// under load the deliveries wait their turn in the queue.)
+    pub(crate) fn handoff(&self, reserved: &Reserved, events: &[NewEvent]) -> Handoff {
+        if reserved.room() == 0 {
+            return Handoff::NONE;
+        }
         let routes = self.routes.load();
-        handoff::handoff(
-            reserved,
-            routes.config.delivery.max_in_flight_per_endpoint.max(1),
-            lease_for(&routes),
-        )
+        let mut per_endpoint: Vec<(&str, usize)> = Vec::new();
+        for new in events.iter().flat_map(|e| &e.deliveries) {
+            let NewDelivery::Pending(delivery) = new else {
+                continue;
+            };
+            let Some(webhook) = routes.webhook(&delivery.bot, &delivery.webhook) else {
+                return Handoff::NONE;
+            };
+            match per_endpoint
+                .iter_mut()
+                .find(|(e, _)| *e == webhook.endpoint)
+            {
+                Some((_, n)) => *n += 1,
+                None => per_endpoint.push((&webhook.endpoint, 1)),
+            }
+        }
+        let now = Instant::now();
+        let per_lane = routes.config.delivery.max_in_flight_per_endpoint.max(1);
+        let all_have_room = per_endpoint.iter().all(|(endpoint, n)| {
+            !self.backlog.has_waiting(endpoint)
+                && self.endpoints.has_room(endpoint, (*n).min(per_lane), now)
+        });
+        if !all_have_room {
+            return Handoff::NONE;
+        }
+        handoff::handoff(reserved, per_lane, lease_for(&routes))
     }
 
     /// Starts `jobs`, leased to this dispatcher by the enqueue that wrote

@@ -152,7 +152,7 @@ pub async fn queue_events(
     // in the enqueue itself, when nothing else is waiting for a worker.
     let deliveries = new_events.iter().map(|e| e.deliveries.len()).sum();
     let reserved = ingest.deliverer.reserve(deliveries);
-    let handoff = ingest.deliverer.handoff(&reserved);
+    let handoff = ingest.deliverer.handoff(&reserved, &new_events);
     let mut outcome = ingest
         .queue
         .enqueue_leasing(&new_events, routes.config.queue.dedup_window, handoff)
