@@ -161,53 +161,24 @@ fn an_expired_mark_is_absent_even_before_it_is_purged() {
         event_id: "e1".into(),
         deliveries: vec![],
     }];
-    let first = tables::write(&db, |t| {
-        enqueue(
-            t,
-            &event,
-            1_000,
-            10,
-            crate::queue::History::OFF,
-            crate::queue::Handoff::NONE,
-        )
-    })
-    .expect("enqueue")
-    .0;
-    assert_eq!((first.accepted, first.duplicates), (1, 0));
-    let again = tables::write(&db, |t| {
-        enqueue(
-            t,
-            &event,
-            1_009,
-            10,
-            crate::queue::History::OFF,
-            crate::queue::Handoff::NONE,
-        )
-    })
-    .expect("enqueue")
-    .0;
-    assert_eq!(
-        (again.accepted, again.duplicates),
-        (0, 1),
-        "live until its expiry"
-    );
-    let later = tables::write(&db, |t| {
-        enqueue(
-            t,
-            &event,
-            1_010,
-            10,
-            crate::queue::History::OFF,
-            crate::queue::Handoff::NONE,
-        )
-    })
-    .expect("enqueue")
-    .0;
-    assert_eq!(
-        (later.accepted, later.duplicates),
-        (1, 0),
-        "expired at its expiry"
-    );
+    // Enqueues the event at `now` with a 10 ms window: (accepted, duplicates).
+    let enqueue_at = |now| {
+        let (outcome, _) = tables::write(&db, |t| {
+            enqueue(
+                t,
+                &event,
+                now,
+                10,
+                crate::queue::History::OFF,
+                crate::queue::Handoff::NONE,
+            )
+        })
+        .expect("enqueue");
+        (outcome.accepted, outcome.duplicates)
+    };
+    assert_eq!(enqueue_at(1_000), (1, 0));
+    assert_eq!(enqueue_at(1_009), (0, 1), "live until its expiry");
+    assert_eq!(enqueue_at(1_010), (1, 0), "expired at its expiry");
 }
 
 #[test]
