@@ -636,6 +636,49 @@ async fn an_enqueue_hands_off_only_what_a_claim_would_take_first(q: &dyn Queue, 
     assert_eq!(q.depth().await.expect("depth").pending, 4);
 }
 
+async fn unordered_acks_are_written_with_the_next_write(q: &dyn Queue, _clock: &Clock) {
+    q.enqueue(&[event("bot-a", "u1", &["crm", "bi"])], WINDOW)
+        .await
+        .expect("enqueue");
+    let claimed = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    assert_eq!(claimed.len(), 2);
+    let delivered = Attempt {
+        at_ms: now_ms(),
+        duration_ms: 3,
+        outcome: AttemptOutcome::Status(200),
+        response: None,
+    };
+    // Two acks that may wait, and an enqueue coming meanwhile: it carries
+    // them in its own write (or they go on their own when their wait ends).
+    let (first, second, enqueued) = tokio::join!(
+        q.ack_unordered(&claimed[0].lease, Some(&delivered)),
+        q.ack_unordered(&claimed[1].lease, Some(&delivered)),
+        async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            q.enqueue(&[event("bot-a", "u2", &["crm"])], WINDOW).await
+        }
+    );
+    assert!(first.expect("ack") && second.expect("ack"));
+    assert_eq!(enqueued.expect("enqueue").accepted, 1);
+    assert_eq!(q.depth().await.expect("depth").pending, 1, "only u2 left");
+    assert!(
+        !q.ack_unordered(&claimed[0].lease, None)
+            .await
+            .expect("stale ack"),
+        "acked once only"
+    );
+    let next = q.claim(10, 10, LEASE).await.expect("claim").jobs;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].delivery.event_id, "u2");
+    // With no write to ride with, an ack still goes within its wait.
+    assert!(
+        q.ack_unordered(&next[0].lease, None)
+            .await
+            .expect("ack alone")
+    );
+    assert_eq!(q.depth().await.expect("depth").pending, 0);
+}
+
 async fn wait_for_work_wakes_on_enqueue(q: Arc<dyn Queue>) {
     let waiter = {
         let q = Arc::clone(&q);
@@ -674,6 +717,7 @@ macro_rules! queue_cases {
             a_deep_lane_does_not_keep_other_lanes_waiting,
             a_held_lane_is_skipped_until_its_hold_ends,
             an_enqueue_hands_off_only_what_a_claim_would_take_first,
+            unordered_acks_are_written_with_the_next_write,
         );
     };
 }

@@ -480,7 +480,14 @@ impl Deliverer {
                 self.metrics
                     .activity
                     .delivered(&job.delivery.bot, &job.delivery.webhook);
-                self.step("ack", self.queue.ack(&job.lease, Some(record)).await);
+                // Nothing waits on an unordered delivery's ack: the queue may
+                // write it with its next write.
+                let acked = if job.delivery.ordered_message().is_some() {
+                    self.queue.ack(&job.lease, Some(record)).await
+                } else {
+                    self.queue.ack_unordered(&job.lease, Some(record)).await
+                };
+                self.step("ack", acked);
             }
             Step::Retry { wait } => {
                 tracing::debug!(wait_ms = millis(wait), "retry scheduled");

@@ -191,6 +191,20 @@ pub trait Queue: Send + Sync + 'static {
     /// worker took the job).
     async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError>;
 
+    /// [`Queue::ack`] for a delivery nothing waits on (not ordered per
+    /// message): the store may hold the write for a few milliseconds to
+    /// make it with the next one (the next enqueue's script, the next group
+    /// commit), which at a moderate rate saves a round trip per delivery. A
+    /// crash meanwhile loses the ack, not the delivery: it is sent again
+    /// with the same `webhook-id` and bytes once its lease ends.
+    async fn ack_unordered(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+    ) -> Result<bool, QueueError> {
+        self.ack(lease, attempt).await
+    }
+
     /// Makes the job due again at `due_ms`, recording `attempt` if there was
     /// one (there is none when a send was skipped: endpoint busy or its
     /// breaker open, or a shutdown returning work). `false` if the lease is

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
@@ -21,6 +22,18 @@ use crate::queue::QueueError;
 
 /// The most operations one transaction takes.
 const MAX_GROUP: usize = 512;
+
+/// How long an operation that may wait (an ack nothing waits on) waits for
+/// another write to share its commit with: at a moderate rate the next
+/// event's enqueue comes within a few milliseconds, and one commit (one
+/// fsync) serves both.
+const SHARE_WAIT: Duration = Duration::from_millis(5);
+
+/// An operation on its way to the committer, and whether it may wait.
+struct Queued {
+    op: Op,
+    may_wait: bool,
+}
 
 /// An operation for the committer: applies its writes, answers later.
 type Op = Box<dyn FnOnce(&mut Tables<'_>) -> Result<Applied, ()> + Send>;
@@ -37,7 +50,7 @@ struct Applied {
 /// The handle to the committer thread. Dropping it stops the thread and
 /// waits for it, so the database is closed when the queue is.
 pub(super) struct Committer {
-    ops: Option<mpsc::Sender<Op>>,
+    ops: Option<mpsc::Sender<Queued>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -64,7 +77,7 @@ impl Drop for Committer {
 impl Committer {
     /// Starts the committer thread for `db`.
     pub(super) fn start(db: Arc<Database>) -> std::io::Result<Self> {
-        let (ops, queue) = mpsc::channel::<Op>();
+        let (ops, queue) = mpsc::channel::<Queued>();
         let thread = std::thread::Builder::new()
             .name("statushook-commit".into())
             .spawn(move || run(&db, &queue))?;
@@ -79,6 +92,23 @@ impl Committer {
     pub(super) async fn write<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut Tables<'_>) -> Result<(T, Commit), Fault> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        self.queue(op, false).await
+    }
+
+    /// [`Committer::write`] for an operation nothing waits on: alone, its
+    /// commit waits up to [`SHARE_WAIT`] for another write to share it.
+    pub(super) async fn write_soon<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Tables<'_>) -> Result<(T, Commit), Fault> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        self.queue(op, true).await
+    }
+
+    async fn queue<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Tables<'_>) -> Result<(T, Commit), Fault> + Send + 'static,
+        may_wait: bool,
     ) -> Result<T, QueueError> {
         let (reply, answer) = oneshot::channel::<Result<T, QueueError>>();
         let op: Op = Box::new(move |tables| match op(tables) {
@@ -98,7 +128,7 @@ impl Committer {
         self.ops
             .as_ref()
             .ok_or_else(stopped)?
-            .send(op)
+            .send(Queued { op, may_wait })
             .map_err(|_| stopped())?;
         answer.await.unwrap_or_else(|_| {
             Err(QueueError::unavailable_because(
@@ -108,7 +138,7 @@ impl Committer {
     }
 }
 
-fn run(db: &Database, queue: &mpsc::Receiver<Op>) {
+fn run(db: &Database, queue: &mpsc::Receiver<Queued>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -117,6 +147,26 @@ fn run(db: &Database, queue: &mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
+        // Only operations that may wait: give another write a moment to
+        // come and share the commit.
+        let until = Instant::now() + SHARE_WAIT;
+        while group.len() < MAX_GROUP && group.iter().all(|q| q.may_wait) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match queue.recv_timeout(left) {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        let group: Vec<Op> = group.into_iter().map(|q| q.op).collect();
         let mut answers = Vec::with_capacity(group.len());
         match commit_group(db, group, &mut answers) {
             Ok(()) => answers.into_iter().for_each(|answer| answer(Ok(()))),

@@ -137,6 +137,28 @@ impl EmbeddedQueue {
         settled != settle::Settled::Stale
     }
 
+    /// Acks `lease`; `soon` lets its commit wait a moment for another
+    /// write to share it (see [`commit`]).
+    async fn ack_with(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        soon: bool,
+    ) -> Result<bool, QueueError> {
+        let attempt = attempt_json(&lease.id, attempt)?;
+        let Lease { id, token } = lease.clone();
+        let now = self.clock.now_ms();
+        let history = self.history;
+        let op =
+            move |t: &mut Tables<'_>| settle::ack(t, &id, token, attempt.as_deref(), history, now);
+        let settled = if soon {
+            self.committer.write_soon(op).await?
+        } else {
+            self.write(op).await?
+        };
+        Ok(self.settled(settled))
+    }
+
     /// Runs `op` in the next group commit (see [`commit`]).
     async fn write<T: Send + 'static>(
         &self,
@@ -201,14 +223,15 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError> {
-        let attempt = attempt_json(&lease.id, attempt)?;
-        let Lease { id, token } = lease.clone();
-        let now = self.clock.now_ms();
-        let history = self.history;
-        let settled = self
-            .write(move |t| settle::ack(t, &id, token, attempt.as_deref(), history, now))
-            .await?;
-        Ok(self.settled(settled))
+        self.ack_with(lease, attempt, false).await
+    }
+
+    async fn ack_unordered(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+    ) -> Result<bool, QueueError> {
+        self.ack_with(lease, attempt, true).await
     }
 
     async fn retry(

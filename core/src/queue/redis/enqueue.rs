@@ -5,12 +5,18 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
-use super::RedisQueue;
+use super::acks::answer_all;
+use super::{RedisQueue, unavailable};
 use crate::queue::delivery::millis;
 use crate::queue::{Claimed, Enqueued, Handoff, Lease, NewDelivery, NewEvent, QueueError};
 
 /// What `enqueue.lua` answers: a flag per event (1 accepted), the id and
-/// token of each delivery handed off, and how many were left for a claim.
+/// token of each delivery handed off, how many were left for a claim, and
+/// the result of each ack that rode along.
+type Answer = (Vec<u8>, Vec<(String, u64)>, u64, Vec<i64>);
+
+/// What one shard's call wrote: [`Answer`] without the acks' results
+/// (already answered).
 type Written = (Vec<u8>, Vec<(String, u64)>, u64);
 
 /// Runs `enqueue.lua` over `events`; see [`Queue::enqueue_leasing`](crate::queue::Queue::enqueue_leasing).
@@ -118,8 +124,11 @@ async fn write_shard(
     dedup_window: Duration,
     handoff: Handoff,
 ) -> Result<Written, QueueError> {
-    queue
-        .run(shard, &queue.scripts.enqueue, |call| {
+    let mut conn = queue.conn().await?;
+    // Acks waiting for a write to this shard ride in this one.
+    let riders = queue.acks.take(shard);
+    let answer: Result<Answer, _> = queue
+        .run_on(&mut conn, shard, &queue.scripts.enqueue, |call| {
             call.arg(queue.clock.now_ms())
                 .arg(millis(dedup_window).max(1))
                 .arg(queue.origin)
@@ -156,8 +165,22 @@ async fn write_shard(
                     };
                 }
             }
+            call.arg(riders.len());
+            for ack in &riders {
+                call.arg(&ack.id).arg(ack.seq).arg(&ack.attempt);
+            }
         })
-        .await
+        .await;
+    match answer {
+        Ok((flags, leased, queued, acked)) => {
+            answer_all(riders, Ok(acked));
+            Ok((flags, leased, queued))
+        }
+        Err(error) => {
+            answer_all(riders, Err(error.clone()));
+            Err(unavailable(error))
+        }
+    }
 }
 
 /// Waits for `wait_replicas` replicas of `shard`'s primary to hold what was

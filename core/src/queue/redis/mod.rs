@@ -266,6 +266,34 @@ impl RedisQueue {
         Ok(self.settled(shard, done))
     }
 
+    /// Acks `lease` through the ack task (see `acks.rs`); `may_wait` lets
+    /// it wait a moment for an enqueue to ride with.
+    async fn send_ack(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        may_wait: bool,
+    ) -> Result<bool, QueueError> {
+        // The scripts take an empty string for no attempt.
+        let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
+        let (shard, seq) = self.split(lease);
+        let (answer, done) = tokio::sync::oneshot::channel();
+        self.acks.send(acks::Ack {
+            conn: self.conn().await?,
+            shard,
+            id: lease.id.clone(),
+            seq,
+            attempt,
+            keep_ms: self.keep_ms(),
+            may_wait,
+            answer,
+        });
+        let done = done
+            .await
+            .map_err(|_| QueueError::unavailable_because("Redis: the ack was dropped"))??;
+        Ok(self.settled(shard, done))
+    }
+
     /// What a script that ended a lease in `shard` answered (`done`): whether
     /// the lease was current. On 2 (its message's next delivery became
     /// due), this dispatcher asks that shard at its next claim.
@@ -310,23 +338,15 @@ impl Queue for RedisQueue {
     }
 
     async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError> {
-        // The scripts take an empty string for no attempt.
-        let attempt = attempt_json(&lease.id, attempt)?.unwrap_or_default();
-        let (shard, seq) = self.split(lease);
-        let (answer, done) = tokio::sync::oneshot::channel();
-        self.acks.send(acks::Ack {
-            conn: self.conn().await?,
-            shard,
-            id: lease.id.clone(),
-            seq,
-            attempt,
-            keep_ms: self.keep_ms(),
-            answer,
-        });
-        let done = done
-            .await
-            .map_err(|_| QueueError::unavailable_because("Redis: the ack was dropped"))??;
-        Ok(self.settled(shard, done))
+        self.send_ack(lease, attempt, false).await
+    }
+
+    async fn ack_unordered(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+    ) -> Result<bool, QueueError> {
+        self.send_ack(lease, attempt, true).await
     }
 
     async fn retry(

@@ -67,11 +67,25 @@ impl RedisQueue {
         args: impl FnOnce(&mut ScriptInvocation<'_>),
     ) -> Result<T, QueueError> {
         let mut conn = self.conn().await?;
+        self.run_on(&mut conn, shard, script, args)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// [`RedisQueue::run`] on `conn`, answering Redis's own error (for a
+    /// caller that hands it to several waiters).
+    pub(super) async fn run_on<T: FromRedisValue>(
+        &self,
+        conn: &mut Conn,
+        shard: usize,
+        script: &Script,
+        args: impl FnOnce(&mut ScriptInvocation<'_>),
+    ) -> redis::RedisResult<T> {
         let tag = self.shards.tag(shard);
         let mut call = script.prepare_invoke();
         call.key(tag).arg(tag);
         args(&mut call);
-        invoke(&mut conn, &call).await.map_err(unavailable)
+        invoke(conn, &call).await
     }
 }
 

@@ -7,14 +7,15 @@
 --   dead_reason ('' = pending), message_id, recipient ('' = none),
 --   created_ms (the delivery log's time for it), order ('' = none, 'p'
 --   per message, 's' per message suppressing regressions; only given with a
---   message_id), rank (in the message's lifecycle)
+--   message_id), rank (in the message's lifecycle); then n_acks and per
+--   ack: id, token, attempt_json (acks riding in this call: see ack_job).
 -- Hand-off: up to `take` new deliveries (at most per_lane of one lane) are
 -- leased to the writing dispatcher at once, as claim.lua would lease them,
 -- when a claim now would take them first: nothing in this shard is due, the
 -- lane is not held, and the delivery does not wait behind its message.
--- Returns {flags, leased, queued}: one flag per event, in order (1 accepted,
--- 0 duplicate); id and token of each leased delivery, flat; and how many
--- pending deliveries were left for a claim.
+-- Returns {flags, leased, queued, acked}: one flag per event, in order (1
+-- accepted, 0 duplicate); id and token of each leased delivery, flat; how
+-- many pending deliveries were left for a claim; each ack's result.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -133,6 +134,7 @@ for _ = 1, n_events do
     i = i + 10 * nd
   end
 end
+local acked = ack_jobs(p, i + 1, tonumber(ARGV[i]), now, keep, touched)
 for lane in pairs(touched) do
   rescore(p, lane, now)
 end
@@ -143,4 +145,4 @@ end
 if queued > 0 then
   wake_others(p, origin, now)
 end
-return {flags, leased, queued}
+return {flags, leased, queued, acked}

@@ -220,3 +220,36 @@ local function advance(p, id, lane, delivered, now)
   end
   return promoted
 end
+
+-- Marks job `id` delivered if its lease (`token`) is still current: records
+-- the attempt that succeeded (JSON, '' for none), takes the job out of its
+-- lane and keeps it for the delivery log while its entry is there (see
+-- finish). Its lane goes into `touched`, for the caller to rescore once.
+-- Returns 1, 2 when its message's next delivery became due (per-message
+-- order), or 0 for a stale lease. Shared by ack.lua and enqueue.lua (acks
+-- ride in an enqueue's script).
+local function ack_job(p, id, token, attempt, now, keep, touched)
+  local lane, ordered, bot = end_attempt(p, id, token, attempt)
+  if not lane then
+    return 0
+  end
+  redis.call('ZREM', p .. ':lane:' .. lane, id)
+  local promoted = ordered and advance(p, id, lane, true, now)
+  finish(p, id, bot, now, keep, nil)
+  touched[lane] = true
+  if promoted then
+    return 2
+  end
+  return 1
+end
+
+-- Acks `n` jobs given as (id, token, attempt) triples in ARGV from `first`
+-- on (see ack_job); returns their results, in order.
+local function ack_jobs(p, first, n, now, keep, touched)
+  local out = {}
+  for k = 0, n - 1 do
+    local at = first + 3 * k
+    out[k + 1] = ack_job(p, ARGV[at], ARGV[at + 1], ARGV[at + 2], now, keep, touched)
+  end
+  return out
+end
