@@ -5,8 +5,8 @@
 //! each; at a moderate rate each ack also woke Redis and then the
 //! dispatcher once more. A task of its own sends them instead. An ack the
 //! caller lets wait ([`Ack::may_wait`]: its delivery is not ordered per
-//! message, so nothing else waits on it) waits up to [`RIDE`] for an
-//! enqueue to the same shard, which takes it into its own script
+//! message, so nothing else waits on it) waits up to [`RIDE`], when
+//! enqueues come that often, for an enqueue to the same shard, which takes it into its own script
 //! ([`Acks::take`]); whatever is still waiting then goes in one call per
 //! shard. An ack that may not wait goes at once, with all the others. The
 //! delivery was sent before its ack is even queued, so waiting adds nothing
@@ -70,6 +70,33 @@ struct Waiting {
     acks: Mutex<Vec<Ack>>,
     /// Rung when an ack arrives or an enqueue took some.
     changed: Notify,
+    /// How often enqueues come.
+    pace: Mutex<Pace>,
+}
+
+/// The recent time between enqueues: waiting for one to ride with is worth
+/// it only when the next is likely to come within [`RIDE`] (at 30 events a
+/// second it would not, and the wait would cost a timer's wake-up).
+#[derive(Default)]
+struct Pace {
+    last: Option<Instant>,
+    /// Moving average of the gaps, in seconds.
+    gap: Option<f64>,
+}
+
+impl Pace {
+    fn enqueued(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gap = (now - last).as_secs_f64();
+            self.gap = Some(self.gap.map_or(gap, |avg| 0.8 * avg + 0.2 * gap));
+        }
+        self.last = Some(now);
+    }
+
+    /// Whether an enqueue is likely within [`RIDE`].
+    fn worth_waiting(&self) -> bool {
+        self.gap.is_some_and(|gap| gap < RIDE.as_secs_f64())
+    }
 }
 
 impl Waiting {
@@ -114,6 +141,11 @@ impl Acks {
     /// Takes up to [`MAX_PER_CALL`] acks of `shard` waiting now, for an
     /// enqueue's script to carry; the caller answers them.
     pub(super) fn take(&self, shard: usize) -> Vec<Ack> {
+        self.waiting
+            .pace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enqueued(Instant::now());
         let taken = {
             let mut waiting = self.waiting.lock();
             if waiting.is_empty() {
@@ -145,13 +177,19 @@ async fn send_acks(waiting: Arc<Waiting>, script: Script, shards: Arc<Shards>, c
     loop {
         waiting.changed.notified().await;
         let since = Instant::now();
+        let worth_waiting = waiting
+            .pace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .worth_waiting();
         loop {
             let due = {
                 let acks = waiting.lock();
                 if acks.is_empty() {
                     break;
                 }
-                acks.len() >= MAX_PER_CALL
+                !worth_waiting
+                    || acks.len() >= MAX_PER_CALL
                     || acks.iter().any(|ack| !ack.may_wait)
                     || since.elapsed() >= RIDE
             };
