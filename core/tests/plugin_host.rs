@@ -115,9 +115,15 @@ fn hostile_on(host: &PluginHost, mode: &str, extra: &[(&str, &str)]) -> RenderEr
 
 #[test]
 fn infinite_loop_is_stopped_at_the_deadline() {
+    let started = std::time::Instant::now();
     let error = hostile("loop", &[]);
+    let took = started.elapsed();
     assert_eq!(error.code(), "timeout", "{error}");
     assert!(error.to_string().contains("100 ms"), "{error}");
+    // The limit is CPU time: the loop cannot have used 100 ms of it in
+    // less wall time (the rest of `hostile` only adds to `took`), and the
+    // wall-time backstop is ten times the limit.
+    assert!(took >= Duration::from_millis(100), "stopped after {took:?}");
 }
 
 /// A host whose deadline is far away, for tests about other limits: on a

@@ -9,9 +9,9 @@ use std::time::Duration;
 /// in JavaScript or Python, which need milliseconds and ~10 MiB per instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Time one call (instantiation included) may take before it is
-    /// stopped. Enforced by epoch interruption, within
-    /// [`PluginLimits::EPOCH_TICK`].
+    /// CPU time one call (instantiation included) may use before it is
+    /// stopped (or ten times as much wall time). Enforced by epoch
+    /// interruption, within [`PluginLimits::EPOCH_TICK`].
     pub timeout: Duration,
     /// Linear memory one instance may grow to, in bytes.
     pub max_memory_bytes: usize,

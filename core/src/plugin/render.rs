@@ -14,7 +14,7 @@ use super::error::RenderError;
 use super::host::HostInner;
 use super::outgoing::{self, Outgoing};
 use super::warm::{Instance, WarmPool};
-use super::watchdog;
+use super::watchdog::{self, CallStart};
 use crate::event::StatusEvent;
 
 /// A webhook's `settings` table, as handed to its plugin.
@@ -194,10 +194,12 @@ impl Plugin {
                 },
             };
             live.calls += 1;
-            let deadline = Instant::now() + host.limits.timeout;
-            live.store.data_mut().begin_call(deadline);
+            let call_started = CallStart::now();
+            live.store.data_mut().begin_call(call_started);
             live.store.set_epoch_deadline(1);
-            let watched = host.watchdog.watch(deadline);
+            let watched = host
+                .watchdog
+                .watch(call_started.first_check(host.limits.timeout));
             let call = live.exports.statushook_plugin_formatter().call_format(
                 &mut live.store,
                 &to_wit(event),
@@ -246,11 +248,13 @@ impl Plugin {
     fn instantiate(&self) -> Result<Instance, RenderError> {
         let host = &self.inner.host;
         let state = CallState::new(&self.inner.name, &host.limits);
-        let deadline = state.deadline;
+        let first_check = state.started.first_check(host.limits.timeout);
         let mut store = Store::new(&host.engine, state);
         store.limiter(|state| &mut state.limiter);
-        watchdog::arm(&mut store, |state: &CallState| state.deadline);
-        let watched = host.watchdog.watch(deadline);
+        watchdog::arm(&mut store, |state: &CallState| {
+            state.started.overdue(state.time_limit)
+        });
+        let watched = host.watchdog.watch(first_check);
         let instantiated = self.inner.pre.instantiate(&mut store);
         drop(watched);
         match instantiated {
@@ -326,8 +330,10 @@ pub(crate) struct CallState {
     log_dropped: usize,
     /// The budget `begin_call` restores.
     max_log_bytes: usize,
-    /// When the current call (or the instantiation) must have ended.
-    deadline: Instant,
+    /// When the current call (or the instantiation) began.
+    started: CallStart,
+    /// How much CPU time one call may use.
+    time_limit: Duration,
 }
 
 impl CallState {
@@ -358,16 +364,17 @@ impl CallState {
             stderr_seen: 0,
             log_budget: limits.max_log_bytes,
             log_dropped: 0,
-            deadline: Instant::now() + limits.timeout,
+            started: CallStart::now(),
+            time_limit: limits.timeout,
             max_log_bytes: limits.max_log_bytes,
         }
     }
 
     /// Starts a call: the log budget is per call.
-    fn begin_call(&mut self, deadline: Instant) {
+    fn begin_call(&mut self, started: CallStart) {
         self.log_budget = self.max_log_bytes;
         self.log_dropped = 0;
-        self.deadline = deadline;
+        self.started = started;
     }
 
     /// The linear memory the instance holds, in bytes.

@@ -10,7 +10,10 @@
 //! its callback then interrupts the store only if its own call is overdue,
 //! and lets the others go on. A call starting while the thread already
 //! waits for an earlier deadline wakes nobody, so at any rate the thread
-//! wakes about twice per time limit.
+//! wakes about twice per time limit. The limit is the call's CPU time
+//! ([`CallStart`]); a call past its wall-clock deadline but not its CPU
+//! time (its thread waited for a core) goes on, rechecked every
+//! [`RECHECK`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -107,21 +110,78 @@ impl Drop for Watchdog {
     }
 }
 
-/// Sets `store` to stop at an epoch advance if its call is past
-/// `deadline(store)` by then, and to go on otherwise. Call once per store;
-/// then, before each call, `store.set_epoch_deadline(1)` (the next advance).
+/// Sets `store` to stop at an epoch advance if its call is `overdue` by
+/// then, and to go on otherwise. Call once per store; then, before each
+/// call, `store.set_epoch_deadline(1)` (the next advance).
 pub(crate) fn arm<T: 'static>(
     store: &mut Store<T>,
-    deadline: impl Fn(&T) -> Instant + Send + Sync + 'static,
+    overdue: impl Fn(&T) -> bool + Send + Sync + 'static,
 ) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |context| {
-        if Instant::now() >= deadline(context.data()) {
+        if overdue(context.data()) {
             Ok(UpdateDeadline::Interrupt)
         } else {
             Ok(UpdateDeadline::Continue(1))
         }
     });
+}
+
+/// When a call began, by the wall clock and by its thread's CPU clock.
+///
+/// The limit is CPU time: a call on a machine busy with other work (a
+/// CI run, a noisy neighbour) is not stopped for time it spent waiting for
+/// a core. Ten times the limit in wall time stops a call whatever its CPU
+/// time, should the thread's CPU clock be unreadable.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallStart {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl CallStart {
+    /// Now, on the calling thread (the one that runs the call).
+    pub(crate) fn now() -> Self {
+        CallStart {
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    /// When the watchdog first looks: no call uses `limit` of CPU time
+    /// before `limit` of wall time has passed.
+    pub(crate) fn first_check(&self, limit: Duration) -> Instant {
+        self.wall + limit
+    }
+
+    /// Whether the call has used up `limit`; read on the thread running it.
+    pub(crate) fn overdue(&self, limit: Duration) -> bool {
+        let cpu = self
+            .cpu
+            .zip(thread_cpu_time())
+            .map(|(start, now)| now.saturating_sub(start));
+        match cpu {
+            Some(used) => used >= limit || self.wall.elapsed() >= limit * 10,
+            None => self.wall.elapsed() >= limit,
+        }
+    }
+}
+
+/// The CPU time the calling thread has used, if the system tells.
+fn thread_cpu_time() -> Option<Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a pointer to a
+    // live, writable one, and reads nothing else.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if status != 0 {
+        return None;
+    }
+    let secs = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    Some(Duration::new(secs, nanos))
 }
 
 /// The thread: sleeps until the earliest deadline of a running call (or a
