@@ -1,5 +1,5 @@
 //! Deliveries leased by the enqueue that wrote them, handed straight to this
-//! dispatcher's delivery loop (see [`Handoff`]).
+//! dispatcher's delivery loop (see [`Handoff`](crate::queue::Handoff)).
 //!
 //! At a moderate rate nearly every event lands in a queue with nothing else
 //! due, and its claim cost a queue round trip and a wake-up of the delivery
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::queue::{Claimed, Handoff};
+use crate::queue::Claimed;
 
 /// At most this many deliveries are handed off per enqueue (a claim takes
 /// as many per round trip).
@@ -97,18 +97,5 @@ impl Inbox {
                 tracing::debug!(delivery = %job.delivery.id, "delivery stopped; a handed-off delivery waits for its lease to end");
             }
         }
-    }
-}
-
-/// What the enqueue may lease for `reserved`, with the claim's `per_lane`
-/// and `lease`.
-pub(super) fn handoff(reserved: &Reserved, per_lane: usize, lease: std::time::Duration) -> Handoff {
-    match reserved.room() {
-        0 => Handoff::NONE,
-        max => Handoff {
-            max,
-            per_lane,
-            lease,
-        },
     }
 }

@@ -97,31 +97,27 @@ impl Deliverer {
         }
     }
 
-    /// Room for up to `wanted` deliveries an enqueue may hand straight to
-    /// this deliverer (see [`Handoff`]): in-flight room taken now, so the
-    /// cap holds; released when dropped, as far as not used.
-    pub(crate) fn reserve(&self, wanted: usize) -> Reserved {
-        self.inbox.reserve(wanted)
-    }
-
-    /// What an enqueue of `events` may lease for `reserved`: the claim's
-    /// own lease and per-lane share; nothing unless every endpoint they go
-    /// to can take its share now. (A job handed to a busy endpoint would
-    /// wait in the backlog or be put back, where a later claim does better:
-    /// under load the deliveries wait their turn in the queue.)
-    pub(crate) fn handoff(&self, reserved: &Reserved, events: &[NewEvent]) -> Handoff {
-        if reserved.room() == 0 {
-            return Handoff::NONE;
-        }
+    /// What an enqueue of `events` may lease straight to this deliverer (see
+    /// [`Handoff`]), with the in-flight room it needs taken now so the cap
+    /// holds (released when dropped, as far as not used): the claim's own
+    /// lease and per-lane share, and nothing unless every endpoint the
+    /// deliveries go to can take its share now. (A job handed to a busy
+    /// endpoint would wait in the backlog or be put back, where a later
+    /// claim does better: under load the deliveries wait their turn in the
+    /// queue, and no room is reserved for nothing.)
+    pub(crate) fn reserve(&self, events: &[NewEvent]) -> (Reserved, Handoff) {
+        let none = || (Reserved::default(), Handoff::NONE);
         let routes = self.routes.load();
+        let mut pending = 0;
         let mut per_endpoint: Vec<(&str, usize)> = Vec::new();
         for new in events.iter().flat_map(|e| &e.deliveries) {
             let NewDelivery::Pending(delivery) = new else {
                 continue;
             };
             let Some(webhook) = routes.webhook(&delivery.bot, &delivery.webhook) else {
-                return Handoff::NONE;
+                return none();
             };
+            pending += 1;
             match per_endpoint
                 .iter_mut()
                 .find(|(e, _)| *e == webhook.endpoint)
@@ -136,10 +132,19 @@ impl Deliverer {
             !self.backlog.has_waiting(endpoint)
                 && self.endpoints.has_room(endpoint, (*n).min(per_lane), now)
         });
-        if !all_have_room {
-            return Handoff::NONE;
+        if pending == 0 || !all_have_room {
+            return none();
         }
-        handoff::handoff(reserved, per_lane, lease_for(&routes))
+        let reserved = self.inbox.reserve(pending);
+        let handoff = match reserved.room() {
+            0 => Handoff::NONE,
+            max => Handoff {
+                max,
+                per_lane,
+                lease: lease_for(&routes),
+            },
+        };
+        (reserved, handoff)
     }
 
     /// Starts `jobs`, leased to this dispatcher by the enqueue that wrote

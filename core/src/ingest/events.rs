@@ -150,9 +150,7 @@ pub async fn queue_events(
     record_render(ingest, &report);
     // Room for this dispatcher to take the new deliveries at once, leased
     // in the enqueue itself, when nothing else is waiting for a worker.
-    let deliveries = new_events.iter().map(|e| e.deliveries.len()).sum();
-    let reserved = ingest.deliverer.reserve(deliveries);
-    let handoff = ingest.deliverer.handoff(&reserved, &new_events);
+    let (reserved, handoff) = ingest.deliverer.reserve(&new_events);
     let mut outcome = ingest
         .queue
         .enqueue_leasing(&new_events, routes.config.queue.dedup_window, handoff)

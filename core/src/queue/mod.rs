@@ -29,6 +29,7 @@ mod delivery;
 pub mod embedded;
 mod error;
 mod history;
+mod pace;
 pub mod redis;
 
 pub use self::embedded::EmbeddedQueue;

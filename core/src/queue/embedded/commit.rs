@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::fault::Fault;
 use super::tables::{Commit, Tables};
 use crate::queue::QueueError;
+use crate::queue::pace::Pace;
 
 /// The most operations one transaction takes.
 const MAX_GROUP: usize = 512;
@@ -139,12 +140,9 @@ impl Committer {
 }
 
 fn run(db: &Database, queue: &mpsc::Receiver<Queued>) {
-    // The recent time between writes that do not wait (moving average,
-    // seconds): waiting to share a commit is worth it only when the next
-    // such write is likely within SHARE_WAIT, else the wait costs a timer's
-    // wake-up and saves nothing.
-    let mut last_write: Option<Instant> = None;
-    let mut gap: Option<f64> = None;
+    // Waiting to share a commit is worth it only when the next write that
+    // does not wait is likely within SHARE_WAIT.
+    let mut pace = Pace::default();
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -157,13 +155,9 @@ fn run(db: &Database, queue: &mpsc::Receiver<Queued>) {
         // come and share the commit.
         let now = Instant::now();
         if group.iter().any(|q| !q.may_wait) {
-            if let Some(last) = last_write {
-                let this = (now - last).as_secs_f64();
-                gap = Some(gap.map_or(this, |avg| 0.8 * avg + 0.2 * this));
-            }
-            last_write = Some(now);
+            pace.wrote(now);
         }
-        let worth_waiting = gap.is_some_and(|gap| gap < SHARE_WAIT.as_secs_f64());
+        let worth_waiting = pace.expected_within(SHARE_WAIT);
         let until = now + SHARE_WAIT;
         while worth_waiting && group.len() < MAX_GROUP && group.iter().all(|q| q.may_wait) {
             let left = until.saturating_duration_since(Instant::now());

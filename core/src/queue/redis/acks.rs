@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use super::connect::Conn;
 use super::scripts::invoke;
 use super::shards::Shards;
+use crate::queue::pace::Pace;
 use crate::queue::{Clock, QueueError};
 
 /// At most this many acks per call: a script blocks its Redis while it
@@ -74,31 +75,6 @@ struct Waiting {
     pace: Mutex<Pace>,
 }
 
-/// The recent time between enqueues: waiting for one to ride with is worth
-/// it only when the next is likely to come within [`RIDE`] (at 30 events a
-/// second it would not, and the wait would cost a timer's wake-up).
-#[derive(Default)]
-struct Pace {
-    last: Option<Instant>,
-    /// Moving average of the gaps, in seconds.
-    gap: Option<f64>,
-}
-
-impl Pace {
-    fn enqueued(&mut self, now: Instant) {
-        if let Some(last) = self.last {
-            let gap = (now - last).as_secs_f64();
-            self.gap = Some(self.gap.map_or(gap, |avg| 0.8 * avg + 0.2 * gap));
-        }
-        self.last = Some(now);
-    }
-
-    /// Whether an enqueue is likely within [`RIDE`].
-    fn worth_waiting(&self) -> bool {
-        self.gap.is_some_and(|gap| gap < RIDE.as_secs_f64())
-    }
-}
-
 impl Waiting {
     fn lock(&self) -> MutexGuard<'_, Vec<Ack>> {
         // A plain list: consistent even if a holder panicked.
@@ -145,7 +121,7 @@ impl Acks {
             .pace
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .enqueued(Instant::now());
+            .wrote(std::time::Instant::now());
         let taken = {
             let mut waiting = self.waiting.lock();
             if waiting.is_empty() {
@@ -181,7 +157,7 @@ async fn send_acks(waiting: Arc<Waiting>, script: Script, shards: Arc<Shards>, c
             .pace
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .worth_waiting();
+            .expected_within(RIDE);
         loop {
             let due = {
                 let acks = waiting.lock();
