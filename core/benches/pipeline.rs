@@ -25,6 +25,8 @@
 //!   uses that component (a template's build) instead of the built-in `wpp`;
 //! - `PIPELINE_WARM=off`: `[plugins] warm_memory_bytes = 0`, a fresh plugin
 //!   instance per request (default: the dispatcher's warm instances);
+//! - `PIPELINE_REDIS_DETAIL=1`: prints, per run with Redis, each command's
+//!   calls and microseconds inside Redis per delivery (`INFO commandstats`);
 //! - `PIPELINE_ALLOW_STALE_BIN=1`: skip the binary-newer-than-sources check;
 //!   `STATUSHOOK_BIN`: another binary.
 //!
@@ -526,6 +528,7 @@ async fn throughput(
     let tracker = receiver.track(&tag, events);
     let posted = Posted::new(&tag, bot, events);
     let postponed_before = postponed_count(stack, "").await;
+    let detail = redis_detail(stack);
     let before = stack.cpu_mark();
     load::closed_loop(&stack.target, &posted, events, chunk, posters, post_cap).await;
     let accepted = posted.accepted.load(Relaxed);
@@ -536,6 +539,7 @@ async fn throughput(
     let wall = tracker.last_arrival().saturating_sub(first) as f64 / 1e9;
     let ingest = posted.last_answer_ns.load(Relaxed).saturating_sub(first) as f64 / 1e9;
     let received = tracker.distinct.load(Relaxed);
+    print_redis_detail(stack, &tag, detail, received);
     let requests = posted.requests.load(Relaxed);
     let latencies = posted.latencies(&tracker);
     let answers = sorted(posted.answer_ms.lock().expect("lock").clone());
@@ -558,6 +562,31 @@ async fn throughput(
         latency_p99: pct(&latencies, 99.0),
         answer_p50: pct(&answers, 50.0),
         answer_p99: pct(&answers, 99.0),
+    }
+}
+
+/// With `PIPELINE_REDIS_DETAIL=1` and a Redis in the stack, its
+/// per-command counters at the start of a measured window.
+fn redis_detail(stack: &Stack) -> Option<Vec<(String, u64, u64)>> {
+    if std::env::var_os("PIPELINE_REDIS_DETAIL").is_none() {
+        return None;
+    }
+    procs::redis_command_table(stack.redis.as_ref()?.port)
+}
+
+/// Prints what each Redis command cost per delivery since `before`
+/// (`redis_detail`), if that was taken.
+fn print_redis_detail(
+    stack: &Stack,
+    tag: &str,
+    before: Option<Vec<(String, u64, u64)>>,
+    deliveries: u64,
+) {
+    let (Some(before), Some(redis)) = (before, stack.redis.as_ref()) else {
+        return;
+    };
+    if let Some(after) = procs::redis_command_table(redis.port) {
+        procs::print_command_costs(tag, &before, &after, deliveries);
     }
 }
 
@@ -621,12 +650,14 @@ async fn latency(
     let postponed_before = postponed_count(stack, &bot_label).await;
     let redis_port = stack.redis.as_ref().map(|r| r.port);
     let calls_before = redis_port.and_then(procs::redis_calls);
+    let detail = redis_detail(stack);
     let before = stack.cpu_mark();
     load::open_loop(&stack.target, &posted, rate, seconds).await;
     let accepted = posted.accepted.load(Relaxed);
     let complete = load::drain(&tracker, accepted, drain.stall, drain.cap).await;
     let after = stack.cpu_mark();
     let calls_after = redis_port.and_then(procs::redis_calls);
+    print_redis_detail(stack, &tag, detail, tracker.distinct.load(Relaxed));
     let postponed = postponed_count(stack, &bot_label).await - postponed_before;
     let l = posted.latencies(&tracker);
     let answers = sorted(posted.answer_ms.lock().expect("lock").clone());

@@ -241,6 +241,70 @@ pub fn redis_calls(port: u16) -> Option<RedisCalls> {
     Some(calls)
 }
 
+/// Every command's calls and microseconds from `INFO commandstats`
+/// (`INFO` itself left out), for `PIPELINE_REDIS_DETAIL`. A script's
+/// microseconds include the commands it ran, which are also listed.
+pub fn redis_command_table(port: u16) -> Option<Vec<(String, u64, u64)>> {
+    let text = redis_info(port, "commandstats")?;
+    let field = |stats: &str, key: &str| -> u64 {
+        stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(
+        text.lines()
+            .filter_map(|line| line.strip_prefix("cmdstat_")?.split_once(':'))
+            .filter(|(name, _)| *name != "info")
+            .map(|(name, stats)| {
+                (
+                    name.to_string(),
+                    field(stats, "calls="),
+                    field(stats, "usec="),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Prints, per delivery, what each Redis command cost between two
+/// `redis_command_table` readings: calls and microseconds inside Redis.
+pub fn print_command_costs(
+    label: &str,
+    before: &[(String, u64, u64)],
+    after: &[(String, u64, u64)],
+    deliveries: u64,
+) {
+    let per = deliveries.max(1) as f64;
+    let mut rows: Vec<(String, u64, u64)> = after
+        .iter()
+        .map(|(name, calls, usec)| {
+            let (c0, u0) = before
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map_or((0, 0), |(_, c, u)| (*c, *u));
+            (
+                name.clone(),
+                calls.saturating_sub(c0),
+                usec.saturating_sub(u0),
+            )
+        })
+        .filter(|(_, calls, _)| *calls > 0)
+        .collect();
+    rows.sort_by(|a, b| b.2.cmp(&a.2));
+    eprintln!(
+        "{label}: Redis commands per delivery ({deliveries} deliveries): calls, µs inside Redis"
+    );
+    for (name, calls, usec) in rows {
+        eprintln!(
+            "  {name:<18} {:>7.3} {:>8.2}",
+            calls as f64 / per,
+            usec as f64 / per
+        );
+    }
+}
+
 /// Counts from `INFO commandstats`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RedisCalls {
