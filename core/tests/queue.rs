@@ -134,6 +134,45 @@ async fn enqueued_jobs_are_claimed_once_with_body_intact(q: &dyn Queue, _clock: 
     assert_eq!(q.depth().await.expect("depth").pending, 0);
 }
 
+/// The Redis scripts write a lane's (and a log's) new entries in commands of
+/// at most 500 members, and Lua cannot pass more than about 8,000 values to
+/// one command: a batch of one lane past both is enqueued, claimed in one
+/// claim and acked whole, with a token of its own each.
+async fn a_batch_bigger_than_one_redis_command_moves_whole(q: &dyn Queue, _clock: &Clock) {
+    const N: usize = 5_000;
+    let events: Vec<NewEvent> = (0..N)
+        .map(|n| event("bot-a", &format!("big-{n}"), &["crm"]))
+        .collect();
+    let outcome = q.enqueue(&events, WINDOW).await.expect("enqueue");
+    assert_eq!((outcome.accepted, outcome.duplicates), (N, 0));
+    assert_eq!(q.depth().await.expect("depth").pending, N as u64);
+    let claimed = q.claim(2 * N, 2 * N, LEASE).await.expect("claim").jobs;
+    assert_eq!(claimed.len(), N, "one claim takes the whole lane");
+    let tokens: std::collections::HashSet<u64> = claimed.iter().map(|c| c.lease.token).collect();
+    assert_eq!(tokens.len(), N, "every lease has a token of its own");
+    assert!(
+        q.claim(2 * N, 2 * N, LEASE)
+            .await
+            .expect("claim")
+            .jobs
+            .is_empty(),
+        "all of them are leased"
+    );
+    let sent: std::collections::HashMap<&str, &Delivery> = events
+        .iter()
+        .map(|e| (e.event_id.as_str(), e.deliveries[0].delivery()))
+        .collect();
+    for c in &claimed {
+        assert_eq!(
+            Some(&&c.delivery),
+            sent.get(c.delivery.event_id.as_str()),
+            "each claim carries its own delivery, body intact"
+        );
+        assert!(q.ack(&c.lease, None).await.expect("ack"));
+    }
+    assert_eq!(q.depth().await.expect("depth").pending, 0);
+}
+
 async fn claims_follow_due_time(q: &dyn Queue, clock: &Clock) {
     q.enqueue(
         &[
@@ -718,6 +757,7 @@ macro_rules! queue_cases {
             a_held_lane_is_skipped_until_its_hold_ends,
             an_enqueue_hands_off_only_what_a_claim_would_take_first,
             unordered_acks_are_written_with_the_next_write,
+            a_batch_bigger_than_one_redis_command_moves_whole,
         );
     };
 }
@@ -732,6 +772,7 @@ macro_rules! log_cases {
             resend_queues_a_delivered_or_dead_delivery_again,
             the_log_forgets_past_its_retention_and_its_cap,
             a_sweep_trims_the_log_of_a_bot_that_stopped_sending,
+            a_batch_bigger_than_one_redis_command_moves_whole,
         );
     };
 }

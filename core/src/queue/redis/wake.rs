@@ -16,9 +16,13 @@ use super::connect::{RedisServers, connect};
 use super::shards::Shards;
 use crate::queue::Clock;
 
-/// How often a dispatcher renews its place in `{t}:dispatchers`; the
-/// scripts forget one not heard of for 30 s.
+/// How often a dispatcher renews its place in `{t}:dispatchers`.
 const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// A dispatcher not heard of for this long is forgotten: each heartbeat
+/// removes those from `{t}:dispatchers` (the scripts that wake the others
+/// only read it).
+const FORGET_AFTER_MS: u64 = 30_000;
 
 /// Where a dispatcher listens, and what it answers to.
 pub(super) struct Listener {
@@ -90,10 +94,18 @@ async fn listen(listener: &Listener, url: &str) -> redis::RedisResult<()> {
             _ = heartbeat.tick() => {
                 let now = listener.clock.now_ms();
                 for tag in listener.shards.tags() {
-                    redis::cmd("ZADD")
-                        .arg(format!("{tag}:dispatchers"))
+                    let key = format!("{tag}:dispatchers");
+                    redis::pipe()
+                        .cmd("ZADD")
+                        .arg(&key)
                         .arg(now)
                         .arg(listener.origin)
+                        .ignore()
+                        .cmd("ZREMRANGEBYSCORE")
+                        .arg(&key)
+                        .arg("-inf")
+                        .arg(now.saturating_sub(FORGET_AFTER_MS))
+                        .ignore()
                         .query_async::<()>(&mut conn)
                         .await?;
                 }

@@ -5,9 +5,7 @@
 -- Returns per job, in order: 1, 2 when its message's next delivery became
 -- due (per-message order), or 0 for a stale lease.
 local p, now, keep, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local touched = {}
-local out = ack_jobs(p, 5, n, now, keep, touched)
-for lane in pairs(touched) do
-  rescore(p, lane, now)
-end
+local changes = lane_changes()
+local out = ack_jobs(p, 5, n, now, keep, changes)
+lane_apply(p, changes, now)
 return out

@@ -30,9 +30,12 @@ local function regresses(lane, rec)
 end
 
 local lanes = redis.call('ZRANGEBYSCORE', p .. ':lanes', '-inf', now, 'LIMIT', 0, max)
-local out = {}
+local changes = lane_changes()
+-- First the jobs to lease, lane by lane (records read once); then one
+-- INCRBY for all their tokens and one ZADD per lane for their leases.
+local picked = {}
 for _, lane in ipairs(lanes) do
-  local room = max - #out
+  local room = max - #picked
   if room <= 0 then
     break
   end
@@ -42,22 +45,32 @@ for _, lane in ipairs(lanes) do
     local jk = p .. ':job:' .. id
     local rec = redis.call('HMGET', jk, 'meta', 'body', 'base', 'ord', 'msg', 'rank')
     if not rec[1] then
-      redis.call('ZREM', lk, id)
+      lane_remove(changes, lane, id)
     elseif regresses(lane, rec) then
-      redis.call('ZREM', lk, id)
+      lane_remove(changes, lane, id)
       advance(p, id, lane, false, now)
       finish(p, id, redis.call('HGET', jk, 'bot'), now, keep, suppressed_reason)
       table.insert(suppressed, lane)
     else
-      local token = redis.call('INCR', p .. ':seq')
-      redis.call('ZADD', lk, now + lease, id)
-      redis.call('HSET', jk, 'token', token)
-      local attempts = redis.call('LLEN', p .. ':att:' .. id) - tonumber(rec[3] or '0')
-      table.insert(out, {id, token, rec[1], rec[2], attempts})
+      table.insert(picked, {id, lane, rec})
     end
   end
-  rescore(p, lane, now)
+  lane_touched(changes, lane)
 end
+local out = {}
+if #picked > 0 then
+  local last = redis.call('INCRBY', p .. ':seq', #picked)
+  local lease_end = now + lease
+  for k, job in ipairs(picked) do
+    local id, lane, rec = job[1], job[2], job[3]
+    local token = last - #picked + k
+    lane_add(changes, lane, lease_end, id)
+    redis.call('HSET', p .. ':job:' .. id, 'token', token)
+    local attempts = redis.call('LLEN', p .. ':att:' .. id) - tonumber(rec[3] or '0')
+    table.insert(out, {id, token, rec[1], rec[2], attempts})
+  end
+end
+lane_apply(p, changes, now)
 local first = redis.call('ZRANGE', p .. ':lanes', 0, 0, 'WITHSCORES')
 local next = -1
 if first[2] then

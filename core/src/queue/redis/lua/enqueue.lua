@@ -29,7 +29,8 @@ local n_events = tonumber(ARGV[10])
 local i = 11
 local accepted = 0
 local flags = {}
-local touched = {}
+local changes = lane_changes()
+-- Per bot with the log on: its new entries (created ms, id, flat), one ZADD.
 local logged = {}
 local leased, handed, queued, per = {}, 0, 0, {}
 if take > 0 and #redis.call('ZRANGEBYSCORE', p .. ':lanes', '-inf', now, 'LIMIT', 0, 1) > 0 then
@@ -42,8 +43,7 @@ local function may_hand_off(lane)
     return false
   end
   if per[lane] == nil then
-    local hold = tonumber(redis.call('GET', p .. ':hold:' .. lane) or '0')
-    per[lane] = hold > now and per_lane or 0
+    per[lane] = lane_hold(p, changes, lane) > now and per_lane or 0
   end
   return per[lane] < per_lane
 end
@@ -90,23 +90,21 @@ for _ = 1, n_events do
         table.insert(fields, rank)
         redis.call('HSET', jk, unpack(fields))
         place_ordered(p, lane, msg, id, rank, now, ttl)
-        touched[lane] = true
+        lane_touched(changes, lane)
         queued = queued + 1
       elseif dead == '' and may_hand_off(lane) then
         local token = redis.call('INCR', p .. ':seq')
         table.insert(fields, 'token')
         table.insert(fields, token)
         redis.call('HSET', jk, unpack(fields))
-        redis.call('ZADD', p .. ':lane:' .. lane, now + lease, id)
-        touched[lane] = true
+        lane_add(changes, lane, now + lease, id)
         per[lane] = per[lane] + 1
         handed = handed + 1
         table.insert(leased, id)
         table.insert(leased, token)
       elseif dead == '' then
         redis.call('HSET', jk, unpack(fields))
-        redis.call('ZADD', p .. ':lane:' .. lane, now, id)
-        touched[lane] = true
+        lane_add(changes, lane, now, id)
         queued = queued + 1
       else
         table.insert(fields, 'reason')
@@ -118,14 +116,19 @@ for _ = 1, n_events do
       end
       if keep > 0 then
         local hk = p .. ':hist:' .. bot
-        redis.call('ZADD', hk, created, id)
+        local entries = logged[bot]
+        if entries == nil then
+          entries = {}
+          logged[bot] = entries
+        end
+        table.insert(entries, created)
+        table.insert(entries, id)
         if msg ~= '' then
           redis.call('ZADD', hk .. ':m:' .. msg, created, id)
         end
         if to ~= '' then
           redis.call('ZADD', hk .. ':r:' .. to, created, id)
         end
-        logged[bot] = true
       end
       i = i + 10
     end
@@ -134,11 +137,10 @@ for _ = 1, n_events do
     i = i + 10 * nd
   end
 end
-local acked = ack_jobs(p, i + 1, tonumber(ARGV[i]), now, keep, touched)
-for lane in pairs(touched) do
-  rescore(p, lane, now)
-end
-for bot in pairs(logged) do
+local acked = ack_jobs(p, i + 1, tonumber(ARGV[i]), now, keep, changes)
+lane_apply(p, changes, now)
+for bot, entries in pairs(logged) do
+  chunked('ZADD', p .. ':hist:' .. bot, entries, 2)
   trim_log(p, bot, now, keep, cap)
 end
 -- Others can only claim what was not handed off.

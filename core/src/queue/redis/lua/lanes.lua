@@ -27,10 +27,11 @@ end
 -- keeps its origin in {p}:dispatchers, scored by its last heartbeat), not
 -- `origin`, which woke its own workers when it wrote. One dispatcher alone
 -- publishes nothing.
+-- Origins gone quiet are pruned by the heartbeats (wake.rs), not here: a
+-- write should not pay for it, and a message to a dispatcher that died is
+-- harmless.
 local function wake_others(p, origin, now)
-  local set = p .. ':dispatchers'
-  redis.call('ZREMRANGEBYSCORE', set, '-inf', now - 30000)
-  for _, other in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+  for _, other in ipairs(redis.call('ZRANGE', p .. ':dispatchers', 0, -1)) do
     if other ~= origin then
       redis.call('PUBLISH', p .. ':wake:' .. other, '1')
     end
@@ -72,8 +73,14 @@ local function finish(p, id, bot, now, keep, skip)
   end
 end
 
--- Re-scores `lane` in {p}:lanes after its jobs or its hold changed.
-local function rescore(p, lane, now)
+-- The end of `lane`'s hold (unix ms, 0 for none).
+local function hold_of(p, lane)
+  return tonumber(redis.call('GET', p .. ':hold:' .. lane) or '0')
+end
+
+-- Re-scores `lane` in {p}:lanes after its jobs or its hold changed; `hold`
+-- is its hold's end when the caller has read it already.
+local function rescore(p, lane, now, hold)
   local first = redis.call('ZRANGE', p .. ':lane:' .. lane, 0, 0, 'WITHSCORES')
   if #first == 0 then
     -- A live hold stays (in its own key): jobs enqueued during it wait too.
@@ -81,11 +88,84 @@ local function rescore(p, lane, now)
     return
   end
   local score = tonumber(first[2])
-  local hold = tonumber(redis.call('GET', p .. ':hold:' .. lane) or '0')
+  hold = hold or hold_of(p, lane)
   if hold > now and hold > score then
     score = hold
   end
   redis.call('ZADD', p .. ':lanes', score, lane)
+end
+
+-- Members given to one Redis command at most (unpack's stack limit).
+local CHUNK = 500
+
+-- Runs command `cmd` on `key` with `args` (flat), CHUNK at a time, in
+-- `width`-sized groups (2 for score/member pairs).
+local function chunked(cmd, key, args, width)
+  local step = CHUNK * width
+  for from = 1, #args, step do
+    redis.call(cmd, key, unpack(args, from, math.min(from + step - 1, #args)))
+  end
+end
+
+-- What one script changes in lanes, written together at its end: one ZREM
+-- and one ZADD per lane instead of one per job, then one rescore per lane
+-- (a script that moves many jobs of one lane paid a command per job for
+-- each). The jobs a script removes and adds are never the same ones.
+-- `holds` keeps each hold read, for the rescore.
+local function lane_changes()
+  return {adds = {}, removes = {}, touched = {}, holds = {}}
+end
+
+-- Job `id` goes (back) into `lane`, due at `score`.
+local function lane_add(changes, lane, score, id)
+  local adds = changes.adds[lane]
+  if adds == nil then
+    adds = {}
+    changes.adds[lane] = adds
+  end
+  table.insert(adds, score)
+  table.insert(adds, id)
+  changes.touched[lane] = true
+end
+
+-- Job `id` leaves `lane`.
+local function lane_remove(changes, lane, id)
+  local removes = changes.removes[lane]
+  if removes == nil then
+    removes = {}
+    changes.removes[lane] = removes
+  end
+  table.insert(removes, id)
+  changes.touched[lane] = true
+end
+
+-- `lane` changed some other way (a job placed or promoted in it directly):
+-- rescore it.
+local function lane_touched(changes, lane)
+  changes.touched[lane] = true
+end
+
+-- The end of `lane`'s hold, read once per script.
+local function lane_hold(p, changes, lane)
+  local hold = changes.holds[lane]
+  if hold == nil then
+    hold = hold_of(p, lane)
+    changes.holds[lane] = hold
+  end
+  return hold
+end
+
+-- Writes the changes and rescores every lane they touched.
+local function lane_apply(p, changes, now)
+  for lane, ids in pairs(changes.removes) do
+    chunked('ZREM', p .. ':lane:' .. lane, ids, 1)
+  end
+  for lane, pairs_ in pairs(changes.adds) do
+    chunked('ZADD', p .. ':lane:' .. lane, pairs_, 2)
+  end
+  for lane in pairs(changes.touched) do
+    rescore(p, lane, now, changes.holds[lane])
+  end
 end
 
 -- Queues job `id` again, due now, with a fresh attempt count: its attempts
@@ -223,20 +303,18 @@ end
 
 -- Marks job `id` delivered if its lease (`token`) is still current: records
 -- the attempt that succeeded (JSON, '' for none), takes the job out of its
--- lane and keeps it for the delivery log while its entry is there (see
--- finish). Its lane goes into `touched`, for the caller to rescore once.
--- Returns 1, 2 when its message's next delivery became due (per-message
--- order), or 0 for a stale lease. Shared by ack.lua and enqueue.lua (acks
--- ride in an enqueue's script).
-local function ack_job(p, id, token, attempt, now, keep, touched)
+-- lane (in `changes`, see lane_changes) and keeps it for the delivery log
+-- while its entry is there (see finish). Returns 1, 2 when its message's
+-- next delivery became due (per-message order), or 0 for a stale lease.
+-- Shared by ack.lua and enqueue.lua (acks ride in an enqueue's script).
+local function ack_job(p, id, token, attempt, now, keep, changes)
   local lane, ordered, bot = end_attempt(p, id, token, attempt)
   if not lane then
     return 0
   end
-  redis.call('ZREM', p .. ':lane:' .. lane, id)
+  lane_remove(changes, lane, id)
   local promoted = ordered and advance(p, id, lane, true, now)
   finish(p, id, bot, now, keep, nil)
-  touched[lane] = true
   if promoted then
     return 2
   end
@@ -245,11 +323,11 @@ end
 
 -- Acks `n` jobs given as (id, token, attempt) triples in ARGV from `first`
 -- on (see ack_job); returns their results, in order.
-local function ack_jobs(p, first, n, now, keep, touched)
+local function ack_jobs(p, first, n, now, keep, changes)
   local out = {}
   for k = 0, n - 1 do
     local at = first + 3 * k
-    out[k + 1] = ack_job(p, ARGV[at], ARGV[at + 1], ARGV[at + 2], now, keep, touched)
+    out[k + 1] = ack_job(p, ARGV[at], ARGV[at + 1], ARGV[at + 2], now, keep, changes)
   end
   return out
 end
