@@ -568,9 +568,7 @@ async fn throughput(
 /// With `PIPELINE_REDIS_DETAIL=1` and a Redis in the stack, its
 /// per-command counters at the start of a measured window.
 fn redis_detail(stack: &Stack) -> Option<Vec<(String, u64, u64)>> {
-    if std::env::var_os("PIPELINE_REDIS_DETAIL").is_none() {
-        return None;
-    }
+    std::env::var_os("PIPELINE_REDIS_DETAIL")?;
     procs::redis_command_table(stack.redis.as_ref()?.port)
 }
 

@@ -292,7 +292,7 @@ pub fn print_command_costs(
         })
         .filter(|(_, calls, _)| *calls > 0)
         .collect();
-    rows.sort_by(|a, b| b.2.cmp(&a.2));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.2));
     eprintln!(
         "{label}: Redis commands per delivery ({deliveries} deliveries): calls, µs inside Redis"
     );
