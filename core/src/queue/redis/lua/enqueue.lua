@@ -116,11 +116,7 @@ for _ = 1, n_events do
       end
       if keep > 0 then
         local hk = p .. ':hist:' .. bot
-        local entries = logged[bot]
-        if entries == nil then
-          entries = {}
-          logged[bot] = entries
-        end
+        local entries = list_at(logged, bot)
         table.insert(entries, created)
         table.insert(entries, id)
         if msg ~= '' then

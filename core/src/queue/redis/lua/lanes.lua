@@ -116,13 +116,19 @@ local function lane_changes()
   return {adds = {}, removes = {}, touched = {}, holds = {}}
 end
 
+-- The list `map[key]`, made empty if there is none yet.
+local function list_at(map, key)
+  local list = map[key]
+  if list == nil then
+    list = {}
+    map[key] = list
+  end
+  return list
+end
+
 -- Job `id` goes (back) into `lane`, due at `score`.
 local function lane_add(changes, lane, score, id)
-  local adds = changes.adds[lane]
-  if adds == nil then
-    adds = {}
-    changes.adds[lane] = adds
-  end
+  local adds = list_at(changes.adds, lane)
   table.insert(adds, score)
   table.insert(adds, id)
   changes.touched[lane] = true
@@ -130,12 +136,7 @@ end
 
 -- Job `id` leaves `lane`.
 local function lane_remove(changes, lane, id)
-  local removes = changes.removes[lane]
-  if removes == nil then
-    removes = {}
-    changes.removes[lane] = removes
-  end
-  table.insert(removes, id)
+  table.insert(list_at(changes.removes, lane), id)
   changes.touched[lane] = true
 end
 
