@@ -19,16 +19,15 @@ use tokio::sync::oneshot;
 use super::fault::Fault;
 use super::tables::{Commit, Tables};
 use crate::queue::QueueError;
-use crate::queue::pace::Pace;
+use crate::queue::pace::{ACK_RIDE, Pace};
 
 /// The most operations one transaction takes.
 const MAX_GROUP: usize = 512;
 
 /// How long an operation that may wait (an ack nothing waits on) waits for
-/// another write to share its commit with: at a moderate rate the next
-/// event's enqueue comes within a few milliseconds, and one commit (one
-/// fsync) serves both.
-const SHARE_WAIT: Duration = Duration::from_millis(5);
+/// another write to share its commit with: one commit (one fsync) then
+/// serves both.
+const SHARE_WAIT: Duration = ACK_RIDE;
 
 /// An operation on its way to the committer, and whether it may wait.
 struct Queued {

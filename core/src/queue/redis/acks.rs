@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::connect::Conn;
 use super::scripts::invoke;
 use super::shards::Shards;
-use crate::queue::pace::Pace;
+use crate::queue::pace::{ACK_RIDE, Pace};
 use crate::queue::{Clock, QueueError};
 
 /// At most this many acks per call: a script blocks its Redis while it
@@ -33,7 +33,7 @@ use crate::queue::{Clock, QueueError};
 pub(super) const MAX_PER_CALL: usize = 256;
 
 /// How long an ack that may wait waits for an enqueue to ride with.
-pub(super) const RIDE: Duration = Duration::from_millis(5);
+const RIDE: Duration = ACK_RIDE;
 
 /// One ack waiting for its call.
 pub(super) struct Ack {
