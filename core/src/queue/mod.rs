@@ -193,11 +193,12 @@ pub trait Queue: Send + Sync + 'static {
     async fn ack(&self, lease: &Lease, attempt: Option<&Attempt>) -> Result<bool, QueueError>;
 
     /// [`Queue::ack`] for a delivery nothing waits on (not ordered per
-    /// message): the store may hold the write for a few milliseconds to
-    /// make it with the next one (the next enqueue's script, the next group
-    /// commit), which at a moderate rate saves a round trip per delivery. A
-    /// crash meanwhile loses the ack, not the delivery: it is sent again
-    /// with the same `webhook-id` and bytes once its lease ends.
+    /// message): the store may hold the write for up to 50 ms, while writes
+    /// come that often, to make it with the next one (the next enqueue's
+    /// script, the next group commit), which at a moderate rate saves a
+    /// round trip per delivery. A crash meanwhile loses the ack, not the
+    /// delivery: it is sent again with the same `webhook-id` and bytes once
+    /// its lease ends.
     async fn ack_unordered(
         &self,
         lease: &Lease,

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
@@ -23,11 +23,6 @@ use crate::queue::pace::{ACK_RIDE, Pace};
 
 /// The most operations one transaction takes.
 const MAX_GROUP: usize = 512;
-
-/// How long an operation that may wait (an ack nothing waits on) waits for
-/// another write to share its commit with: one commit (one fsync) then
-/// serves both.
-const SHARE_WAIT: Duration = ACK_RIDE;
 
 /// An operation on its way to the committer, and whether it may wait.
 struct Queued {
@@ -97,7 +92,8 @@ impl Committer {
     }
 
     /// [`Committer::write`] for an operation nothing waits on: alone, its
-    /// commit waits up to [`SHARE_WAIT`] for another write to share it.
+    /// commit waits up to [`ACK_RIDE`] for another write to share it (one
+    /// commit, one fsync, then serves both).
     pub(super) async fn write_soon<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut Tables<'_>) -> Result<(T, Commit), Fault> + Send + 'static,
@@ -140,7 +136,7 @@ impl Committer {
 
 fn run(db: &Database, queue: &mpsc::Receiver<Queued>) {
     // Waiting to share a commit is worth it only when the next write that
-    // does not wait is likely within SHARE_WAIT.
+    // does not wait is likely within ACK_RIDE.
     let mut pace = Pace::default();
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -156,8 +152,8 @@ fn run(db: &Database, queue: &mpsc::Receiver<Queued>) {
         if group.iter().any(|q| !q.may_wait) {
             pace.wrote(now);
         }
-        let worth_waiting = pace.expected_within(SHARE_WAIT);
-        let until = now + SHARE_WAIT;
+        let worth_waiting = pace.expected_within(ACK_RIDE);
+        let until = now + ACK_RIDE;
         while worth_waiting && group.len() < MAX_GROUP && group.iter().all(|q| q.may_wait) {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -5,9 +5,9 @@
 //! each; at a moderate rate each ack also woke Redis and then the
 //! dispatcher once more. A task of its own sends them instead. An ack the
 //! caller lets wait ([`Ack::may_wait`]: its delivery is not ordered per
-//! message, so nothing else waits on it) waits up to [`RIDE`], when
-//! enqueues come that often, for an enqueue to the same shard, which takes it into its own script
-//! ([`Acks::take`]); whatever is still waiting then goes in one call per
+//! message, so nothing else waits on it) waits up to [`ACK_RIDE`], when
+//! enqueues come that often, for an enqueue to the same shard, which takes
+//! it into its own script ([`Acks::take`]); whatever is still waiting then goes in one call per
 //! shard. An ack that may not wait goes at once, with all the others. The
 //! delivery was sent before its ack is even queued, so waiting adds nothing
 //! to a delivery's latency; a crash while acks wait costs a second send of
@@ -15,7 +15,6 @@
 //! always could.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use redis::Script;
@@ -30,10 +29,7 @@ use crate::queue::{Clock, QueueError};
 
 /// At most this many acks per call: a script blocks its Redis while it
 /// runs (about ten commands per ack).
-pub(super) const MAX_PER_CALL: usize = 256;
-
-/// How long an ack that may wait waits for an enqueue to ride with.
-const RIDE: Duration = ACK_RIDE;
+const MAX_PER_CALL: usize = 256;
 
 /// One ack waiting for its call.
 pub(super) struct Ack {
@@ -148,7 +144,7 @@ impl Acks {
 }
 
 /// The task: when acks wait, lets those that may wait do so for up to
-/// [`RIDE`], then sends what is left, one call per shard; repeats.
+/// [`ACK_RIDE`], then sends what is left, one call per shard; repeats.
 async fn send_acks(waiting: Arc<Waiting>, script: Script, shards: Arc<Shards>, clock: Clock) {
     loop {
         waiting.changed.notified().await;
@@ -157,7 +153,7 @@ async fn send_acks(waiting: Arc<Waiting>, script: Script, shards: Arc<Shards>, c
             .pace
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .expected_within(RIDE);
+            .expected_within(ACK_RIDE);
         loop {
             let due = {
                 let acks = waiting.lock();
@@ -167,7 +163,7 @@ async fn send_acks(waiting: Arc<Waiting>, script: Script, shards: Arc<Shards>, c
                 !worth_waiting
                     || acks.len() >= MAX_PER_CALL
                     || acks.iter().any(|ack| !ack.may_wait)
-                    || since.elapsed() >= RIDE
+                    || since.elapsed() >= ACK_RIDE
             };
             if due {
                 let acks: Vec<Ack> = {
@@ -179,7 +175,7 @@ async fn send_acks(waiting: Arc<Waiting>, script: Script, shards: Arc<Shards>, c
                 continue;
             }
             tokio::select! {
-                _ = tokio::time::sleep_until(since + RIDE) => {}
+                _ = tokio::time::sleep_until(since + ACK_RIDE) => {}
                 _ = waiting.changed.notified() => {}
             }
         }
